@@ -1,0 +1,138 @@
+//! The command-line interface. Doc comments here are the `--help` text.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "natsup",
+    version,
+    about = "Bootstrap and maintain a TLS-secured NATS server over SSH, safely and repeatably",
+    long_about = "natsup makes a CA and server certificate, renders nats-server.conf and \
+docker-compose.yaml with generated passwords, deploys them over SSH with docker compose, \
+and checks the TLS connection. Every command can be run again safely."
+)]
+pub struct Cli {
+    /// The deployment file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "NATSUP_CONFIG",
+        default_value = "natsup.yaml"
+    )]
+    pub config: PathBuf,
+
+    /// Where natsup keeps CAs, certificates and passwords [default: ~/.local/share/natsup].
+    #[arg(long, global = true, env = "NATSUP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a new natsup.yaml.
+    Init(InitArgs),
+    /// Create missing state and write the bundle that goes to the server.
+    Render(RenderArgs),
+    /// Check the TLS connection, authentication and JetStream for each user.
+    Verify(VerifyArgs),
+    /// The deployment's certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Print one user's connection settings as the env vars bevygap reads.
+    Env(EnvArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Names the deployment (its state directory, CA and contexts).
+    #[arg(long)]
+    pub name: String,
+    /// The public DNS name or IP address that clients dial.
+    #[arg(long)]
+    pub host: String,
+    /// SSH destination: user@host, an ~/.ssh/config alias, or ssh://user@host:port.
+    #[arg(long)]
+    pub ssh: Option<String>,
+    /// SSH private key file.
+    #[arg(long, requires = "ssh")]
+    pub identity: Option<PathBuf>,
+    /// known_hosts file to check the server's host key against.
+    #[arg(long, requires = "ssh")]
+    pub known_hosts: Option<PathBuf>,
+    /// Docker image [default: nats:2.10.21].
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Host port the server is published on [default: 4222].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Host address the port is published on [default: 0.0.0.0, all interfaces].
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+    /// Directory on the server, relative to the SSH user's home or absolute [default: nats-bits].
+    #[arg(long)]
+    pub remote_dir: Option<String>,
+    /// A NATS user; repeat for more [default: matchmaker, matchmaker_httpd, gameserver, webhook].
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<String>,
+    /// Overwrite an existing deployment file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Directory to write the bundle into.
+    #[arg(long, default_value = "natsup-out")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Server URL; with it, verify checks one user and needs no config or state.
+    #[arg(long, env = "NATS_URL")]
+    pub url: Option<String>,
+    /// CA certificate (PEM) the server's certificate must chain to.
+    #[arg(long, env = "NATS_CA")]
+    pub ca: Option<PathBuf>,
+    /// User to check (all of the deployment's users by default).
+    #[arg(long, env = "NATS_USER")]
+    pub user: Option<String>,
+    /// Password, for checking a server without natsup's state. Prefer the NATS_PASSWORD env var:
+    /// a flag is visible to other users in `ps`.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the path of the CA certificate clients should trust (like `mkcert -CAROOT`).
+    Path,
+    /// Print the CA's subject, fingerprint and expiry.
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The user whose settings to print.
+    pub user: String,
+    #[arg(long, value_enum, default_value_t = EnvFormat::Dotenv)]
+    pub format: EnvFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvFormat {
+    Dotenv,
+    Shell,
+    Json,
+}

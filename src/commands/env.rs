@@ -1,0 +1,124 @@
+//! `natsup env USER`: one user's connection settings as the env vars bevygap reads
+//! (`NATS_HOST`, `NATS_USER`, `NATS_PASSWORD`, `NATS_CA`).
+
+use std::net::IpAddr;
+
+use crate::cli::{EnvArgs, EnvFormat};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::state::State;
+
+use super::Context;
+
+pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
+    let config = ctx.load_config()?;
+    if config.user(&args.user).is_none() {
+        return Err(Error::usage(
+            format!(
+                "`{}` is not a user of deployment `{}`",
+                args.user, config.name
+            ),
+            Some(format!(
+                "users are: {}",
+                config
+                    .users
+                    .iter()
+                    .map(|u| u.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ));
+    }
+    let dir = ctx.state_dir(&config);
+    let state = State::load(&config, &dir)?;
+    let ca =
+        std::path::absolute(dir.ca_cert()).map_err(|e| Error::io("resolve", dir.ca_cert(), e))?;
+    let vars = vec![
+        ("NATS_HOST", nats_host(&config)),
+        ("NATS_USER", args.user.clone()),
+        (
+            "NATS_PASSWORD",
+            state
+                .secrets
+                .served_password(&args.user)
+                .expose()
+                .to_string(),
+        ),
+        ("NATS_CA", ca.display().to_string()),
+    ];
+    print!("{}", format_vars(&vars, args.format));
+    Ok(0)
+}
+
+/// bevygap's `NATS_HOST` is `host` or `host:port` (its README: `nats.example.com:4222` or
+/// `1.2.3.4`); the port is left out when it is NATS's default.
+pub fn nats_host(config: &Config) -> String {
+    let host = match config.host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(ip)) if config.port != 4222 => format!("[{ip}]"),
+        _ => config.host.clone(),
+    };
+    if config.port == 4222 {
+        host
+    } else {
+        format!("{host}:{}", config.port)
+    }
+}
+
+pub fn format_vars(vars: &[(&str, String)], format: EnvFormat) -> String {
+    match format {
+        EnvFormat::Dotenv => vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", dotenv_quote(v)))
+            .collect(),
+        EnvFormat::Shell => vars
+            .iter()
+            .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
+            .collect(),
+        EnvFormat::Json => {
+            let map: serde_json::Map<String, serde_json::Value> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+                .collect();
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&map).expect("strings serialize")
+            )
+        }
+    }
+}
+
+fn is_plain(v: &str) -> bool {
+    !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@+,=[]".contains(c))
+}
+
+/// Plain when safe; otherwise double-quoted, which docker compose's env_file and the dotenv
+/// crates both read with `\\`, `\"` and `\$` escapes.
+pub fn dotenv_quote(v: &str) -> String {
+    if is_plain(v) {
+        return v.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '"' | '\\' | '$' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// POSIX single quotes: nothing inside is special but `'` itself.
+pub fn shell_quote(v: &str) -> String {
+    if is_plain(v) {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', r"'\''"))
+    }
+}

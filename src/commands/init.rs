@@ -1,0 +1,43 @@
+//! `natsup init`: writes a new natsup.yaml.
+
+use crate::cli::InitArgs;
+use crate::config::{Config, InitOptions, SshConfig};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+use super::Context;
+
+pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
+    let path = &ctx.config_path;
+    if path.exists() && !args.force {
+        return Err(Error::usage(
+            format!("{} already exists", path.display()),
+            Some("pass --force to overwrite it".to_string()),
+        ));
+    }
+    let ssh = args.ssh.as_deref().map(|dest| SshConfig {
+        identity: args.identity.clone(),
+        known_hosts: args.known_hosts.clone(),
+        ..SshConfig::new(dest)
+    });
+    let config = Config::from_init(InitOptions {
+        name: args.name,
+        host: args.host,
+        ssh,
+        image: args.image,
+        port: args.port,
+        bind: args.bind,
+        remote_dir: args.remote_dir,
+        users: args.users,
+    });
+    let yaml = format!(
+        "# natsup deployment file. It holds no secret: commit it.\n\
+         # Passwords, the CA and the server key live in natsup's state directory.\n{}",
+        config.to_yaml()
+    );
+    // Validate exactly what will be read back, so init never writes a file that won't load.
+    Config::parse(&yaml, path)?;
+    write_atomic(path, yaml.as_bytes(), 0o644)?;
+    println!("wrote {}", path.display());
+    Ok(0)
+}

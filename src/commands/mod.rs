@@ -1,0 +1,48 @@
+//! One file per subcommand. Each takes parsed arguments and the shared [`Context`], does its
+//! work through the pure modules and the executor, and returns the process exit code.
+
+pub mod ca;
+pub mod env;
+pub mod init;
+pub mod render;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::state::StateDir;
+
+/// What every command needs from the global options.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config_path: PathBuf,
+    pub state_base: PathBuf,
+}
+
+impl Context {
+    pub fn from_cli(cli: &Cli) -> Result<Context> {
+        let state_base = match &cli.state_dir {
+            Some(dir) => dir.clone(),
+            None => StateDir::default_base().ok_or_else(|| {
+                Error::usage(
+                    "cannot find a home directory for natsup's state",
+                    Some("pass --state-dir DIR or set NATSUP_STATE_DIR".to_string()),
+                )
+            })?,
+        };
+        Ok(Context {
+            config_path: cli.config.clone(),
+            state_base,
+        })
+    }
+
+    pub fn load_config(&self) -> Result<Config> {
+        Config::load(&self.config_path)
+    }
+
+    pub fn state_dir(&self, config: &Config) -> StateDir {
+        StateDir::new(&self.state_base, &config.name)
+    }
+}

@@ -1,0 +1,546 @@
+//! `natsup.yaml`: the deployment file. It holds no secret and is safe to commit.
+//!
+//! [`Config::load`] parses and validates it once; a `Config` that exists is valid, and nothing
+//! downstream checks it again. Every error names the file and the field path
+//! (`natsup.yaml: users[2].name: ...`).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The tutorial's users (TUTORIAL.md, `nats-server.conf`).
+pub const TUTORIAL_USERS: [&str; 4] = ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"];
+/// The tutorial's image. Its compose file pins `nats:2.10.21`.
+pub const DEFAULT_IMAGE: &str = "nats:2.10.21";
+pub const DEFAULT_REMOTE_DIR: &str = "nats-bits";
+/// The tutorial's SAN list (`mkcert ... localhost ::1 nats`); `host` is always added to it.
+pub const DEFAULT_EXTRA_SANS: [&str; 3] = ["localhost", "::1", "nats"];
+/// 100 MiB, the tutorial's JetStream limits.
+pub const DEFAULT_JETSTREAM_LIMIT: u64 = 100 * 1024 * 1024;
+pub const DEFAULT_CERT_LIFETIME_DAYS: u32 = 365;
+/// Apple's platforms refuse TLS server certificates valid for more than 825 days
+/// (https://support.apple.com/en-us/103769); staying under it keeps every client happy.
+pub const MAX_CERT_LIFETIME_DAYS: u32 = 825;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Names the deployment: its state directory, CA subject and nats contexts.
+    pub name: String,
+    /// The public DNS name or IP that clients dial. Always a SAN of the server certificate.
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshConfig>,
+    /// Where the compose project lives on the server: relative to the SSH user's home, or absolute.
+    #[serde(default = "default_remote_dir")]
+    pub remote_dir: String,
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Host port the server is published on.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Host address the port is published on.
+    #[serde(default = "default_bind")]
+    pub bind: IpAddr,
+    /// SANs besides `host`.
+    #[serde(default = "default_extra_sans")]
+    pub extra_sans: Vec<String>,
+    #[serde(default = "default_users")]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub jetstream: JetStream,
+    #[serde(default)]
+    pub cert: CertSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// `user@host`, an `~/.ssh/config` alias, or `ssh://user@host:port`.
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    pub host_key_policy: HostKeyPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Only hosts already in known_hosts; a first contact needs `--accept-new-host-key`.
+    #[default]
+    Strict,
+    /// Add unknown hosts on first contact; a changed key is still refused.
+    AcceptNew,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Permissions>,
+}
+
+/// NATS per-user permissions, rendered as-is into `authorization.users[].permissions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permissions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<SubjectRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<SubjectRule>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectRule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JetStream {
+    /// Bytes. nats-server's `max_memory_store`.
+    #[serde(default = "default_jetstream_limit")]
+    pub max_memory_store: u64,
+    /// Bytes. nats-server's `max_file_store`.
+    #[serde(default = "default_jetstream_limit")]
+    pub max_file_store: u64,
+}
+
+impl Default for JetStream {
+    fn default() -> Self {
+        JetStream {
+            max_memory_store: DEFAULT_JETSTREAM_LIMIT,
+            max_file_store: DEFAULT_JETSTREAM_LIMIT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSettings {
+    /// Server certificate lifetime, 1..=825 days.
+    #[serde(default = "default_lifetime")]
+    pub lifetime_days: u32,
+}
+
+impl Default for CertSettings {
+    fn default() -> Self {
+        CertSettings {
+            lifetime_days: DEFAULT_CERT_LIFETIME_DAYS,
+        }
+    }
+}
+
+fn default_remote_dir() -> String {
+    DEFAULT_REMOTE_DIR.into()
+}
+fn default_image() -> String {
+    DEFAULT_IMAGE.into()
+}
+fn default_port() -> u16 {
+    4222
+}
+fn default_bind() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+fn default_extra_sans() -> Vec<String> {
+    DEFAULT_EXTRA_SANS.iter().map(|s| s.to_string()).collect()
+}
+fn default_users() -> Vec<User> {
+    TUTORIAL_USERS.iter().map(|n| User::named(n)).collect()
+}
+fn default_jetstream_limit() -> u64 {
+    DEFAULT_JETSTREAM_LIMIT
+}
+fn default_lifetime() -> u32 {
+    DEFAULT_CERT_LIFETIME_DAYS
+}
+
+impl User {
+    pub fn named(name: &str) -> Self {
+        User {
+            name: name.into(),
+            permissions: None,
+        }
+    }
+}
+
+/// The values `natsup init` (and the built-in local deployment) start from.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub name: String,
+    pub host: String,
+    pub ssh: Option<SshConfig>,
+    pub image: Option<String>,
+    pub port: Option<u16>,
+    pub bind: Option<IpAddr>,
+    pub remote_dir: Option<String>,
+    pub users: Vec<String>,
+}
+
+impl Config {
+    /// A config with the tutorial's defaults for everything not given.
+    pub fn from_init(opts: InitOptions) -> Config {
+        Config {
+            name: opts.name,
+            host: opts.host,
+            ssh: opts.ssh,
+            remote_dir: opts.remote_dir.unwrap_or_else(default_remote_dir),
+            image: opts.image.unwrap_or_else(default_image),
+            port: opts.port.unwrap_or_else(default_port),
+            bind: opts.bind.unwrap_or_else(default_bind),
+            extra_sans: default_extra_sans(),
+            users: if opts.users.is_empty() {
+                default_users()
+            } else {
+                opts.users.iter().map(|n| User::named(n)).collect()
+            },
+            jetstream: JetStream::default(),
+            cert: CertSettings::default(),
+        }
+    }
+
+    /// The deployment `natsup up --local` uses when there is no natsup.yaml: this machine's
+    /// Docker, reachable on localhost only, with the tutorial's four users.
+    pub fn local_default() -> Config {
+        Config::from_init(InitOptions {
+            name: "local".into(),
+            host: "localhost".into(),
+            ssh: None,
+            image: None,
+            port: None,
+            bind: Some(IpAddr::from([127, 0, 0, 1])),
+            remote_dir: Some("natsup-local".into()),
+            users: Vec::new(),
+        })
+    }
+
+    pub fn load(file: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(file).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::usage(
+                format!("no deployment file at {}", file.display()),
+                Some(
+                    "create one with `natsup init --name NAME --host HOST`, or point at it with -c FILE"
+                        .to_string(),
+                ),
+            ),
+            _ => Error::io("read", file, e),
+        })?;
+        Config::parse(&text, file)
+    }
+
+    /// Parses and validates; `file` only names the source in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            Error::Config {
+                file: file.to_path_buf(),
+                // serde_path_to_error says "." for the root.
+                path: if path == "." { String::new() } else { path },
+                message: strip_location(&message),
+            }
+        })?;
+        config.validate().map_err(|v| Error::Config {
+            file: file.to_path_buf(),
+            path: v.path,
+            message: v.message,
+        })?;
+        Ok(config)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a Config always serializes")
+    }
+
+    /// All SANs of the server certificate: `host` first, then the extra ones, without repeats.
+    pub fn sans(&self) -> Vec<String> {
+        let mut sans = vec![self.host.clone()];
+        for san in &self.extra_sans {
+            if !sans.iter().any(|s| s.eq_ignore_ascii_case(san)) {
+                sans.push(san.clone());
+            }
+        }
+        sans
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// `nats://host:port`, bracketing IPv6 literals.
+    pub fn url(&self) -> String {
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("nats://[{ip}]:{}", self.port),
+            _ => format!("nats://{}:{}", self.host, self.port),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        check_name(&self.name).at("name")?;
+        check_host(&self.host).at("host")?;
+        if let Some(ssh) = &self.ssh {
+            check_ssh_destination(&ssh.destination).at("ssh.destination")?;
+            if ssh.port == Some(0) {
+                return Err(Invalid::new("ssh.port", "0 is not a valid port (1-65535)"));
+            }
+        }
+        check_remote_dir(&self.remote_dir).at("remote_dir")?;
+        check_image(&self.image).at("image")?;
+        if self.port == 0 {
+            return Err(Invalid::new("port", "0 is not a valid port (1-65535)"));
+        }
+        for (i, san) in self.extra_sans.iter().enumerate() {
+            check_host(san).at(&format!("extra_sans[{i}]"))?;
+        }
+        if self.users.is_empty() {
+            return Err(Invalid::new(
+                "users",
+                "at least one user is needed (leave `users` out for the tutorial's four)",
+            ));
+        }
+        for (i, user) in self.users.iter().enumerate() {
+            let at = format!("users[{i}]");
+            check_user_name(&user.name).at(&format!("{at}.name"))?;
+            if let Some(j) = self.users[..i].iter().position(|u| u.name == user.name) {
+                return Err(Invalid::new(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is already users[{j}]; user names must be unique",
+                        user.name
+                    ),
+                ));
+            }
+            if let Some(p) = &user.permissions {
+                for (kind, rule) in [("publish", &p.publish), ("subscribe", &p.subscribe)] {
+                    let Some(rule) = rule else { continue };
+                    for (list, subjects) in [("allow", &rule.allow), ("deny", &rule.deny)] {
+                        for (k, subject) in subjects.iter().enumerate() {
+                            check_subject(subject)
+                                .at(&format!("{at}.permissions.{kind}.{list}[{k}]"))?;
+                        }
+                    }
+                }
+            }
+        }
+        if self.jetstream.max_memory_store == 0 {
+            return Err(Invalid::new(
+                "jetstream.max_memory_store",
+                "must be more than 0 bytes",
+            ));
+        }
+        if self.jetstream.max_file_store == 0 {
+            return Err(Invalid::new(
+                "jetstream.max_file_store",
+                "must be more than 0 bytes",
+            ));
+        }
+        let days = self.cert.lifetime_days;
+        if !(1..=MAX_CERT_LIFETIME_DAYS).contains(&days) {
+            return Err(Invalid::new(
+                "cert.lifetime_days",
+                format!(
+                    "{days} is out of range: a certificate lives 1 to {MAX_CERT_LIFETIME_DAYS} days \
+                     (825 is the most Apple's TLS clients accept)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SshConfig {
+    /// Splits `ssh://user@host:port` into destination and port; other forms pass through.
+    pub fn new(destination: &str) -> SshConfig {
+        let (destination, port) = match destination.strip_prefix("ssh://") {
+            Some(rest) => match rest.rsplit_once(':') {
+                Some((d, p)) if !d.ends_with(']') || d.contains('[') => match p.parse::<u16>() {
+                    Ok(port) => (d.to_string(), Some(port)),
+                    Err(_) => (rest.to_string(), None),
+                },
+                _ => (rest.to_string(), None),
+            },
+            None => (destination.to_string(), None),
+        };
+        SshConfig {
+            destination,
+            port,
+            identity: None,
+            known_hosts: None,
+            host_key_policy: HostKeyPolicy::Strict,
+        }
+    }
+}
+
+/// A validation failure before the file name is attached.
+#[derive(Debug)]
+struct Invalid {
+    path: String,
+    message: String,
+}
+
+impl Invalid {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+trait At<T> {
+    fn at(self, path: &str) -> Result<T, Invalid>;
+}
+
+impl<T> At<T> for Result<T, String> {
+    fn at(self, path: &str) -> Result<T, Invalid> {
+        self.map_err(|message| Invalid::new(path, message))
+    }
+}
+
+/// serde_norway appends " at line L column C" to messages; the field path says more.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid deployment name (1-64 letters, digits, _ and -, not starting with -)"
+        ))
+    }
+}
+
+/// nats-server accepts almost anything as a user name, but clients put it in URLs, env files
+/// and nats context names; this set survives all of them unquoted.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid NATS user name (letters, digits, _ and - only)"
+        ))
+    }
+}
+
+/// A DNS name (RFC 1123 labels) or an IP address.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if !name.is_empty() && name.len() <= 253 && name.split('.').all(valid_label) {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not a valid hostname or IP address"))
+    }
+}
+
+fn check_ssh_destination(dest: &str) -> Result<(), String> {
+    // A leading '-' would be read by ssh as an option.
+    if dest.is_empty()
+        || dest.starts_with('-')
+        || dest.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        Err(format!(
+            "{dest:?} is not an SSH destination (user@host, an ~/.ssh/config alias, or ssh://user@host:port)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_remote_dir(dir: &str) -> Result<(), String> {
+    let bad = dir.is_empty()
+        || dir.chars().any(|c| c.is_control())
+        || dir.trim_end_matches('/').is_empty()
+        || dir.split('/').any(|part| part == "..")
+        || dir.trim_end_matches('/') == ".";
+    if bad {
+        Err(format!(
+            "{dir:?} is not a usable directory (a path relative to the SSH user's home, or absolute; no `..`)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_image(image: &str) -> Result<(), String> {
+    if image.is_empty()
+        || image.starts_with('-')
+        || image.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        Err(format!(
+            "{image:?} is not a Docker image reference (like nats:2.10.21)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A NATS subject or wildcard pattern: dot-separated non-empty tokens with no whitespace;
+/// `>` only as the last token.
+fn check_subject(subject: &str) -> Result<(), String> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let ok = !subject.is_empty()
+        && !subject.chars().any(|c| c.is_whitespace() || c.is_control())
+        && tokens.iter().all(|t| !t.is_empty())
+        && tokens
+            .iter()
+            .enumerate()
+            .all(|(i, t)| *t != ">" || i == tokens.len() - 1);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{subject:?} is not a NATS subject (dot-separated tokens, no spaces, `>` only at the end)"
+        ))
+    }
+}
+
+impl fmt::Display for HostKeyPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostKeyPolicy::Strict => "strict",
+            HostKeyPolicy::AcceptNew => "accept-new",
+        })
+    }
+}

@@ -1,0 +1,47 @@
+//! natsup: bootstrap and maintain a TLS-secured NATS server over SSH.
+//!
+//! Where things are:
+//! - certificates are made in [`pki`], passwords in [`passwords`];
+//! - files are rendered in [`render`] from `templates/`;
+//! - local secrets live in [`state`];
+//! - the network is touched only in [`verify`] and [`tls_probe`] (NATS clients).
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod passwords;
+pub mod pki;
+pub mod render;
+pub mod secret;
+pub mod state;
+pub mod tls_probe;
+pub mod verify;
+
+use cli::{Cli, Command};
+use error::Result;
+
+/// Runs one parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    // async-nats and our probes use ring; installing it explicitly avoids rustls' panic when
+    // more than one provider is compiled in (FACTS.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ctx = commands::Context::from_cli(&cli)?;
+    match cli.command {
+        Command::Init(args) => commands::init::run(&ctx, args),
+        Command::Render(args) => commands::render::run(&ctx, args),
+        Command::Verify(args) => commands::verify::run(&ctx, args),
+        Command::Ca { command } => commands::ca::run(&ctx, command),
+        Command::Env(args) => commands::env::run(&ctx, args),
+    }
+}
+
+/// A runtime for the commands that talk to the network.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime")
+}

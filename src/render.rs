@@ -1,0 +1,252 @@
+//! Where files are rendered: `nats-server.conf` and `docker-compose.yaml` from the askama
+//! templates in `templates/`, and the bundle of files that goes to the server.
+//!
+//! Pure: the same (config, state) always gives byte-identical output, which is what lets
+//! `natsup up` compare a render with what the server has and do nothing when they match.
+
+use std::fmt::{self, Display};
+use std::net::IpAddr;
+
+use askama::Template;
+
+use crate::config::{Config, Permissions};
+use crate::state::State;
+
+/// Where the server finds its files inside the container (the tutorial's volume layout).
+pub const CONTAINER_CONFIG_DIR: &str = "/config";
+pub const CONTAINER_STORE_DIR: &str = "/data";
+pub const CONTAINER_LISTEN: &str = "0.0.0.0:4222";
+pub const CONF_FILE: &str = "nats-config/nats-server.conf";
+pub const COMPOSE_FILE: &str = "docker-compose.yaml";
+
+/// The paths and listen address written into `nats-server.conf`. The container's by default;
+/// tests render the same config with local paths to run it under a local nats-server.
+#[derive(Debug, Clone)]
+pub struct ConfPaths {
+    pub listen: String,
+    pub cert_file: String,
+    pub key_file: String,
+    pub store_dir: String,
+}
+
+impl ConfPaths {
+    pub fn container(tls: &TlsNames) -> ConfPaths {
+        ConfPaths {
+            listen: CONTAINER_LISTEN.into(),
+            cert_file: format!("{CONTAINER_CONFIG_DIR}/{}", tls.cert),
+            key_file: format!("{CONTAINER_CONFIG_DIR}/{}", tls.key),
+            store_dir: CONTAINER_STORE_DIR.into(),
+        }
+    }
+}
+
+/// File names of the server certificate and key inside `nats-config/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsNames {
+    pub cert: String,
+    pub key: String,
+}
+
+impl TlsNames {
+    /// The tutorial's names, used by `natsup render`.
+    pub fn plain() -> TlsNames {
+        TlsNames {
+            cert: "nats-server-cert.pem".into(),
+            key: "nats-server-key.pem".into(),
+        }
+    }
+
+    /// Names unique to one certificate, used on the server: a new certificate is written
+    /// beside the old one, and the rename of `nats-server.conf` that points at it is the single
+    /// commit point of a change.
+    pub fn versioned(serial: &str) -> TlsNames {
+        let id = &serial[..serial.len().min(16)];
+        TlsNames {
+            cert: format!("nats-server-cert-{id}.pem"),
+            key: format!("nats-server-key-{id}.pem"),
+        }
+    }
+}
+
+/// One file of the bundle; `path` is relative to the deployment directory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BundleFile {
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+impl BundleFile {
+    /// Private keys are never shown, diffed or logged.
+    pub fn is_secret(&self) -> bool {
+        self.mode & 0o077 == 0
+    }
+}
+
+impl fmt::Debug for BundleFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BundleFile")
+            .field("path", &self.path)
+            .field("bytes", &self.contents.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
+/// The exact set of files that goes to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    pub files: Vec<BundleFile>,
+}
+
+impl Bundle {
+    pub fn get(&self, path: &str) -> Option<&BundleFile> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}
+
+/// Renders the bundle: compose file, server config, and the server certificate and key.
+pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
+    let conf = nats_conf(config, state, &ConfPaths::container(tls));
+    Bundle {
+        files: vec![
+            BundleFile {
+                path: COMPOSE_FILE.into(),
+                contents: compose(config).into_bytes(),
+                mode: 0o644,
+            },
+            BundleFile {
+                path: CONF_FILE.into(),
+                contents: conf.into_bytes(),
+                mode: 0o644,
+            },
+            BundleFile {
+                path: format!("nats-config/{}", tls.cert),
+                contents: state.server.cert_pem.clone().into_bytes(),
+                mode: 0o644,
+            },
+            BundleFile {
+                // 0600 on the host; the official image runs nats-server as root, so the
+                // container still reads it.
+                path: format!("nats-config/{}", tls.key),
+                contents: state.server.key_pem.expose().as_bytes().to_vec(),
+                mode: 0o600,
+            },
+        ],
+    }
+}
+
+#[derive(Template)]
+#[template(path = "nats-server.conf", escape = "none")]
+struct NatsConf<'a> {
+    deployment: &'a str,
+    listen: &'a str,
+    users: Vec<ConfUser<'a>>,
+    cert_file: &'a str,
+    key_file: &'a str,
+    store_dir: &'a str,
+    max_memory_store: u64,
+    max_file_store: u64,
+}
+
+struct ConfUser<'a> {
+    name: &'a str,
+    bcrypt: &'a str,
+    permissions: Option<&'a Permissions>,
+}
+
+/// `nats-server.conf`: the tutorial's config with bcrypt hashes instead of passwords.
+pub fn nats_conf(config: &Config, state: &State, paths: &ConfPaths) -> String {
+    let users = config
+        .users
+        .iter()
+        .map(|u| ConfUser {
+            name: &u.name,
+            bcrypt: state.secrets.served_hash(&u.name),
+            permissions: u.permissions.as_ref(),
+        })
+        .collect();
+    NatsConf {
+        deployment: &config.name,
+        listen: &paths.listen,
+        users,
+        cert_file: &paths.cert_file,
+        key_file: &paths.key_file,
+        store_dir: &paths.store_dir,
+        max_memory_store: config.jetstream.max_memory_store,
+        max_file_store: config.jetstream.max_file_store,
+    }
+    .render()
+    .expect("the nats-server.conf template renders from any valid config")
+        + "\n"
+}
+
+#[derive(Template)]
+#[template(path = "docker-compose.yaml", escape = "none")]
+struct Compose<'a> {
+    deployment: &'a str,
+    image: &'a str,
+    command: String,
+    ports: String,
+}
+
+/// `docker-compose.yaml`: the tutorial's file, with the port published on `bind`.
+pub fn compose(config: &Config) -> String {
+    let bind = match config.bind {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    Compose {
+        deployment: &config.name,
+        image: &config.image,
+        command: format!("--config {CONTAINER_CONFIG_DIR}/nats-server.conf"),
+        ports: format!("{bind}:{}:4222", config.port),
+    }
+    .render()
+    .expect("the docker-compose.yaml template renders from any valid config")
+        + "\n"
+}
+
+/// A NATS config double-quoted string. Inside double quotes nats-server reads `$` literally
+/// (no variable expansion) and knows only the escapes `\xXX \t \n \r \" \\` (FACTS.md), so
+/// everything else passes through and control characters become `\xXX`.
+pub fn nats_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A YAML single-quoted scalar for a compose file. YAML's only escape inside single quotes is
+/// `''`; Compose then interpolates `$VAR`, so a literal `$` is written `$$`. Newlines cannot be
+/// represented faithfully in a single-quoted scalar, but no validated config value has one.
+pub fn yaml_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''").replace('$', "$$"))
+}
+
+mod filters {
+    use super::*;
+
+    #[askama::filter_fn]
+    pub fn nats<T: Display>(value: T, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(nats_quote(&value.to_string()))
+    }
+
+    #[askama::filter_fn]
+    pub fn yaml<T: Display>(value: T, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(yaml_quote(&value.to_string()))
+    }
+}

@@ -1,0 +1,631 @@
+//! Checks a running NATS server the way its clients will meet it: TLS trusting only the CA,
+//! each user's password, a round trip, JetStream KV, and that the wrong ways in are refused.
+//!
+//! The report follows the nats CLI's check convention (`nats server check connection`):
+//! every check is OK, WARNING, CRITICAL or UNKNOWN, and the worst one is the exit code.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::config::Permissions;
+use crate::pki;
+use crate::secret::Secret;
+use crate::tls_probe;
+
+/// A check's outcome. Ordered so that the worst is the greatest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    /// The nats CLI's check exit codes.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// Where the server is and what it must prove.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` to dial.
+    pub addr: String,
+    /// The name the certificate must carry (DNS name or IP).
+    pub host: String,
+    /// PEM of the CA (or CAs) to trust, and nothing else.
+    pub ca_pem: String,
+}
+
+impl Target {
+    /// From a `nats://host:port` (or `tls://`) URL; the port defaults to 4222.
+    pub fn from_url(url: &str, ca_pem: String) -> Result<Target, String> {
+        let rest = url
+            .split_once("://")
+            .map(|(scheme, rest)| match scheme {
+                "nats" | "tls" => Ok(rest),
+                _ => Err(format!("{url:?}: the scheme must be nats:// or tls://")),
+            })
+            .unwrap_or(Ok(url))?;
+        let hostport = rest
+            .rsplit_once('@')
+            .map_or(rest, |(_, h)| h)
+            .trim_end_matches('/');
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, tail) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{url:?}: unclosed [ in the host"))?;
+            (
+                h.to_string(),
+                tail.strip_prefix(':').unwrap_or("4222").to_string(),
+            )
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.to_string()),
+                None => (hostport.to_string(), "4222".to_string()),
+            }
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{url:?}: {port:?} is not a port"))?;
+        if host.is_empty() {
+            return Err(format!("{url:?} has no host"));
+        }
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Target { addr, host, ca_pem })
+    }
+
+    pub fn url(&self) -> String {
+        format!("tls://{}", self.addr)
+    }
+}
+
+/// One user to check.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: Secret,
+    /// The user's permissions, when known: the JetStream check is skipped if they forbid it.
+    pub permissions: Option<Permissions>,
+}
+
+/// When a figure turns a check WARNING or CRITICAL.
+#[derive(Debug, Clone, Serialize)]
+pub struct Thresholds {
+    pub connect_warn: Duration,
+    pub connect_critical: Duration,
+    pub rtt_warn: Duration,
+    pub rtt_critical: Duration,
+    pub cert_warn_days: i64,
+    pub cert_critical_days: i64,
+}
+
+impl Default for Thresholds {
+    /// The nats CLI's defaults (warn 500 ms, critical 1 s); a certificate warns under 30 days.
+    fn default() -> Self {
+        Thresholds {
+            connect_warn: Duration::from_millis(500),
+            connect_critical: Duration::from_secs(1),
+            rtt_warn: Duration::from_millis(500),
+            rtt_critical: Duration::from_secs(1),
+            cert_warn_days: 30,
+            cert_critical_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// `server`, or the user name the check ran as.
+    pub scope: String,
+    /// Stable identifier: `tls_certificate`, `plaintext_refused`, `wrong_password_refused`,
+    /// `connect`, `rtt`, `jetstream_kv`.
+    pub check: &'static str,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub url: String,
+    pub status: Status,
+    /// Days until the served certificate expires, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_days_left: Option<i64>,
+    /// Serial of the served certificate (lowercase hex), when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_serial: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> i32 {
+        self.status.exit_code()
+    }
+
+    pub fn check(&self, scope: &str, check: &str) -> Option<&Check> {
+        self.checks
+            .iter()
+            .find(|c| c.scope == scope && c.check == check)
+    }
+}
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs every check against `target` for each login.
+pub async fn verify(target: &Target, logins: &[Login], limits: &Thresholds) -> Report {
+    let mut checks = Vec::new();
+    let (cert, days, serial) = check_certificate(target, limits).await;
+    checks.push(cert);
+    checks.push(check_plaintext_refused(target).await);
+    if let Some(first) = logins.first() {
+        checks.push(check_wrong_password_refused(target, &first.user).await);
+    }
+    for login in logins {
+        checks.extend(check_login(target, login, limits).await);
+    }
+    let status = checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Unknown);
+    Report {
+        url: target.url(),
+        status,
+        cert_days_left: days,
+        cert_serial: serial,
+        checks,
+    }
+}
+
+fn server_check(check: &'static str, status: Status, detail: impl Into<String>) -> Check {
+    Check {
+        scope: "server".into(),
+        check,
+        status,
+        seconds: None,
+        detail: detail.into(),
+    }
+}
+
+async fn check_certificate(
+    target: &Target,
+    limits: &Thresholds,
+) -> (Check, Option<i64>, Option<String>) {
+    let name = "tls_certificate";
+    let probe = match tls_probe::probe(&target.addr, &target.host, STEP_TIMEOUT).await {
+        Ok(p) => p,
+        Err(e) => return (server_check(name, Status::Critical, e), None, None),
+    };
+    let Some(leaf) = probe.chain.first() else {
+        return (
+            server_check(
+                name,
+                Status::Critical,
+                "the server presented no certificate",
+            ),
+            None,
+            None,
+        );
+    };
+    let info = match pki::inspect_der(leaf) {
+        Ok(i) => i,
+        Err(e) => return (server_check(name, Status::Critical, e.0), None, None),
+    };
+    let days = info.days_left(time::OffsetDateTime::now_utc());
+    let serial = Some(info.serial.clone());
+    if let Err(e) = pki::verify_server_chain(&target.ca_pem, &probe.chain, &target.host) {
+        let detail = format!(
+            "serial {}: not trusted for {}: {}",
+            info.serial, target.host, e.0
+        );
+        return (
+            server_check(name, Status::Critical, detail),
+            Some(days),
+            serial,
+        );
+    }
+    let status = if days < limits.cert_critical_days {
+        Status::Critical
+    } else if days < limits.cert_warn_days {
+        Status::Warning
+    } else {
+        Status::Ok
+    };
+    let detail = format!(
+        "chains to the CA, names {}, expires {} ({days} days left)",
+        target.host,
+        info.not_after.date()
+    );
+    (server_check(name, status, detail), Some(days), serial)
+}
+
+/// A client that skips TLS must be turned away. Sends a CONNECT with throwaway credentials,
+/// never a real password, over the plaintext socket.
+async fn check_plaintext_refused(target: &Target) -> Check {
+    let name = "plaintext_refused";
+    let attempt = async {
+        let mut tcp = TcpStream::connect(&target.addr)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let info = tls_probe::read_info(&mut tcp).await?;
+        let required = info
+            .get("tls_required")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let junk = crate::passwords::generate();
+        let connect = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\"user\":\"natsup-probe\",\"pass\":\"{}\"}}\r\nPING\r\n",
+            junk.expose()
+        );
+        let _ = tcp.write_all(connect.as_bytes()).await;
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        // Read until the server closes or answers; PONG means it accepted plaintext.
+        let _ = timeout(Duration::from_secs(3), async {
+            while let Ok(n) = tcp.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(4).any(|w| w == b"PONG") {
+                    break;
+                }
+            }
+        })
+        .await;
+        Ok::<_, String>((required, got.windows(4).any(|w| w == b"PONG")))
+    };
+    match timeout(STEP_TIMEOUT, attempt).await {
+        Err(_) => server_check(name, Status::Unknown, "no answer in time"),
+        Ok(Err(e)) => server_check(name, Status::Critical, e),
+        Ok(Ok((_, true))) => server_check(
+            name,
+            Status::Critical,
+            "the server accepted a plaintext client",
+        ),
+        Ok(Ok((true, false))) => server_check(name, Status::Ok, "the server requires TLS"),
+        Ok(Ok((false, false))) => server_check(
+            name,
+            Status::Warning,
+            "the server refused the client but does not advertise tls_required",
+        ),
+    }
+}
+
+async fn check_wrong_password_refused(target: &Target, user: &str) -> Check {
+    let name = "wrong_password_refused";
+    let login = Login {
+        user: user.to_string(),
+        password: crate::passwords::generate(),
+        permissions: None,
+    };
+    match connect(target, &login).await {
+        Ok(client) => {
+            drop(client);
+            server_check(
+                name,
+                Status::Critical,
+                format!("a wrong password for {user} was accepted"),
+            )
+        }
+        Err(e) if is_auth_error(&e) => {
+            server_check(name, Status::Ok, format!("refused for {user}"))
+        }
+        Err(e) => server_check(name, Status::Unknown, format!("could not tell: {e}")),
+    }
+}
+
+fn is_auth_error(e: &str) -> bool {
+    let e = e.to_ascii_lowercase();
+    e.contains("authorization") || e.contains("authentication")
+}
+
+/// A rustls client config that trusts exactly the CAs in `ca_pem`.
+pub fn client_tls(ca_pem: &str) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in pki::pem_certs(ca_pem).map_err(|e| e.0)? {
+        roots
+            .add(ca)
+            .map_err(|e| format!("CA certificate rejected: {e}"))?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// Connects with TLS required, trusting only the target's CA.
+pub async fn connect(target: &Target, login: &Login) -> Result<async_nats::Client, String> {
+    let tls = client_tls(&target.ca_pem)?;
+    let options = async_nats::ConnectOptions::with_user_and_password(
+        login.user.clone(),
+        login.password.expose().to_string(),
+    )
+    .require_tls(true)
+    .tls_client_config(tls)
+    .connection_timeout(STEP_TIMEOUT)
+    .name("natsup verify");
+    timeout(STEP_TIMEOUT * 2, options.connect(target.url()))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| {
+            // async-nats nests the server's -ERR inside; the chain is the useful part.
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg = format!("{msg}: {s}");
+                source = s.source();
+            }
+            msg
+        })
+}
+
+fn user_check(
+    login: &Login,
+    check: &'static str,
+    status: Status,
+    seconds: Option<f64>,
+    detail: impl Into<String>,
+) -> Check {
+    Check {
+        scope: login.user.clone(),
+        check,
+        status,
+        seconds,
+        detail: detail.into(),
+    }
+}
+
+fn grade(elapsed: Duration, warn: Duration, critical: Duration) -> Status {
+    if elapsed >= critical {
+        Status::Critical
+    } else if elapsed >= warn {
+        Status::Warning
+    } else {
+        Status::Ok
+    }
+}
+
+async fn check_login(target: &Target, login: &Login, limits: &Thresholds) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let started = Instant::now();
+    let client = match connect(target, login).await {
+        Ok(c) => c,
+        Err(e) => {
+            let hint = if is_auth_error(&e) {
+                " (the password natsup has is not the one the server has: run `natsup up`)"
+            } else {
+                ""
+            };
+            checks.push(user_check(
+                login,
+                "connect",
+                Status::Critical,
+                None,
+                format!("{e}{hint}"),
+            ));
+            return checks;
+        }
+    };
+    let connect_time = started.elapsed();
+    checks.push(user_check(
+        login,
+        "connect",
+        grade(connect_time, limits.connect_warn, limits.connect_critical),
+        Some(connect_time.as_secs_f64()),
+        format!("connected and authenticated in {}", ms(connect_time)),
+    ));
+
+    checks.push(match timeout(STEP_TIMEOUT, round_trip(&client)).await {
+        Ok(Ok(rtt)) => user_check(
+            login,
+            "rtt",
+            grade(rtt, limits.rtt_warn, limits.rtt_critical),
+            Some(rtt.as_secs_f64()),
+            format!("100-byte message to its own inbox and back in {}", ms(rtt)),
+        ),
+        Ok(Err(e)) => user_check(login, "rtt", Status::Critical, None, e),
+        Err(_) => user_check(
+            login,
+            "rtt",
+            Status::Critical,
+            None,
+            "no message back within 5 s",
+        ),
+    });
+
+    if jetstream_permitted(login.permissions.as_ref()) {
+        let started = Instant::now();
+        checks.push(
+            match timeout(STEP_TIMEOUT * 2, kv_round_trip(&client)).await {
+                Ok(Ok(bucket)) => user_check(
+                    login,
+                    "jetstream_kv",
+                    Status::Ok,
+                    Some(started.elapsed().as_secs_f64()),
+                    format!("put, get and delete in a temporary bucket {bucket}"),
+                ),
+                Ok(Err(e)) => user_check(login, "jetstream_kv", Status::Critical, None, e),
+                Err(_) => user_check(
+                    login,
+                    "jetstream_kv",
+                    Status::Critical,
+                    None,
+                    "JetStream did not answer within 10 s",
+                ),
+            },
+        );
+    } else {
+        checks.push(user_check(
+            login,
+            "jetstream_kv",
+            Status::Ok,
+            None,
+            "skipped: the user's permissions do not allow the JetStream API",
+        ));
+    }
+    drop(client);
+    checks
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Publish to an inbox this client subscribed to, and time until it comes back: async-nats has
+/// no RTT call, and `flush()` is not a round trip (FACTS.md).
+async fn round_trip(client: &async_nats::Client) -> Result<Duration, String> {
+    use futures_util::StreamExt;
+    let inbox = client.new_inbox();
+    let mut sub = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| format!("subscribe failed: {e}"))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| format!("flush failed: {e}"))?;
+    let started = Instant::now();
+    client
+        .publish(inbox, vec![b'x'; 100].into())
+        .await
+        .map_err(|e| format!("publish failed: {e}"))?;
+    sub.next()
+        .await
+        .ok_or_else(|| "the subscription closed".to_string())?;
+    Ok(started.elapsed())
+}
+
+/// Creates a short-lived KV bucket, puts, gets and deletes a key, and removes the bucket.
+async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).expect("the OS random number generator failed");
+    let bucket = format!("natsup_verify_{}", hex::encode(suffix));
+    let kv = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: bucket.clone(),
+            history: 1,
+            // If this run dies before cleaning up, the bucket's data expires on its own.
+            max_age: Duration::from_secs(60),
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot create KV bucket: {e}"))?;
+    let result = async {
+        let value = bucket.as_bytes().to_vec();
+        kv.put("check", value.clone().into())
+            .await
+            .map_err(|e| format!("KV put failed: {e}"))?;
+        let got = kv
+            .get("check")
+            .await
+            .map_err(|e| format!("KV get failed: {e}"))?;
+        if got.as_deref() != Some(&value[..]) {
+            return Err("KV get returned something other than what was put".to_string());
+        }
+        kv.delete("check")
+            .await
+            .map_err(|e| format!("KV delete failed: {e}"))?;
+        Ok(())
+    }
+    .await;
+    let cleanup = js.delete_key_value(&bucket).await;
+    result?;
+    cleanup.map_err(|e| format!("cannot delete KV bucket {bucket}: {e}"))?;
+    Ok(bucket)
+}
+
+/// Whether the user's permissions let it use the JetStream API and receive replies.
+pub fn jetstream_permitted(perms: Option<&Permissions>) -> bool {
+    let Some(p) = perms else { return true };
+    let publish_ok = p
+        .publish
+        .as_ref()
+        .is_none_or(|r| permits(r, "$JS.API.STREAM.CREATE.KV_natsup"));
+    let subscribe_ok = p
+        .subscribe
+        .as_ref()
+        .is_none_or(|r| permits(r, "_INBOX.natsup"));
+    publish_ok && subscribe_ok
+}
+
+fn permits(rule: &crate::config::SubjectRule, subject: &str) -> bool {
+    let allowed = rule.allow.is_empty() || rule.allow.iter().any(|p| subject_matches(p, subject));
+    allowed && !rule.deny.iter().any(|p| subject_matches(p, subject))
+}
+
+/// NATS wildcard matching: `*` is one token, `>` one or more trailing tokens.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(subject_matches(">", "a.b"));
+        assert!(subject_matches("$JS.API.>", "$JS.API.STREAM.CREATE.KV_x"));
+        assert!(subject_matches("a.*.c", "a.b.c"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+        assert!(!subject_matches("a.b", "a"));
+    }
+
+    #[test]
+    fn urls() {
+        let t = Target::from_url("nats://nats.example.com", String::new()).unwrap();
+        assert_eq!(
+            (t.addr.as_str(), t.host.as_str()),
+            ("nats.example.com:4222", "nats.example.com")
+        );
+        let t = Target::from_url("tls://u:p@[::1]:4333", String::new()).unwrap();
+        assert_eq!((t.addr.as_str(), t.host.as_str()), ("[::1]:4333", "::1"));
+        assert!(Target::from_url("http://x", String::new()).is_err());
+        assert!(Target::from_url("nats://x:port", String::new()).is_err());
+    }
+}
