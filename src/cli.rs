@@ -48,6 +48,46 @@ pub enum Command {
     },
     /// Print one user's connection settings as the env vars bevygap reads.
     Env(EnvArgs),
+    /// Bring the server in line with config and state, then verify it.
+    Up(UpArgs),
+    /// Show what `up` would change, without changing anything.
+    Plan(PlanArgs),
+}
+
+/// Options shared by the commands that reach the server.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Use this machine's Docker instead of SSH (with no natsup.yaml: a built-in deployment
+    /// named `local` on localhost).
+    #[arg(long)]
+    pub local: bool,
+    /// Accept and record the server's host key on first contact (a changed key is still refused).
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+    /// Use this image instead of the config's.
+    #[arg(long)]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Show the plan, with diffs, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds to wait for the server to become ready or confirm a reload.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,15 +4,22 @@
 //! - certificates are made in [`pki`], passwords in [`passwords`];
 //! - files are rendered in [`render`] from `templates/`;
 //! - local secrets live in [`state`];
-//! - the network is touched only in [`verify`] and [`tls_probe`] (NATS clients).
+//! - what `up` does is decided in [`plan`] and run by [`deploy`], the one executor;
+//! - the network is touched only in [`remote`] (SSH, local shell) and in [`verify`] and
+//!   [`tls_probe`] (NATS clients).
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod fsutil;
+pub mod observed;
 pub mod passwords;
 pub mod pki;
+pub mod plan;
+pub mod remote;
+pub mod remote_script;
 pub mod render;
 pub mod secret;
 pub mod state;
@@ -34,6 +41,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Verify(args) => commands::verify::run(&ctx, args),
         Command::Ca { command } => commands::ca::run(&ctx, command),
         Command::Env(args) => commands::env::run(&ctx, args),
+        Command::Up(args) => commands::up::run_up(&ctx, args),
+        Command::Plan(args) => commands::up::run_plan(&ctx, args),
     }
 }
 

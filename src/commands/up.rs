@@ -1,0 +1,243 @@
+//! `natsup up`, `natsup plan`: converge the server onto config + state.
+
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::cli::{PlanArgs, UpArgs};
+use crate::config::Config;
+use crate::deploy;
+use crate::error::{Error, Result};
+use crate::plan::{self, Action, Plan};
+use crate::remote::{LocalRemote, Remote, SshRemote, SshTarget};
+use crate::render::{self, TlsNames};
+use crate::state::State;
+use crate::verify::{self, Login, Target, Thresholds};
+
+use super::Context;
+use super::render::report_created;
+
+/// How to reach the server for this run.
+#[derive(Debug, Clone)]
+pub enum Via {
+    Local,
+    Ssh(SshTarget),
+}
+
+/// Loads the config; `up --local` without one uses the built-in local deployment.
+pub fn load_config(ctx: &Context, local: bool, image: Option<&str>) -> Result<Config> {
+    let mut config = if local && !ctx.config_path.exists() {
+        Config::local_default()
+    } else {
+        ctx.load_config()?
+    };
+    if let Some(image) = image {
+        config.image = image.to_string();
+    }
+    Ok(config)
+}
+
+pub fn via(config: &Config, local: bool, accept_new_host_key: bool) -> Result<Via> {
+    if local {
+        return Ok(Via::Local);
+    }
+    match &config.ssh {
+        Some(ssh) => Ok(Via::Ssh(SshTarget::from_config(ssh, accept_new_host_key))),
+        None => Err(Error::usage(
+            format!("deployment `{}` has no ssh section, so natsup does not know which server to use", config.name),
+            Some("add `ssh: {destination: user@host}` to natsup.yaml, or run with --local for this machine's Docker".to_string()),
+        )),
+    }
+}
+
+pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
+    let config = load_config(ctx, args.target.local, args.target.image.as_deref())?;
+    let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
+    let dir = ctx.state_dir(&config);
+    let _lock = dir.lock()?;
+    // Local state first: whatever the server is about to get already exists on this disk.
+    let (state, created) = State::ensure(&config, &dir, OffsetDateTime::now_utc())?;
+    report_created(&created);
+    let timeout = Duration::from_secs(args.timeout);
+    crate::runtime().block_on(async {
+        match via {
+            Via::Local => {
+                up_with(
+                    LocalRemote::default(),
+                    &config,
+                    &state,
+                    args.dry_run,
+                    timeout,
+                )
+                .await
+            }
+            Via::Ssh(target) => {
+                eprintln!("connecting to {}", target.destination);
+                let remote = SshRemote::connect(&target).await?;
+                up_with(remote, &config, &state, args.dry_run, timeout).await
+            }
+        }
+    })
+}
+
+/// Anything with a `close` step; the SSH master must be closed explicitly.
+pub trait Closable: Remote {
+    fn finish(self) -> impl std::future::Future<Output = ()>;
+}
+impl Closable for SshRemote {
+    async fn finish(self) {
+        self.close().await
+    }
+}
+impl Closable for LocalRemote {
+    async fn finish(self) {}
+}
+
+async fn up_with<R: Closable>(
+    mut remote: R,
+    config: &Config,
+    state: &State,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<i32> {
+    let started = Instant::now();
+    let result = converge(&mut remote, config, state, dry_run, timeout).await;
+    let commands = remote.commands();
+    remote.finish().await;
+    let plan = result?;
+    if dry_run {
+        return Ok(0);
+    }
+    eprintln!(
+        "{} in {:.1}s ({} remote command{})",
+        match plan.action {
+            Action::Nothing => "nothing to do",
+            Action::Files => "restored files",
+            Action::Reload => "reloaded",
+            Action::Start => "started",
+            Action::Recreate => "recreated",
+        },
+        started.elapsed().as_secs_f64(),
+        commands,
+        if commands == 1 { "" } else { "s" }
+    );
+    let report = verify_deployment(config, state).await;
+    super::verify::print_report(&report, false);
+    Ok(if report.status >= verify::Status::Critical {
+        1
+    } else {
+        0
+    })
+}
+
+async fn converge<R: Remote>(
+    remote: &mut R,
+    config: &Config,
+    state: &State,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<Plan> {
+    let bundle = render::bundle(
+        config,
+        state,
+        &TlsNames::versioned(&state.server_info.serial),
+    );
+    let observed = deploy::observe(remote, config).await?;
+    deploy::check_preflight(&observed, &remote.describe())?;
+    let plan = plan::plan(&bundle, &observed);
+    print_plan(&plan, dry_run);
+    if !dry_run && plan.uploads() {
+        deploy::apply(remote, config, &bundle, &plan, timeout).await?;
+    }
+    Ok(plan)
+}
+
+pub fn print_plan(plan: &Plan, with_diffs: bool) {
+    eprintln!("plan: {}", action_name(plan.action));
+    for reason in &plan.reasons {
+        eprintln!("  - {reason}");
+    }
+    for f in &plan.files {
+        eprintln!("  {:?} {}", f.change, f.path);
+        if with_diffs {
+            if let Some(diff) = &f.diff {
+                for line in diff.lines() {
+                    eprintln!("    {line}");
+                }
+            }
+        }
+    }
+}
+
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Nothing => "nothing",
+        Action::Files => "files",
+        Action::Reload => "reload",
+        Action::Start => "start",
+        Action::Recreate => "recreate",
+    }
+}
+
+/// Every user of the deployment, as `natsup verify` checks them.
+pub async fn verify_deployment(config: &Config, state: &State) -> verify::Report {
+    let target = Target::from_url(&config.url(), state.ca.cert_pem.clone())
+        .expect("a validated config always gives a valid URL");
+    let logins: Vec<Login> = config
+        .users
+        .iter()
+        .map(|u| Login {
+            user: u.name.clone(),
+            password: state.secrets.served_password(&u.name).clone(),
+            permissions: u.permissions.clone(),
+        })
+        .collect();
+    verify::verify(&target, &logins, &Thresholds::default()).await
+}
+
+pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
+    let config = load_config(ctx, args.target.local, args.target.image.as_deref())?;
+    let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
+    let dir = ctx.state_dir(&config);
+    let _lock = dir.lock()?;
+    let state = State::load(&config, &dir)?;
+    crate::runtime().block_on(async {
+        let plan = match via {
+            Via::Local => plan_with(LocalRemote::default(), &config, &state).await?,
+            Via::Ssh(target) => {
+                plan_with(SshRemote::connect(&target).await?, &config, &state).await?
+            }
+        };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan).expect("plans serialize")
+            );
+        } else {
+            println!("action: {}", action_name(plan.action));
+            for reason in &plan.reasons {
+                println!("  - {reason}");
+            }
+            for f in &plan.files {
+                println!("{:?} {}", f.change, f.path);
+                if let Some(diff) = &f.diff {
+                    print!("{diff}");
+                }
+            }
+        }
+        Ok(0)
+    })
+}
+
+async fn plan_with<R: Closable>(mut remote: R, config: &Config, state: &State) -> Result<Plan> {
+    let bundle = render::bundle(
+        config,
+        state,
+        &TlsNames::versioned(&state.server_info.serial),
+    );
+    let observed = deploy::observe(&mut remote, config).await;
+    remote.finish().await;
+    let observed = observed?;
+    deploy::check_preflight(&observed, "server")?;
+    Ok(plan::plan(&bundle, &observed))
+}

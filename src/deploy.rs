@@ -1,0 +1,158 @@
+//! The executor: the one place that runs steps against a [`Remote`]. It inspects the server,
+//! lets `plan` decide, and applies the plan in a single upload. Everything it sends is built
+//! by the pure modules (`render`, `remote_script`).
+//!
+//! Round trips: one `observe`, plus one `apply` when something changed. A fresh bootstrap is
+//! two remote commands, a run with nothing to do is one.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::observed::{Observed, base64_decode};
+use crate::plan::{self, Plan, sha256_hex};
+use crate::remote::Remote;
+use crate::remote_script::{self, ApplyAction};
+use crate::render::Bundle;
+
+/// How long the server gets to become ready or confirm a reload.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn observe<R: Remote>(remote: &mut R, config: &Config) -> Result<Observed> {
+    let script = remote_script::observe(&config.remote_dir, config.port);
+    let out = remote.run("inspecting the server", &script, &[]).await?;
+    Observed::parse(&out.stdout, &remote.describe()).map_err(|e| match e {
+        Error::Remote {
+            target,
+            step,
+            message,
+            hint,
+        } => Error::Remote {
+            target,
+            step,
+            message: format!("{message}: {}", out.stderr.trim()),
+            hint,
+        },
+        other => other,
+    })
+}
+
+/// Stops with the first pre-flight problem, if any.
+pub fn check_preflight(observed: &Observed, target: &str) -> Result<()> {
+    match plan::preflight(observed).into_iter().next() {
+        None => Ok(()),
+        Some((message, hint)) => Err(Error::Remote {
+            target: target.into(),
+            step: "pre-flight check".into(),
+            message,
+            hint: Some(hint),
+        }),
+    }
+}
+
+/// The bundle as one tar stream, and its `sha256sum` manifest for the remote side to check.
+pub fn tar_bundle(bundle: &Bundle) -> (Vec<u8>, String) {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut manifest = String::new();
+    for file in &bundle.files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.contents.len() as u64);
+        header.set_mode(file.mode);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, &file.path, file.contents.as_slice())
+            .expect("writing a tar to memory cannot fail");
+        manifest.push_str(&format!("{}  {}\n", sha256_hex(&file.contents), file.path));
+    }
+    (builder.into_inner().expect("in-memory tar"), manifest)
+}
+
+/// Uploads the bundle and applies `plan` in one remote command.
+pub async fn apply<R: Remote>(
+    remote: &mut R,
+    config: &Config,
+    bundle: &Bundle,
+    plan: &Plan,
+    timeout: Duration,
+) -> Result<()> {
+    let (tar, manifest) = tar_bundle(bundle);
+    let action: ApplyAction = plan.action.apply_action();
+    let script = remote_script::apply(
+        &config.remote_dir,
+        &config.image,
+        action,
+        &manifest,
+        timeout.as_secs().max(1) as u32,
+    );
+    let out = remote.run("applying the change", &script, &tar).await?;
+    let get = |key: &str| {
+        out.stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(&format!("natsup.{key}=")))
+            .map(str::to_string)
+    };
+    let decoded = |key: &str| {
+        get(key).map(|v| {
+            String::from_utf8_lossy(&base64_decode(&v))
+                .trim()
+                .to_string()
+        })
+    };
+    let target = remote.describe();
+    let fail = |step: &str, message: String, hint: Option<String>| Error::Remote {
+        target: target.clone(),
+        step: step.into(),
+        message,
+        hint,
+    };
+    match out.status {
+        0 => Ok(()),
+        3 => {
+            let mut message = get("rejected").unwrap_or_else(|| "the change was rejected".into());
+            if let Some(err) = decoded("nats_error") {
+                message = format!("{message}:\n{err}");
+            }
+            Err(fail(
+                "validating the new configuration",
+                message,
+                Some("nothing on the server was changed".into()),
+            ))
+        }
+        4 | 5 => {
+            let what = decoded("failure").unwrap_or_default();
+            let result = get("result").unwrap_or_default();
+            let (message, hint) = match result.as_str() {
+                "rolled-back" => (
+                    format!(
+                        "the server did not come back healthy, so natsup rolled back to the previous configuration, which is running again:\n{what}"
+                    ),
+                    "fix what the log above shows, then run `natsup up` again",
+                ),
+                "stopped" => (
+                    format!("the server did not start:\n{what}"),
+                    "fix what the log above shows, then run `natsup up` again",
+                ),
+                _ => (
+                    format!(
+                        "the server did not come back healthy, and neither did the previous configuration:\n{what}"
+                    ),
+                    "look at `docker logs` on the server; natsup's files are in the deployment directory",
+                ),
+            };
+            Err(fail("starting the server", message, Some(hint.into())))
+        }
+        _ => Err(fail(
+            "applying the change",
+            get("error").unwrap_or_else(|| {
+                format!(
+                    "the remote script exited with {}: {}",
+                    out.status,
+                    out.stderr.trim()
+                )
+            }),
+            Some("run the same command again: natsup picks up where it stopped".into()),
+        )),
+    }
+}

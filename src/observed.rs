@@ -1,0 +1,167 @@
+//! What the `observe` script reported about the server, parsed.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Docker {
+    Missing,
+    /// Installed, but this user can use it neither directly nor through passwordless sudo.
+    Denied,
+    Usable {
+        command: String,
+        version: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dir {
+    Writable,
+    Readonly,
+    /// Does not exist yet, and can be created.
+    Absent,
+    /// Does not exist, and cannot be created.
+    Unwritable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub status: String,
+    pub started_at: String,
+    pub image: String,
+    pub restarts: u32,
+}
+
+impl Container {
+    pub fn running(&self) -> bool {
+        self.status == "running"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub docker: Docker,
+    pub compose: Option<String>,
+    pub dir: Dir,
+    pub dir_abs: Option<String>,
+    /// Contents of the text files natsup reads back (compose file, config, applied copies).
+    pub contents: BTreeMap<String, Vec<u8>>,
+    /// sha256 of each `nats-config/*.pem`.
+    pub pem_sha256: BTreeMap<String, String>,
+    pub container: Option<Container>,
+    pub port_taken: Option<String>,
+    pub staging_leftover: bool,
+}
+
+impl Observed {
+    pub fn parse(stdout: &str, target: &str) -> Result<Observed> {
+        let mut kv: Vec<(&str, &str)> = Vec::new();
+        for line in stdout.lines() {
+            if let Some(rest) = line.strip_prefix("natsup.") {
+                if let Some((k, v)) = rest.split_once('=') {
+                    kv.push((k, v));
+                }
+            }
+        }
+        let get = |key: &str| kv.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        if get("observed") != Some("ok") {
+            return Err(Error::Remote {
+                target: target.into(),
+                step: "inspecting the server".into(),
+                message: "the inspection script did not finish".into(),
+                hint: Some(
+                    "run again; if it persists, check that the remote shell is POSIX sh".into(),
+                ),
+            });
+        }
+        let docker = match get("docker") {
+            Some("missing") | None => Docker::Missing,
+            Some("denied") => Docker::Denied,
+            Some(cmd) => Docker::Usable {
+                command: cmd.to_string(),
+                version: get("docker_version").unwrap_or("").to_string(),
+            },
+        };
+        let dir = match get("dir") {
+            Some("writable") => Dir::Writable,
+            Some("readonly") => Dir::Readonly,
+            Some("absent") => Dir::Absent,
+            _ => Dir::Unwritable,
+        };
+        let mut contents = BTreeMap::new();
+        let mut pem_sha256 = BTreeMap::new();
+        for (k, v) in &kv {
+            if let Some(path) = k.strip_prefix("content:") {
+                contents.insert(path.to_string(), base64_decode(v));
+            } else if let Some(path) = k.strip_prefix("sha256:") {
+                pem_sha256.insert(path.to_string(), v.to_string());
+            }
+        }
+        let container = match (get("container_id"), get("container")) {
+            (Some(id), Some(info)) => {
+                let mut parts = info.split('|');
+                Some(Container {
+                    id: id.to_string(),
+                    status: parts.next().unwrap_or("").to_string(),
+                    started_at: parts.next().unwrap_or("").to_string(),
+                    image: parts.next().unwrap_or("").to_string(),
+                    restarts: parts.next().and_then(|r| r.parse().ok()).unwrap_or(0),
+                })
+            }
+            _ => None,
+        };
+        Ok(Observed {
+            docker,
+            compose: get("compose")
+                .filter(|c| *c != "missing")
+                .map(str::to_string),
+            dir,
+            dir_abs: get("dir_abs").map(str::to_string),
+            contents,
+            pem_sha256,
+            container,
+            port_taken: get("port_taken").map(str::to_string),
+            staging_leftover: get("staging").is_some(),
+        })
+    }
+
+    pub fn content(&self, path: &str) -> Option<&[u8]> {
+        self.contents.get(path).map(|v| v.as_slice())
+    }
+}
+
+/// Decodes what `base64` printed; garbage decodes to nothing, which then simply differs.
+pub fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_base64() {
+        assert_eq!(base64_decode("aGVsbG8gd29ybGQ="), b"hello world");
+        assert_eq!(base64_decode(""), b"");
+        assert_eq!(base64_decode("YQ=="), b"a");
+    }
+
+    #[test]
+    fn parses_a_report() {
+        let out = "noise\nnatsup.docker=docker\nnatsup.docker_version=20.10\nnatsup.compose=docker-compose\n\
+                   natsup.dir=writable\nnatsup.content:docker-compose.yaml=YQ==\n\
+                   natsup.sha256:nats-config/x.pem=abc\nnatsup.container_id=123\n\
+                   natsup.container=running|2026-01-01T00:00:00Z|nats:2.10.21|0\nnatsup.observed=ok\n";
+        let o = Observed::parse(out, "t").unwrap();
+        assert_eq!(o.compose.as_deref(), Some("docker-compose"));
+        assert_eq!(o.content("docker-compose.yaml"), Some(&b"a"[..]));
+        assert!(o.container.as_ref().unwrap().running());
+        assert_eq!(o.pem_sha256["nats-config/x.pem"], "abc");
+        assert!(Observed::parse("natsup.docker=docker\n", "t").is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Decides what `natsup up` must do: a pure function of the rendered bundle and what the
+//! server reported. The same [`Plan`] is printed by `natsup plan` and `up --dry-run`, and run
+//! by the executor in `deploy`.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::observed::{Dir, Docker, Observed};
+use crate::remote_script::ApplyAction;
+use crate::render::{Bundle, COMPOSE_FILE, CONF_FILE};
+
+/// What the running server goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Nothing to do.
+    Nothing,
+    /// New files only; the running server is already on their content.
+    Files,
+    /// SIGHUP: no restart, no client disconnected but those whose credentials changed.
+    Reload,
+    /// Create or start the container.
+    Start,
+    /// Recreate the container (a brief outage): for what nats-server cannot reload.
+    Recreate,
+}
+
+impl Action {
+    pub fn apply_action(self) -> ApplyAction {
+        match self {
+            Action::Nothing | Action::Files => ApplyAction::None,
+            Action::Reload => ApplyAction::Reload,
+            Action::Start => ApplyAction::Start,
+            Action::Recreate => ApplyAction::Recreate,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Changed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileChange {
+    pub path: String,
+    pub change: Change,
+    /// A unified diff with secrets redacted; none for keys and certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub action: Action,
+    /// Why this action, in words.
+    pub reasons: Vec<String>,
+    /// Files that differ from what is on the server.
+    pub files: Vec<FileChange>,
+}
+
+impl Plan {
+    /// Whether the bundle must be sent.
+    pub fn uploads(&self) -> bool {
+        self.action != Action::Nothing
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Problems that stop a run before anything changes, with what to do about each.
+pub fn preflight(observed: &Observed) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    match &observed.docker {
+        Docker::Missing => problems.push((
+            "docker is not installed on the server".into(),
+            "install Docker Engine (https://docs.docker.com/engine/install/) and run again".into(),
+        )),
+        Docker::Denied => problems.push((
+            "this SSH user cannot use docker".into(),
+            "add the user to the docker group (`sudo usermod -aG docker USER`, then log in again), \
+             connect as root, or allow passwordless sudo for docker"
+                .into(),
+        )),
+        Docker::Usable { .. } if observed.compose.is_none() => problems.push((
+            "neither `docker compose` nor `docker-compose` is installed on the server".into(),
+            "install the Docker Compose plugin (docker-compose-plugin) and run again".into(),
+        )),
+        Docker::Usable { .. } => {}
+    }
+    match observed.dir {
+        Dir::Readonly | Dir::Unwritable => problems.push((
+            "the deployment directory on the server is not writable by this user".into(),
+            "fix its ownership, or choose another remote_dir in natsup.yaml".into(),
+        )),
+        Dir::Writable | Dir::Absent => {}
+    }
+    if let Some(owner) = &observed.port_taken {
+        problems.push((
+            format!("the port is already taken on the server by {owner}"),
+            "stop it, or choose another `port` in natsup.yaml".into(),
+        ));
+    }
+    problems
+}
+
+/// The least disruptive action that makes the server run `bundle`.
+pub fn plan(bundle: &Bundle, observed: &Observed) -> Plan {
+    let mut files = Vec::new();
+    for file in &bundle.files {
+        let change = if file.path.ends_with(".pem") {
+            match observed.pem_sha256.get(&file.path) {
+                None => Some(Change::Added),
+                Some(h) if *h != sha256_hex(&file.contents) => Some(Change::Changed),
+                Some(_) => None,
+            }
+        } else {
+            match observed.content(&file.path) {
+                None => Some(Change::Added),
+                Some(old) if old != file.contents.as_slice() => Some(Change::Changed),
+                Some(_) => None,
+            }
+        };
+        if let Some(change) = change {
+            let diff = (!file.path.ends_with(".pem")).then(|| {
+                let old = observed.content(&file.path).unwrap_or_default();
+                redacted_diff(&file.path, old, &file.contents)
+            });
+            files.push(FileChange {
+                path: file.path.clone(),
+                change,
+                diff,
+            });
+        }
+    }
+
+    // What the server runs now: the last confirmed files, or the live ones for a deployment
+    // natsup has not applied before.
+    let applied = |path: &str| {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        observed
+            .content(&format!(".natsup/applied/{name}"))
+            .or_else(|| observed.content(path))
+    };
+    let want = |path: &str| {
+        bundle
+            .get(path)
+            .map(|f| f.contents.as_slice())
+            .unwrap_or_default()
+    };
+    let mut reasons = Vec::new();
+
+    let action = match &observed.container {
+        None => {
+            reasons.push("no nats container exists yet".into());
+            Action::Start
+        }
+        Some(c) if !c.running() => {
+            reasons.push(format!("the container is {}", c.status));
+            if applied(COMPOSE_FILE) != Some(want(COMPOSE_FILE)) {
+                Action::Recreate
+            } else {
+                Action::Start
+            }
+        }
+        Some(_) => {
+            let conf_now = applied(CONF_FILE).unwrap_or_default();
+            if applied(COMPOSE_FILE) != Some(want(COMPOSE_FILE)) {
+                reasons.push("docker-compose.yaml changed (image, port or bind)".into());
+                Action::Recreate
+            } else if conf_now != want(CONF_FILE) {
+                let (old, new) = (
+                    String::from_utf8_lossy(conf_now),
+                    String::from_utf8_lossy(want(CONF_FILE)),
+                );
+                if static_settings(&old) != static_settings(&new) {
+                    reasons.push(
+                        "listen or JetStream limits changed, which nats-server cannot reload"
+                            .into(),
+                    );
+                    Action::Recreate
+                } else {
+                    reasons.push(
+                        "users, passwords, permissions or TLS files changed: a reload applies them"
+                            .into(),
+                    );
+                    Action::Reload
+                }
+            } else if !files.is_empty() {
+                reasons.push(
+                    "files on the server differ from what the server runs; restoring them".into(),
+                );
+                Action::Files
+            } else {
+                Action::Nothing
+            }
+        }
+    };
+    if action == Action::Nothing {
+        reasons.push("the server already runs this configuration".into());
+    }
+    Plan {
+        action,
+        reasons,
+        files,
+    }
+}
+
+/// The parts of nats-server.conf that a reload cannot change (FACTS.md): `listen` and the
+/// `jetstream` block.
+fn static_settings(conf: &str) -> (Vec<&str>, Vec<&str>) {
+    let listen = conf
+        .lines()
+        .filter(|l| l.trim_start().starts_with("listen"))
+        .collect();
+    let mut jetstream = Vec::new();
+    let mut inside = false;
+    for line in conf.lines() {
+        let t = line.trim();
+        if t.starts_with("jetstream") {
+            inside = true;
+        }
+        if inside {
+            jetstream.push(t);
+            if t == "}" {
+                inside = false;
+            }
+        }
+    }
+    (listen, jetstream)
+}
+
+/// A unified diff in which every password hash is shown as `[REDACTED]`.
+pub fn redacted_diff(path: &str, old: &[u8], new: &[u8]) -> String {
+    let redact = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(|l| match l.find("password:") {
+                Some(i) => format!(
+                    "{}password: [REDACTED {}]",
+                    &l[..i],
+                    &sha256_hex(l.as_bytes())[..8]
+                ),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    };
+    let (old, new) = (redact(old), redact(new));
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(2)
+        .header(&format!("server/{path}"), &format!("natsup/{path}"))
+        .to_string()
+}

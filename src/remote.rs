@@ -1,0 +1,297 @@
+//! Where natsup touches the server: a [`Remote`] runs a shell script there, with bytes on
+//! stdin. [`SshRemote`] goes over one SSH master connection (the openssh crate driving the
+//! system `ssh`, so `~/.ssh/config`, agents and ProxyJump work); [`LocalRemote`] runs on this
+//! machine for `up --local`. Scripts carry no secret: secrets travel on stdin only.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{HostKeyPolicy, SshConfig};
+use crate::error::{Error, Result};
+
+/// What a script printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+pub trait Remote {
+    /// Runs `script` with `sh -c`, feeding `stdin`. `step` names it in errors and logs.
+    fn run(
+        &mut self,
+        step: &str,
+        script: &str,
+        stdin: &[u8],
+    ) -> impl std::future::Future<Output = Result<Output>>;
+    /// `user@host` or `local`, for messages.
+    fn describe(&self) -> String;
+    /// Remote commands run so far (each is one round trip).
+    fn commands(&self) -> usize;
+}
+
+pub struct SshRemote {
+    session: Option<Session>,
+    destination: String,
+    commands: usize,
+}
+
+/// How to reach the server, from the config plus command-line overrides.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub destination: String,
+    pub port: Option<u16>,
+    pub identity: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub policy: HostKeyPolicy,
+}
+
+impl SshTarget {
+    pub fn from_config(ssh: &SshConfig, accept_new_host_key: bool) -> SshTarget {
+        SshTarget {
+            destination: ssh.destination.clone(),
+            port: ssh.port,
+            identity: ssh.identity.clone(),
+            known_hosts: ssh.known_hosts.clone(),
+            policy: if accept_new_host_key {
+                HostKeyPolicy::AcceptNew
+            } else {
+                ssh.host_key_policy
+            },
+        }
+    }
+}
+
+/// The control socket path must fit in 108 bytes with the master's suffixes (FACTS.md: keep
+/// the directory under ~61 bytes), so prefer the short runtime dir over a long $TMPDIR.
+fn control_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(d) if d.as_os_str().len() <= 40 && d.is_dir() => d,
+        _ => PathBuf::from("/tmp"),
+    }
+}
+
+impl SshRemote {
+    /// Opens the one SSH master connection this run uses.
+    pub async fn connect(target: &SshTarget) -> Result<SshRemote> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(match target.policy {
+            HostKeyPolicy::Strict => KnownHosts::Strict,
+            // accept-new: a first contact is recorded; a changed key is still refused.
+            HostKeyPolicy::AcceptNew => KnownHosts::Add,
+        })
+        .connect_timeout(Duration::from_secs(15))
+        .server_alive_interval(Duration::from_secs(15))
+        .control_directory(control_dir());
+        if let Some(port) = target.port {
+            b.port(port);
+        }
+        if let Some(key) = &target.identity {
+            b.keyfile(key);
+        }
+        if let Some(kh) = &target.known_hosts {
+            b.user_known_hosts_file(kh);
+        }
+        let session = b
+            .connect(&target.destination)
+            .await
+            .map_err(|e| ssh_error(target, e))?;
+        Ok(SshRemote {
+            session: Some(session),
+            destination: target.destination.clone(),
+            commands: 0,
+        })
+    }
+
+    /// Closes the master connection; Drop would only try `ssh -O exit` (FACTS.md).
+    pub async fn close(mut self) {
+        if let Some(s) = self.session.take() {
+            let _ = s.close().await;
+        }
+    }
+
+    /// The control socket of the master, so tests can cut the connection mid-run.
+    pub fn control_socket(&self) -> Option<PathBuf> {
+        self.session
+            .as_ref()
+            .map(|s| s.control_socket().to_path_buf())
+    }
+}
+
+/// Turns ssh's own stderr into one sentence and a next step.
+fn ssh_error(target: &SshTarget, e: openssh::Error) -> Error {
+    let text = {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(inner) = src {
+            s = format!("{s}: {inner}");
+            src = inner.source();
+        }
+        s
+    };
+    let lower = text.to_ascii_lowercase();
+    let (message, hint) = if lower.contains("remote host identification has changed")
+        || lower.contains("host key for") && lower.contains("has changed")
+    {
+        (
+            "the server's host key has CHANGED since it was recorded in known_hosts".to_string(),
+            "this can mean a reinstalled server or an attack; confirm the new key out of band, \
+             then remove the old one with `ssh-keygen -R HOST` (natsup never accepts a changed key)"
+                .to_string(),
+        )
+    } else if lower.contains("host key verification failed")
+        || lower.contains("no host key is known")
+    {
+        (
+            "the server's host key is not in known_hosts".to_string(),
+            "if this is your first connection to this server, check its fingerprint and run again \
+             with --accept-new-host-key (or set ssh.host_key_policy: accept-new)"
+                .to_string(),
+        )
+    } else if lower.contains("permission denied") {
+        (
+            "the server refused the SSH key".to_string(),
+            match &target.identity {
+                Some(k) => format!(
+                    "check that {} is authorized for this user on the server (authorized_keys)",
+                    k.display()
+                ),
+                None => "set ssh.identity in natsup.yaml (or --identity at init), or load the key into ssh-agent".to_string(),
+            },
+        )
+    } else if lower.contains("connection refused")
+        || lower.contains("timed out")
+        || lower.contains("could not resolve")
+    {
+        (
+            text.clone(),
+            "check the host and port, and that sshd is running and reachable".to_string(),
+        )
+    } else {
+        (
+            text.clone(),
+            "run `ssh` with the same destination by hand to see more".to_string(),
+        )
+    };
+    Error::Ssh {
+        destination: target.destination.clone(),
+        message,
+        hint: Some(hint),
+    }
+}
+
+impl Remote for SshRemote {
+    async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
+        let session = self
+            .session
+            .as_ref()
+            .expect("session is open until close()");
+        self.commands += 1;
+        let started = Instant::now();
+        let mut child = session
+            .command("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| self.broken(step, e))?;
+        if let Some(mut input) = child.stdin().take() {
+            // A failed write means the remote side went away; wait_with_output reports why.
+            let _ = input.write_all(stdin).await;
+            let _ = input.shutdown().await;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| self.broken(step, e))?;
+        Ok(Output {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.destination.clone()
+    }
+
+    fn commands(&self) -> usize {
+        self.commands
+    }
+}
+
+impl SshRemote {
+    fn broken(&self, step: &str, e: openssh::Error) -> Error {
+        Error::Remote {
+            target: self.destination.clone(),
+            step: step.to_string(),
+            message: format!("the SSH connection broke: {e}"),
+            hint: Some("run the same command again: natsup picks up where it stopped".into()),
+        }
+    }
+}
+
+/// This machine, for `natsup up --local`. Scripts run from $HOME like a fresh SSH login.
+#[derive(Debug, Default)]
+pub struct LocalRemote {
+    commands: usize,
+}
+
+impl Remote for LocalRemote {
+    async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
+        self.commands += 1;
+        let started = Instant::now();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/".into());
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::Remote {
+                target: "local".into(),
+                step: step.into(),
+                message: format!("cannot start sh: {e}"),
+                hint: None,
+            })?;
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin).await;
+            let _ = input.shutdown().await;
+        }
+        let out = child.wait_with_output().await.map_err(|e| Error::Remote {
+            target: "local".into(),
+            step: step.into(),
+            message: e.to_string(),
+            hint: None,
+        })?;
+        Ok(Output {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        "local".into()
+    }
+
+    fn commands(&self) -> usize {
+        self.commands
+    }
+}

@@ -1,0 +1,155 @@
+# natsup apply: installs the bundle that arrives as a tar on stdin and makes the server use it.
+#
+# The live files are always a complete old or a complete new version: the bundle is unpacked
+# and checked (sha256, then `nats-server -t` in the target image) in .natsup/staging, new TLS
+# files get names of their own, and renaming nats-config/nats-server.conf is the commit point.
+# .natsup/applied/ holds what the running server was last confirmed on: it is what a failed
+# change rolls back to, and what an interrupted run is finished against next time.
+#
+# Exit codes: 0 applied; 3 rejected, nothing live changed; 4 failed and rolled back;
+# 5 failed and the rollback failed too; 1 anything else.
+set -u
+# Once the upload is in, finish the job even if the SSH client goes away.
+trap '' HUP PIPE
+cd "$HOME" 2>/dev/null || cd /
+find_docker || exit 1
+[ -n "$COMPOSE" ] || { say error "neither 'docker compose' nor 'docker-compose' is installed"; exit 1; }
+
+mkdir -p "$DIR" && cd "$DIR" || { say error "cannot create $DIR"; exit 1; }
+# nats-data is JetStream's storage: created once, never touched again.
+mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $PWD"; exit 1; }
+rm -rf .natsup/staging && mkdir .natsup/staging
+
+if ! tar -xpmf - --no-same-owner -C .natsup/staging 2>.natsup/tar.err; then
+  say rejected "the upload was cut short: $(tr '\n' ' ' < .natsup/tar.err)"
+  rm -rf .natsup/staging .natsup/tar.err
+  exit 3
+fi
+rm -f .natsup/tar.err
+if ! (cd .natsup/staging && printf '%s\n' "$MANIFEST" | sha256sum -c --quiet >/dev/null 2>&1); then
+  say rejected "the upload does not match what natsup sent"
+  rm -rf .natsup/staging
+  exit 3
+fi
+
+if ! $DOCKER image inspect "$IMAGE" >/dev/null 2>&1; then
+  if ! $DOCKER pull "$IMAGE" >&2; then
+    say rejected "cannot pull image $IMAGE"
+    rm -rf .natsup/staging
+    exit 3
+  fi
+fi
+if ! out=$($DOCKER run --rm --network none -v "$PWD/.natsup/staging/nats-config:/config:ro" \
+      "$IMAGE" -t -c /config/nats-server.conf 2>&1); then
+  say rejected "nats-server refused the new configuration"
+  say nats_error "$(printf '%s' "$out" | b64)"
+  rm -rf .natsup/staging
+  exit 3
+fi
+
+# A deployment natsup did not make yet (the tutorial's, say) counts as applied as it stands.
+for f in docker-compose.yaml nats-config/nats-server.conf; do
+  a=.natsup/applied/${f##*/}
+  [ -f "$a" ] || [ ! -f "$f" ] || cp -p "$f" "$a"
+done
+
+install_file() { # src dest: atomic within the destination directory
+  cp -p "$1" "$2.natsup-tmp" && mv -f "$2.natsup-tmp" "$2"
+}
+for f in .natsup/staging/nats-config/*.pem; do
+  n=${f##*/}
+  cmp -s "$f" "nats-config/$n" || install_file "$f" "nats-config/$n" || { say error "cannot write nats-config/$n"; exit 1; }
+done
+install_file .natsup/staging/docker-compose.yaml docker-compose.yaml || { say error "cannot write docker-compose.yaml"; exit 1; }
+# The commit point.
+mv -f .natsup/staging/nats-config/nats-server.conf nats-config/nats-server.conf || { say error "cannot write nats-config/nats-server.conf"; exit 1; }
+rm -rf .natsup/staging
+say committed yes
+
+log_lines() { $DOCKER logs "$1" 2>&1 | wc -l; }
+
+# Waits for nats-server to log the outcome of a SIGHUP sent when the log had $2 lines.
+wait_reload() {
+  i=0
+  while [ $i -lt $((TIMEOUT * 5)) ]; do
+    new=$($DOCKER logs "$1" 2>&1 | tail -n +$(($2 + 1)))
+    case "$new" in
+      *"Reloaded server configuration"*) return 0 ;;
+      *"Failed to reload"*) say failure "$(printf '%s' "$new" | b64)"; return 1 ;;
+    esac
+    sleep 0.2; i=$((i + 1))
+  done
+  say failure "$(printf 'nats-server did not confirm the reload within %ss' "$TIMEOUT" | b64)"
+  return 1
+}
+
+# Waits until the (new) container runs and nats-server says it is ready.
+wait_ready() {
+  i=0
+  while [ $i -lt $((TIMEOUT * 5)) ]; do
+    id=$(find_container)
+    if [ -n "$id" ]; then
+      st=$($DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}' "$id" 2>/dev/null)
+      case "$st" in
+        running\|0) $DOCKER logs "$id" 2>&1 | grep -q "Server is ready" && return 0 ;;
+        *) if [ $i -gt 5 ]; then
+             say failure "$($DOCKER logs --tail 30 "$id" 2>&1 | b64)"
+             return 1
+           fi ;;
+      esac
+    fi
+    sleep 0.2; i=$((i + 1))
+  done
+  id=$(find_container)
+  say failure "$( { printf 'not ready within %ss\n' "$TIMEOUT"; [ -n "$id" ] && $DOCKER logs --tail 30 "$id" 2>&1; } | b64)"
+  return 1
+}
+
+# Runs $1 (reload | start | recreate) and waits for its outcome.
+act() {
+  case "$1" in
+    reload)
+      id=$(find_container)
+      n=$(log_lines "$id")
+      $DOCKER kill -s HUP "$id" >/dev/null && wait_reload "$id" "$n" ;;
+    start)
+      $COMPOSE up -d >&2 && wait_ready ;;
+    recreate)
+      $COMPOSE up -d --force-recreate >&2 && wait_ready ;;
+    none)
+      return 0 ;;
+  esac
+}
+
+if act "$ACTION"; then
+  for f in docker-compose.yaml nats-config/nats-server.conf; do
+    install_file "$f" ".natsup/applied/${f##*/}"
+  done
+  # Old TLS files are kept until a change that no longer needs them has been confirmed.
+  for f in nats-config/nats-server-cert-*.pem nats-config/nats-server-key-*.pem; do
+    [ -f "$f" ] || continue
+    grep -q "/config/${f##*/}\"" nats-config/nats-server.conf || rm -f "$f"
+  done
+  say result applied
+  exit 0
+fi
+
+# The change did not take: put the last confirmed files back.
+if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compose.yaml ]; then
+  install_file .natsup/applied/docker-compose.yaml docker-compose.yaml
+  install_file .natsup/applied/nats-server.conf nats-config/nats-server.conf
+  case "$ACTION" in
+    reload) back=reload ;;
+    *) back=recreate ;;
+  esac
+  if act "$back"; then
+    say result rolled-back
+    exit 4
+  fi
+  say result rollback-failed
+  exit 5
+fi
+# A first start that failed has nothing to go back to: stop it rather than let it crash-loop.
+$COMPOSE down >&2 2>&1
+say result stopped
+exit 4

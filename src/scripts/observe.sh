@@ -1,0 +1,46 @@
+# natsup observe: read-only. Reports what natsup needs to plan a change:
+# Docker and Compose, the deployment directory, the files there, the container, the port.
+set -u
+cd "$HOME" 2>/dev/null || cd /
+find_docker || true
+
+if [ -d "$DIR" ]; then
+  if [ -w "$DIR" ]; then say dir writable; else say dir readonly; fi
+  cd "$DIR"
+  say dir_abs "$PWD"
+  for f in docker-compose.yaml nats-config/nats-server.conf \
+           .natsup/applied/docker-compose.yaml .natsup/applied/nats-server.conf; do
+    [ -f "$f" ] && say "content:$f" "$(b64 < "$f")"
+  done
+  for f in nats-config/*.pem; do
+    [ -f "$f" ] && say "sha256:$f" "$(sha256sum < "$f" | cut -d ' ' -f 1)"
+  done
+  [ -d .natsup/staging ] && say staging leftover
+else
+  # The first existing ancestor decides whether `mkdir -p` will work.
+  p="$DIR"
+  while [ ! -d "$p" ]; do p=$(dirname "$p"); done
+  if [ -w "$p" ]; then say dir absent; else say dir unwritable; fi
+fi
+
+ID=""
+if [ -n "$DOCKER" ] && [ -d "$DIR" ]; then
+  ID=$(find_container)
+  if [ -n "$ID" ]; then
+    say container_id "$ID"
+    say container "$($DOCKER inspect -f '{{.State.Status}}|{{.State.StartedAt}}|{{.Config.Image}}|{{.RestartCount}}' "$ID")"
+  fi
+fi
+
+# Port: free, ours, or taken by another container or process.
+if [ -n "$DOCKER" ]; then
+  others=$($DOCKER ps -q --no-trunc --filter "publish=$PORT" | grep -v "^${ID:-none}" | head -n 1)
+  if [ -n "$others" ]; then
+    say port_taken "container $($DOCKER inspect -f '{{.Name}}' "$others" | sed 's#^/##')"
+  fi
+fi
+if [ -z "$ID" ] && command -v ss >/dev/null 2>&1; then
+  listener=$(ss -Hltn "sport = :$PORT" 2>/dev/null | head -n 1)
+  [ -n "$listener" ] && say port_taken "a process listening on $PORT"
+fi
+say observed ok
