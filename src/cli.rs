@@ -52,6 +52,17 @@ pub enum Command {
     Up(UpArgs),
     /// Show what `up` would change, without changing anything.
     Plan(PlanArgs),
+    /// Show the container, the served certificate, and whether the server is in sync.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by the commands that reach the server.

@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Env(args) => commands::env::run(&ctx, args),
         Command::Up(args) => commands::up::run_up(&ctx, args),
         Command::Plan(args) => commands::up::run_plan(&ctx, args),
+        Command::Status(args) => commands::status::run(&ctx, args),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod ca;
 pub mod env;
 pub mod init;
 pub mod render;
+pub mod status;
 pub mod up;
 pub mod verify;
 

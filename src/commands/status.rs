@@ -1,0 +1,219 @@
+//! `natsup status`: the container, the served certificate, and whether the server's files
+//! match the local render. Read-only.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::cli::StatusArgs;
+use crate::deploy;
+use crate::error::Result;
+use crate::pki;
+use crate::plan::{self, Action};
+use crate::remote::{LocalRemote, SshRemote};
+use crate::render::{self, TlsNames};
+use crate::state::State;
+use crate::tls_probe;
+
+use super::Context;
+use super::up::{Closable, Via, load_config, via};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub deployment: String,
+    pub target: String,
+    pub container: Option<ContainerStatus>,
+    pub certificate: Option<CertStatus>,
+    /// True when the server runs exactly what natsup would deploy now.
+    pub in_sync: bool,
+    /// What `natsup up` would do.
+    pub pending_action: Action,
+    pub files_differing: Vec<String>,
+    pub users: Vec<UserStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub state: String,
+    pub image: String,
+    pub started_at: String,
+    pub restarts: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CertStatus {
+    pub serial: String,
+    pub not_after: String,
+    pub days_left: i64,
+    /// The served certificate is the one in local state.
+    pub matches_local: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserStatus {
+    pub user: String,
+    pub password_rotated_at: String,
+    pub rotation_pending: bool,
+}
+
+pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
+    let config = load_config(ctx, args.target.local, args.target.image.as_deref())?;
+    let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
+    let state = State::load(&config, &ctx.state_dir(&config))?;
+    let bundle = render::bundle(
+        &config,
+        &state,
+        &TlsNames::versioned(&state.server_info.serial),
+    );
+    let now = OffsetDateTime::now_utc();
+
+    crate::runtime().block_on(async {
+        let (observed, target) = match via {
+            Via::Local => observe_with(LocalRemote::default(), &config).await?,
+            Via::Ssh(t) => observe_with(SshRemote::connect(&t).await?, &config).await?,
+        };
+        let plan = plan::plan(&bundle, &observed);
+        let addr = format!(
+            "{}:{}",
+            if config.host.contains(':') {
+                format!("[{}]", config.host)
+            } else {
+                config.host.clone()
+            },
+            config.port
+        );
+        let certificate =
+            match tls_probe::probe(&addr, &config.host, std::time::Duration::from_secs(5)).await {
+                Ok(p) => p
+                    .chain
+                    .first()
+                    .and_then(|der| pki::inspect_der(der).ok())
+                    .map(|info| CertStatus {
+                        matches_local: info.serial == state.server_info.serial,
+                        days_left: info.days_left(now),
+                        not_after: info.not_after.date().to_string(),
+                        serial: info.serial,
+                    }),
+                Err(_) => None,
+            };
+        let status = Status {
+            deployment: config.name.clone(),
+            target: format!(
+                "{target}:{}",
+                observed
+                    .dir_abs
+                    .clone()
+                    .unwrap_or(config.remote_dir.clone())
+            ),
+            container: observed.container.as_ref().map(|c| ContainerStatus {
+                id: c.id.chars().take(12).collect(),
+                state: c.status.clone(),
+                image: c.image.clone(),
+                started_at: c.started_at.clone(),
+                restarts: c.restarts,
+            }),
+            certificate,
+            in_sync: plan.action == Action::Nothing,
+            pending_action: plan.action,
+            files_differing: plan.files.iter().map(|f| f.path.clone()).collect(),
+            users: config
+                .users
+                .iter()
+                .filter_map(|u| state.secrets.users.get(&u.name).map(|s| (u, s)))
+                .map(|(u, s)| UserStatus {
+                    user: u.name.clone(),
+                    password_rotated_at: s.rotated_at.date().to_string(),
+                    rotation_pending: s.pending.is_some(),
+                })
+                .collect(),
+        };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).expect("status serializes")
+            );
+        } else {
+            print_status(&status);
+        }
+        Ok(
+            if status.in_sync
+                && status
+                    .container
+                    .as_ref()
+                    .is_some_and(|c| c.state == "running")
+            {
+                0
+            } else {
+                1
+            },
+        )
+    })
+}
+
+async fn observe_with<R: Closable>(
+    mut remote: R,
+    config: &crate::config::Config,
+) -> Result<(crate::observed::Observed, String)> {
+    let observed = deploy::observe(&mut remote, config).await;
+    let target = crate::remote::Remote::describe(&remote);
+    remote.finish().await;
+    Ok((observed?, target))
+}
+
+fn print_status(s: &Status) {
+    println!("deployment:  {} ({})", s.deployment, s.target);
+    match &s.container {
+        Some(c) => println!(
+            "container:   {} {}, image {}, started {}{}",
+            c.id,
+            c.state,
+            c.image,
+            c.started_at,
+            if c.restarts > 0 {
+                format!(", {} restarts", c.restarts)
+            } else {
+                String::new()
+            }
+        ),
+        None => println!("container:   none (run `natsup up`)"),
+    }
+    match &s.certificate {
+        Some(c) => println!(
+            "certificate: serial {}, expires {} ({} days left){}",
+            c.serial,
+            c.not_after,
+            c.days_left,
+            if c.matches_local {
+                ""
+            } else {
+                ", NOT the one in local state"
+            }
+        ),
+        None => println!("certificate: not served (the server is unreachable from here)"),
+    }
+    if s.in_sync {
+        println!("files:       in sync with the local render");
+    } else {
+        println!(
+            "files:       out of sync, `natsup up` would {}: {}",
+            super::up::action_name(s.pending_action),
+            if s.files_differing.is_empty() {
+                "(container state)".to_string()
+            } else {
+                s.files_differing.join(", ")
+            }
+        );
+    }
+    for u in &s.users {
+        println!(
+            "user:        {:<20} password rotated {}{}",
+            u.user,
+            u.password_rotated_at,
+            if u.rotation_pending {
+                " (rotation pending)"
+            } else {
+                ""
+            }
+        );
+    }
+}
