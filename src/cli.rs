@@ -54,6 +54,49 @@ pub enum Command {
     Plan(PlanArgs),
     /// Show the container, the served certificate, and whether the server is in sync.
     Status(StatusArgs),
+    /// New passwords for some or all users, applied by reload; only their clients reconnect.
+    RotatePasswords(RotatePasswordsArgs),
+    /// A new server key and certificate from the same CA, applied by reload.
+    RenewCert(RenewCertArgs),
+    /// Replace the CA without an outage: --begin, hand out the bundle, then --finish.
+    RotateCa(RotateCaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotatePasswordsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Rotate only this user; repeat for more [default: every user].
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<String>,
+    /// Show what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenewCertArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Renew even if the certificate is not near expiry.
+    #[arg(long)]
+    pub force: bool,
+    /// Say whether it would renew, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("phase").required(true).args(["begin", "finish"])))]
+pub struct RotateCaArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Make the new CA and hand clients a bundle of old + new.
+    #[arg(long)]
+    pub begin: bool,
+    /// Move the server to the new CA and retire the old one.
+    #[arg(long)]
+    pub finish: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod failpoint;
 pub mod fsutil;
 pub mod observed;
 pub mod passwords;
@@ -44,6 +45,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Up(args) => commands::up::run_up(&ctx, args),
         Command::Plan(args) => commands::up::run_plan(&ctx, args),
         Command::Status(args) => commands::status::run(&ctx, args),
+        Command::RotatePasswords(args) => commands::rotate::run(&ctx, args),
+        Command::RenewCert(args) => commands::renew::run(&ctx, args),
+        Command::RotateCa(args) => commands::rotate_ca::run(&ctx, args),
     }
 }
 

@@ -56,6 +56,27 @@ impl CertInfo {
         self.not_after - self.not_before
     }
 
+    /// Why this certificate should be renewed now, if it should: less than a third of its
+    /// lifetime left, or under 30 days. Certificates that live under 90 days use only the
+    /// third, or every run would renew them.
+    pub fn renewal_reason(&self, now: OffsetDateTime) -> Option<String> {
+        let left = self.not_after - now;
+        let third: Duration = self.lifetime() / 3;
+        let threshold = if self.lifetime() >= Duration::days(90) {
+            third.max(Duration::days(30))
+        } else {
+            third
+        };
+        (left < threshold).then(|| {
+            format!(
+                "it expires {} ({} days left, renewal starts at {} days)",
+                self.not_after.date(),
+                left.whole_days(),
+                threshold.whole_days()
+            )
+        })
+    }
+
     /// True when the certificate names exactly these SANs (order and case aside).
     pub fn has_sans(&self, wanted: &[String]) -> bool {
         let norm = |v: &[String]| {
@@ -168,6 +189,23 @@ pub fn issue_server_cert(
         cert_pem: cert.pem(),
         key_pem: Secret::new(key.serialize_pem()),
     })
+}
+
+/// The PEM text of each certificate in a file, in order, each ending with a newline.
+pub fn pem_blocks(pem: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut blocks = Vec::new();
+    let mut rest = pem;
+    while let (Some(start), Some(end)) = (rest.find("-----BEGIN CERTIFICATE-----"), rest.find(END))
+    {
+        if end < start {
+            rest = &rest[end + END.len()..];
+            continue;
+        }
+        blocks.push(format!("{}\n", &rest[start..end + END.len()]));
+        rest = &rest[end + END.len()..];
+    }
+    blocks
 }
 
 /// Every certificate in a PEM file, in order.

@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! <state-dir>/<name>/
-//!   ca/rootCA.pem            0644  what clients trust (`natsup ca path`)
-//!   ca/rootCA-key.pem        0400  never leaves this directory
+//!   ca/rootCA.pem            0644  what clients trust (`natsup ca path`): the CA, and during
+//!                                  a CA rotation the next CA after it
+//!   ca/rootCA-key.pem        0400  the key of the first CA in rootCA.pem; never leaves here
+//!   ca/next-rootCA.pem       0644  only during `rotate-ca`: the CA that will replace it
+//!   ca/next-rootCA-key.pem   0400
 //!   server/nats-server-cert.pem  0644
 //!   server/nats-server-key.pem   0600
 //!   secrets.yaml             0600  per user: password, its bcrypt hash, when it was rotated
@@ -53,6 +56,12 @@ impl StateDir {
     }
     pub fn ca_key(&self) -> PathBuf {
         self.root.join("ca/rootCA-key.pem")
+    }
+    pub fn next_ca_cert(&self) -> PathBuf {
+        self.root.join("ca/next-rootCA.pem")
+    }
+    pub fn next_ca_key(&self) -> PathBuf {
+        self.root.join("ca/next-rootCA-key.pem")
     }
     pub fn server_cert(&self) -> PathBuf {
         self.root.join("server/nats-server-cert.pem")
@@ -142,6 +151,53 @@ impl Secrets {
     pub fn password(&self, user: &str) -> Option<&Secret> {
         self.users.get(user).map(|s| &s.password)
     }
+
+    /// Gives each named user a pending new password, keeping one an interrupted run already
+    /// made (so its server may already hold it). Returns the users with a pending password.
+    pub fn begin_rotation(&mut self, users: &[String], now: OffsetDateTime) -> Vec<String> {
+        let fresh: Vec<&String> = users
+            .iter()
+            .filter(|u| self.users.get(*u).is_some_and(|s| s.pending.is_none()))
+            .collect();
+        let passwords: Vec<Secret> = fresh.iter().map(|_| passwords::generate()).collect();
+        let hashes = passwords::hash_all(&passwords.iter().collect::<Vec<_>>());
+        for ((user, password), bcrypt) in fresh.into_iter().zip(passwords).zip(hashes) {
+            if let Some(s) = self.users.get_mut(user) {
+                s.pending = Some(PendingPassword {
+                    password,
+                    bcrypt,
+                    created_at: now,
+                });
+            }
+        }
+        self.pending_users()
+    }
+
+    pub fn pending_users(&self) -> Vec<String> {
+        self.users
+            .iter()
+            .filter(|(_, s)| s.pending.is_some())
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+
+    /// The server proved it holds the pending password: it becomes the current one.
+    pub fn promote(&mut self, user: &str, now: OffsetDateTime) {
+        if let Some(s) = self.users.get_mut(user) {
+            if let Some(p) = s.pending.take() {
+                s.password = p.password;
+                s.bcrypt = p.bcrypt;
+                s.rotated_at = now;
+            }
+        }
+    }
+
+    /// The server kept the old password: forget the pending one.
+    pub fn discard_pending(&mut self, user: &str) {
+        if let Some(s) = self.users.get_mut(user) {
+            s.pending = None;
+        }
+    }
 }
 
 /// What [`State::ensure`] had to create.
@@ -156,7 +212,12 @@ pub enum Created {
 #[derive(Debug, Clone)]
 pub struct State {
     pub dir: StateDir,
+    /// The CA that signs server certificates now.
     pub ca: CertifiedKey,
+    /// During a CA rotation, the CA that will replace it.
+    pub next_ca: Option<CertifiedKey>,
+    /// What clients trust: `ca`, then `next_ca` if any (the contents of `ca/rootCA.pem`).
+    pub trust_pem: String,
     pub server: CertifiedKey,
     pub server_info: CertInfo,
     pub secrets: Secrets,
@@ -174,8 +235,8 @@ impl State {
         create_private_dir(&dir.root)?;
         let mut created = Vec::new();
 
-        let ca = match load_pair(&dir.ca_cert(), &dir.ca_key())? {
-            Some(ca) => ca,
+        let (ca, next_ca, trust_pem) = match load_cas(dir)? {
+            Some(cas) => cas,
             None => {
                 let ca = pki::new_ca(&config.name, now).map_err(|e| Error::failed(e.0, None))?;
                 create_private_dir(&dir.root.join("ca"))?;
@@ -183,10 +244,17 @@ impl State {
                 write_atomic(&dir.ca_key(), ca.key_pem.expose().as_bytes(), 0o400)?;
                 write_atomic(&dir.ca_cert(), ca.cert_pem.as_bytes(), 0o644)?;
                 created.push(Created::Ca);
-                ca
+                let trust = ca.cert_pem.clone();
+                (ca, None, trust)
             }
         };
-        let ca_info = pki::inspect(&ca.cert_pem).map_err(|e| Error::corrupt(dir.ca_cert(), e.0))?;
+        // A server certificate from either CA of a rotation is in place: `rotate-ca --finish`
+        // issues from the next one before it retires the old.
+        let issuers: Vec<String> = std::iter::once(&ca)
+            .chain(next_ca.as_ref())
+            .map(|c| pki::inspect(&c.cert_pem).map(|i| i.subject))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::corrupt(dir.ca_cert(), e.0))?;
 
         let existing = load_pair(&dir.server_cert(), &dir.server_key())?;
         let reissue_reason = match &existing {
@@ -200,7 +268,7 @@ impl State {
                         info.sans.join(", "),
                         config.sans().join(", ")
                     ))
-                } else if info.issuer != ca_info.subject {
+                } else if !issuers.contains(&info.issuer) {
                     Some("it was issued by another CA".to_string())
                 } else {
                     None
@@ -250,6 +318,8 @@ impl State {
             State {
                 dir: dir.clone(),
                 ca,
+                next_ca,
+                trust_pem,
                 server,
                 server_info,
                 secrets,
@@ -260,7 +330,7 @@ impl State {
 
     /// Loads existing state; anything missing is an error that says how to create it.
     pub fn load(config: &Config, dir: &StateDir) -> Result<State> {
-        let ca = load_pair(&dir.ca_cert(), &dir.ca_key())?.ok_or_else(|| dir.missing("CA"))?;
+        let (ca, next_ca, trust_pem) = load_cas(dir)?.ok_or_else(|| dir.missing("CA"))?;
         let server = load_pair(&dir.server_cert(), &dir.server_key())?
             .ok_or_else(|| dir.missing("server certificate"))?;
         let server_info =
@@ -276,6 +346,8 @@ impl State {
         Ok(State {
             dir: dir.clone(),
             ca,
+            next_ca,
+            trust_pem,
             server,
             server_info,
             secrets,
@@ -291,6 +363,129 @@ impl State {
         self.server = issue_and_store(config, &self.dir, &self.ca, now)?;
         self.server_info =
             pki::inspect(&self.server.cert_pem).map_err(|e| Error::failed(e.0, None))?;
+        Ok(())
+    }
+}
+
+/// Loads the signing CA, the next CA of a rotation, and the trust bundle, first finishing
+/// whatever an interrupted `rotate-ca` left half-done.
+fn load_cas(dir: &StateDir) -> Result<Option<(CertifiedKey, Option<CertifiedKey>, String)>> {
+    // `--finish` writes the next key over the CA key first; if it died right after, the
+    // swap is finished here, so the CA cert and key never disagree for long.
+    if let (Some(key), Some(next_key)) = (
+        read_optional(&dir.ca_key())?,
+        read_optional(&dir.next_ca_key())?,
+    ) {
+        if key == next_key {
+            if let Some(next_cert) = read_optional(&dir.next_ca_cert())? {
+                write_atomic(&dir.ca_cert(), next_cert.as_bytes(), 0o644)?;
+            }
+            remove_next_ca(dir)?;
+        }
+    }
+    let Some(mut ca) = load_pair(&dir.ca_cert(), &dir.ca_key())? else {
+        return Ok(None);
+    };
+    // rootCA.pem may hold the next CA too; the signing CA is the first certificate.
+    let blocks = pki::pem_blocks(&ca.cert_pem);
+    let first = blocks
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::corrupt(dir.ca_cert(), "holds no certificate"))?;
+    ca.cert_pem = first;
+    let next = load_pair(&dir.next_ca_cert(), &dir.next_ca_key())?;
+    let trust = match &next {
+        Some(n) => format!("{}{}", ca.cert_pem, n.cert_pem),
+        None => ca.cert_pem.clone(),
+    };
+    // Repairs a `--begin` or `--finish` that died between its writes.
+    if read_optional(&dir.ca_cert())?.as_deref() != Some(trust.as_str()) {
+        write_atomic(&dir.ca_cert(), trust.as_bytes(), 0o644)?;
+    }
+    Ok(Some((ca, next, trust)))
+}
+
+fn remove_next_ca(dir: &StateDir) -> Result<()> {
+    for path in [dir.next_ca_cert(), dir.next_ca_key()] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &path, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Where a deployment stands in replacing its CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaPhase {
+    /// One CA; clients trust it.
+    Single,
+    /// `rotate-ca --begin` ran: clients trust old + new, the server still presents the old.
+    Rotating,
+}
+
+impl State {
+    pub fn ca_phase(&self) -> CaPhase {
+        if self.next_ca.is_some() {
+            CaPhase::Rotating
+        } else {
+            CaPhase::Single
+        }
+    }
+
+    /// Makes the next CA and adds it to the trust bundle. Idempotent.
+    pub fn begin_ca_rotation(&mut self, config: &Config, now: OffsetDateTime) -> Result<bool> {
+        if self.next_ca.is_some() {
+            return Ok(false);
+        }
+        let next = pki::new_ca(&config.name, now).map_err(|e| Error::failed(e.0, None))?;
+        write_atomic(
+            &self.dir.next_ca_key(),
+            next.key_pem.expose().as_bytes(),
+            0o400,
+        )?;
+        write_atomic(&self.dir.next_ca_cert(), next.cert_pem.as_bytes(), 0o644)?;
+        self.trust_pem = format!("{}{}", self.ca.cert_pem, next.cert_pem);
+        write_atomic(&self.dir.ca_cert(), self.trust_pem.as_bytes(), 0o644)?;
+        self.next_ca = Some(next);
+        Ok(true)
+    }
+
+    /// Issues the server certificate from the next CA (unless it already is).
+    pub fn issue_from_next_ca(&mut self, config: &Config, now: OffsetDateTime) -> Result<bool> {
+        let next = self.next_ca.clone().ok_or_else(|| {
+            Error::usage(
+                "no CA rotation is under way",
+                Some("start one with `natsup rotate-ca --begin`".to_string()),
+            )
+        })?;
+        let next_subject = pki::inspect(&next.cert_pem)
+            .map_err(|e| Error::failed(e.0, None))?
+            .subject;
+        if self.server_info.issuer == next_subject {
+            return Ok(false);
+        }
+        self.server = issue_and_store(config, &self.dir, &next, now)?;
+        self.server_info =
+            pki::inspect(&self.server.cert_pem).map_err(|e| Error::failed(e.0, None))?;
+        Ok(true)
+    }
+
+    /// Drops the old CA: the next one becomes the only one. Call once the server presents a
+    /// certificate from the next CA.
+    pub fn retire_old_ca(&mut self) -> Result<()> {
+        let next = self
+            .next_ca
+            .take()
+            .ok_or_else(|| Error::failed("no CA rotation is under way", None))?;
+        // Key first; `load_cas` completes the rest if this run dies in between.
+        write_atomic(&self.dir.ca_key(), next.key_pem.expose().as_bytes(), 0o400)?;
+        write_atomic(&self.dir.ca_cert(), next.cert_pem.as_bytes(), 0o644)?;
+        remove_next_ca(&self.dir)?;
+        self.trust_pem = next.cert_pem.clone();
+        self.ca = next;
         Ok(())
     }
 }

@@ -346,7 +346,7 @@ async fn check_wrong_password_refused(target: &Target, user: &str) -> Check {
     }
 }
 
-fn is_auth_error(e: &str) -> bool {
+pub fn is_auth_error(e: &str) -> bool {
     let e = e.to_ascii_lowercase();
     e.contains("authorization") || e.contains("authentication")
 }

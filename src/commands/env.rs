@@ -29,25 +29,32 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
             )),
         ));
     }
-    let dir = ctx.state_dir(&config);
-    let state = State::load(&config, &dir)?;
-    let ca =
-        std::path::absolute(dir.ca_cert()).map_err(|e| Error::io("resolve", dir.ca_cert(), e))?;
-    let vars = vec![
-        ("NATS_HOST", nats_host(&config)),
-        ("NATS_USER", args.user.clone()),
-        (
-            "NATS_PASSWORD",
-            state
-                .secrets
-                .served_password(&args.user)
-                .expose()
-                .to_string(),
-        ),
-        ("NATS_CA", ca.display().to_string()),
-    ];
-    print!("{}", format_vars(&vars, args.format));
+    let state = State::load(&config, &ctx.state_dir(&config))?;
+    print!(
+        "{}",
+        format_vars(&vars(&config, &state, &args.user)?, args.format)
+    );
     Ok(0)
+}
+
+/// The variables bevygap reads, for one user, with the password the server has confirmed.
+pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static str, String)>> {
+    let ca_path = state.dir.ca_cert();
+    let ca = std::path::absolute(&ca_path).map_err(|e| Error::io("resolve", &ca_path, e))?;
+    let password = state
+        .secrets
+        .password(user)
+        .ok_or_else(|| Error::MissingState {
+            name: config.name.clone(),
+            what: format!("password for user `{user}`"),
+            dir: state.dir.root.clone(),
+        })?;
+    Ok(vec![
+        ("NATS_HOST", nats_host(config)),
+        ("NATS_USER", user.to_string()),
+        ("NATS_PASSWORD", password.expose().to_string()),
+        ("NATS_CA", ca.display().to_string()),
+    ])
 }
 
 /// bevygap's `NATS_HOST` is `host` or `host:port` (its README: `nats.example.com:4222` or

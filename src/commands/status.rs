@@ -28,6 +28,8 @@ pub struct Status {
     /// What `natsup up` would do.
     pub pending_action: Action,
     pub files_differing: Vec<String>,
+    /// `single`, or `rotating` between `rotate-ca --begin` and `--finish`.
+    pub ca_phase: crate::state::CaPhase,
     pub users: Vec<UserStatus>,
 }
 
@@ -116,13 +118,17 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
             in_sync: plan.action == Action::Nothing,
             pending_action: plan.action,
             files_differing: plan.files.iter().map(|f| f.path.clone()).collect(),
+            ca_phase: state.ca_phase(),
             users: config
                 .users
                 .iter()
                 .filter_map(|u| state.secrets.users.get(&u.name).map(|s| (u, s)))
                 .map(|(u, s)| UserStatus {
                     user: u.name.clone(),
-                    password_rotated_at: s.rotated_at.date().to_string(),
+                    password_rotated_at: s
+                        .rotated_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
                     rotation_pending: s.pending.is_some(),
                 })
                 .collect(),
@@ -203,6 +209,12 @@ fn print_status(s: &Status) {
                 s.files_differing.join(", ")
             }
         );
+    }
+    match s.ca_phase {
+        crate::state::CaPhase::Single => println!("ca:          one CA"),
+        crate::state::CaPhase::Rotating => println!(
+            "ca:          rotating: clients get old + new CA; finish with `natsup rotate-ca --finish`"
+        ),
     }
     for u in &s.users {
         println!(

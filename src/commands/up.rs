@@ -55,29 +55,81 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
     let dir = ctx.state_dir(&config);
     let _lock = dir.lock()?;
+    let now = OffsetDateTime::now_utc();
     // Local state first: whatever the server is about to get already exists on this disk.
-    let (state, created) = State::ensure(&config, &dir, OffsetDateTime::now_utc())?;
+    let (mut state, created) = State::ensure(&config, &dir, now)?;
     report_created(&created);
+    // A routine `up` keeps the certificate fresh.
+    if let Some(reason) = state.server_info.renewal_reason(now) {
+        if args.dry_run {
+            eprintln!("the server certificate would be renewed: {reason}");
+        } else {
+            eprintln!("renewing the server certificate: {reason}");
+            state.reissue_server_cert(&config, now)?;
+        }
+    }
     let timeout = Duration::from_secs(args.timeout);
     crate::runtime().block_on(async {
-        match via {
-            Via::Local => {
-                up_with(
-                    LocalRemote::default(),
-                    &config,
-                    &state,
-                    args.dry_run,
-                    timeout,
-                )
-                .await
-            }
-            Via::Ssh(target) => {
-                eprintln!("connecting to {}", target.destination);
-                let remote = SshRemote::connect(&target).await?;
-                up_with(remote, &config, &state, args.dry_run, timeout).await
-            }
+        let deployed = deploy(&via, &config, &state, args.dry_run, timeout).await;
+        if args.dry_run {
+            return deployed.map(|_| 0);
         }
+        // Finishes (or undoes) a password rotation an earlier run left pending.
+        super::rotate::settle_pending(&config, &mut state).await?;
+        let deployed = deployed?;
+        eprintln!("{}", deployed.summary());
+        let report = verify_deployment(&config, &state).await;
+        super::verify::print_report(&report, false);
+        Ok(if report.status >= verify::Status::Critical {
+            1
+        } else {
+            0
+        })
     })
+}
+
+/// What one converge run did.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub plan: Plan,
+    pub commands: usize,
+    pub elapsed: Duration,
+}
+
+impl Deployed {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} in {:.1}s ({} remote command{})",
+            match self.plan.action {
+                Action::Nothing => "nothing to do",
+                Action::Files => "restored files",
+                Action::Reload => "reloaded",
+                Action::Start => "started",
+                Action::Recreate => "recreated",
+            },
+            self.elapsed.as_secs_f64(),
+            self.commands,
+            if self.commands == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// Brings the server onto (config, state) over one connection: observe, plan, apply.
+pub async fn deploy(
+    via: &Via,
+    config: &Config,
+    state: &State,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<Deployed> {
+    match via {
+        Via::Local => deploy_with(LocalRemote::default(), config, state, dry_run, timeout).await,
+        Via::Ssh(target) => {
+            eprintln!("connecting to {}", target.destination);
+            let remote = SshRemote::connect(target).await?;
+            deploy_with(remote, config, state, dry_run, timeout).await
+        }
+    }
 }
 
 /// Anything with a `close` step; the SSH master must be closed explicitly.
@@ -93,40 +145,21 @@ impl Closable for LocalRemote {
     async fn finish(self) {}
 }
 
-async fn up_with<R: Closable>(
+async fn deploy_with<R: Closable>(
     mut remote: R,
     config: &Config,
     state: &State,
     dry_run: bool,
     timeout: Duration,
-) -> Result<i32> {
+) -> Result<Deployed> {
     let started = Instant::now();
     let result = converge(&mut remote, config, state, dry_run, timeout).await;
     let commands = remote.commands();
     remote.finish().await;
-    let plan = result?;
-    if dry_run {
-        return Ok(0);
-    }
-    eprintln!(
-        "{} in {:.1}s ({} remote command{})",
-        match plan.action {
-            Action::Nothing => "nothing to do",
-            Action::Files => "restored files",
-            Action::Reload => "reloaded",
-            Action::Start => "started",
-            Action::Recreate => "recreated",
-        },
-        started.elapsed().as_secs_f64(),
+    Ok(Deployed {
+        plan: result?,
         commands,
-        if commands == 1 { "" } else { "s" }
-    );
-    let report = verify_deployment(config, state).await;
-    super::verify::print_report(&report, false);
-    Ok(if report.status >= verify::Status::Critical {
-        1
-    } else {
-        0
+        elapsed: started.elapsed(),
     })
 }
 
@@ -181,7 +214,7 @@ pub fn action_name(action: Action) -> &'static str {
 
 /// Every user of the deployment, as `natsup verify` checks them.
 pub async fn verify_deployment(config: &Config, state: &State) -> verify::Report {
-    let target = Target::from_url(&config.url(), state.ca.cert_pem.clone())
+    let target = Target::from_url(&config.url(), state.trust_pem.clone())
         .expect("a validated config always gives a valid URL");
     let logins: Vec<Login> = config
         .users

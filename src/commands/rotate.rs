@@ -1,0 +1,168 @@
+//! `natsup rotate-passwords`: new passwords, applied by reload, proven, then made current.
+//!
+//! Order is what keeps anyone from being locked out: the new password is saved locally as
+//! *pending* before the server sees it, and becomes current only once the server accepted it
+//! and refused the old one. A run that dies anywhere leaves both on disk; the next
+//! `rotate-passwords` or `up` settles which one the server holds.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::cli::{EnvFormat, RotatePasswordsArgs};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::secret::Secret;
+use crate::state::State;
+use crate::verify::{self, Login, Target};
+
+use super::Context;
+use super::render::report_created;
+use super::up::{deploy, load_config, via};
+
+pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
+    let config = load_config(ctx, args.target.local, args.target.image.as_deref())?;
+    let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
+    let users: Vec<String> = if args.users.is_empty() {
+        config.users.iter().map(|u| u.name.clone()).collect()
+    } else {
+        for u in &args.users {
+            if config.user(u).is_none() {
+                return Err(Error::usage(
+                    format!("`{u}` is not a user of deployment `{}`", config.name),
+                    Some(format!("users are: {}", user_names(&config))),
+                ));
+            }
+        }
+        args.users.clone()
+    };
+    let dir = ctx.state_dir(&config);
+    let _lock = dir.lock()?;
+    let now = OffsetDateTime::now_utc();
+    let (mut state, created) = State::ensure(&config, &dir, now)?;
+    report_created(&created);
+
+    let pending = state.secrets.begin_rotation(&users, now);
+    if args.dry_run {
+        eprintln!("would rotate the passwords of: {}", pending.join(", "));
+        return crate::runtime().block_on(async {
+            deploy(&via, &config, &state, true, Duration::from_secs(30))
+                .await
+                .map(|_| 0)
+        });
+    }
+    // Saved before the server sees them: from here on, no outcome can lose a password.
+    state.save_secrets()?;
+    failpoint::hit("rotate-passwords:pending-saved");
+
+    crate::runtime().block_on(async {
+        let deployed = deploy(&via, &config, &state, false, Duration::from_secs(30)).await;
+        failpoint::hit("rotate-passwords:applied");
+        let settled = settle_pending(&config, &mut state).await?;
+        let deployed = deployed?;
+        eprintln!("{}", deployed.summary());
+        let rotated: Vec<&Settled> = settled.iter().filter(|s| s.outcome == Outcome::Promoted).collect();
+        if rotated.len() != pending.len() {
+            return Err(Error::failed(
+                "the server did not take every new password",
+                Some("run `natsup rotate-passwords` again".to_string()),
+            ));
+        }
+        println!("rotated: {}", rotated.iter().map(|s| s.user.as_str()).collect::<Vec<_>>().join(", "));
+        println!("These clients must now use their new password (their old connections were closed by the server):");
+        for s in &rotated {
+            println!();
+            println!("# natsup env {}", s.user);
+            let vars = super::env::vars(&config, &state, &s.user)?;
+            print!("{}", super::env::format_vars(&vars, EnvFormat::Dotenv));
+        }
+        Ok(0)
+    })
+}
+
+fn user_names(config: &Config) -> String {
+    config
+        .users
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server takes the new password and refuses the old: it is now current.
+    Promoted,
+    /// The server still takes the old password: the pending one was dropped.
+    Discarded,
+    /// The server took neither (unreachable?): both stay on disk for the next run.
+    Unsettled,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub user: String,
+    pub outcome: Outcome,
+}
+
+/// Asks the server which password each user with a pending one holds, and records the answer.
+pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Settled>> {
+    let users = state.secrets.pending_users();
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let target = Target::from_url(&config.url(), state.trust_pem.clone())
+        .expect("a validated config always gives a valid URL");
+    let mut settled = Vec::new();
+    for user in users {
+        let new = state.secrets.served_password(&user).clone();
+        let old = state
+            .secrets
+            .password(&user)
+            .cloned()
+            .expect("pending users exist");
+        let outcome = if accepts(&target, &user, &new).await == Some(true) {
+            // The old one must be refused too; nats-server never holds two for one user.
+            if accepts(&target, &user, &old).await == Some(true) {
+                Outcome::Unsettled
+            } else {
+                Outcome::Promoted
+            }
+        } else if accepts(&target, &user, &old).await == Some(true) {
+            Outcome::Discarded
+        } else {
+            Outcome::Unsettled
+        };
+        match outcome {
+            Outcome::Promoted => state.secrets.promote(&user, OffsetDateTime::now_utc()),
+            Outcome::Discarded => {
+                eprintln!("{user}: the server kept the old password; the new one was dropped");
+                state.secrets.discard_pending(&user)
+            }
+            Outcome::Unsettled => eprintln!(
+                "{user}: could not tell which password the server holds; both are kept, run again"
+            ),
+        }
+        settled.push(Settled { user, outcome });
+    }
+    state.save_secrets()?;
+    Ok(settled)
+}
+
+/// `Some(true)` accepted, `Some(false)` refused as a bad login, `None` could not tell.
+async fn accepts(target: &Target, user: &str, password: &Secret) -> Option<bool> {
+    let login = Login {
+        user: user.to_string(),
+        password: password.clone(),
+        permissions: None,
+    };
+    match verify::connect(target, &login).await {
+        Ok(client) => {
+            drop(client);
+            Some(true)
+        }
+        Err(e) if verify::is_auth_error(&e) => Some(false),
+        Err(_) => None,
+    }
+}
