@@ -29,6 +29,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "NATSUP_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// More logging: -v shows every remote command and its duration, -vv also the scripts.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only results and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,6 +68,37 @@ pub enum Command {
     RenewCert(RenewCertArgs),
     /// Replace the CA without an outage: --begin, hand out the bundle, then --finish.
     RotateCa(RotateCaArgs),
+    /// Write nats CLI contexts (replaces `nats context save`).
+    Context(ContextArgs),
+    /// Write what one component needs (nats.env, the CA) into a folder, e.g. for an image.
+    Bundle(BundleArgs),
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// Write a context for this user only; repeat for more [default: every user].
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<String>,
+    /// Also make it the nats CLI's selected context (needs exactly one user).
+    #[arg(long)]
+    pub select: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The user whose settings to bundle.
+    pub user: String,
+    /// Folder to write nats.env, rootCA.pem and README.txt into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where rootCA.pem will be when the component runs (e.g. its path inside an image)
+    /// [default: the bundle's own absolute path].
+    #[arg(long)]
+    pub ca_path: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -203,9 +242,54 @@ pub struct VerifyArgs {
     /// a flag is visible to other users in `ps`.
     #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
+    /// CA certificate PEM contents, instead of a file (bevygap's NATS_CA_CONTENTS).
+    #[arg(
+        long,
+        env = "NATS_CA_CONTENTS",
+        hide_env_values = true,
+        conflicts_with = "ca"
+    )]
+    pub ca_contents: Option<String>,
+    /// Print one JSON object instead of a table (same as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = VerifyFormat::Text)]
+    pub format: VerifyFormat,
+    /// Connect time that makes the check WARNING.
+    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    pub connect_warn: std::time::Duration,
+    /// Connect time that makes the check CRITICAL.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub connect_critical: std::time::Duration,
+    /// Round-trip time that makes the check WARNING.
+    #[arg(long, value_parser = parse_duration, default_value = "500ms")]
+    pub rtt_warn: std::time::Duration,
+    /// Round-trip time that makes the check CRITICAL.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub rtt_critical: std::time::Duration,
+    /// Certificate days left below which the check is WARNING.
+    #[arg(long, default_value_t = 30)]
+    pub cert_warn_days: i64,
+    /// Certificate days left below which the check is CRITICAL.
+    #[arg(long, default_value_t = 7)]
+    pub cert_critical_days: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyFormat {
+    Text,
+    Json,
+    /// One line in the Nagios plugin format, like `nats server check connection`.
+    Nagios,
+    /// Prometheus text exposition format.
+    Prometheus,
+}
+
+/// Durations as the nats CLI writes them: `500ms`, `1s`, `0s`, `1m30s`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 500ms or 1s: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +298,18 @@ pub enum CaCommand {
     Path,
     /// Print the CA's subject, fingerprint and expiry.
     Show,
+    /// Use an existing CA (an mkcert rootCA.pem and rootCA-key.pem, say) for this deployment.
+    Import {
+        /// The CA certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Replace an existing CA (clients must then be given the new one; prefer `rotate-ca`).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +318,14 @@ pub struct EnvArgs {
     pub user: String,
     #[arg(long, value_enum, default_value_t = EnvFormat::Dotenv)]
     pub format: EnvFormat,
+    /// Put the CA PEM itself in NATS_CA_CONTENTS instead of a path in NATS_CA.
+    #[arg(long, conflicts_with = "ca_arg")]
+    pub ca_contents: bool,
+    /// Print only the gameserver's `--ca_contents '<PEM>'` argument (bevygap reads it because
+    /// Edgegap caps env values at 255 bytes). The PEM keeps its line breaks: a PEM without
+    /// them is refused by rustls, so the flattened form would not connect.
+    #[arg(long)]
+    pub ca_arg: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -48,6 +48,20 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::RotatePasswords(args) => commands::rotate::run(&ctx, args),
         Command::RenewCert(args) => commands::renew::run(&ctx, args),
         Command::RotateCa(args) => commands::rotate_ca::run(&ctx, args),
+        Command::Context(args) => commands::context::run(&ctx, args),
+        Command::Bundle(args) => commands::bundle::run(&ctx, args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "natsup", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| error::Error::io("write", "stdout", e))?;
+            Ok(0)
+        }
     }
 }
 

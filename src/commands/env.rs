@@ -30,10 +30,16 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
         ));
     }
     let state = State::load(&config, &ctx.state_dir(&config))?;
-    print!(
-        "{}",
-        format_vars(&vars(&config, &state, &args.user)?, args.format)
-    );
+    if args.ca_arg {
+        println!("{}", ca_arg(&state.trust_pem));
+        return Ok(0);
+    }
+    let mut vars = vars(&config, &state, &args.user)?;
+    if args.ca_contents {
+        vars.retain(|(k, _)| *k != "NATS_CA");
+        vars.push(("NATS_CA_CONTENTS", state.trust_pem.clone()));
+    }
+    print!("{}", format_vars(&vars, args.format));
     Ok(0)
 }
 
@@ -119,6 +125,15 @@ pub fn dotenv_quote(v: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The gameserver argument `--ca_contents '<PEM>'`, shell-quoted. The PEM keeps its newlines:
+/// rustls (and so async-nats and bevygap) refuses a PEM whose lines were joined.
+pub fn ca_arg(pem: &str) -> String {
+    format!(
+        "--ca_contents {}",
+        crate::remote_script::sh_quote(pem.trim_end())
+    )
 }
 
 /// POSIX single quotes: nothing inside is special but `'` itself.

@@ -1,7 +1,9 @@
 //! One file per subcommand. Each takes parsed arguments and the shared [`Context`], does its
 //! work through the pure modules and the executor, and returns the process exit code.
 
+pub mod bundle;
 pub mod ca;
+pub mod context;
 pub mod env;
 pub mod init;
 pub mod render;

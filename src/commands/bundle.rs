@@ -1,0 +1,58 @@
+//! `natsup bundle USER --out DIR`: what one component needs, in one folder: `nats.env`, the
+//! CA, and a README. Made for baking into a gameserver or service image.
+
+use crate::cli::{BundleArgs, EnvFormat};
+use crate::error::{Error, Result};
+use crate::fsutil::{create_private_dir, write_atomic};
+use crate::state::State;
+
+use super::Context;
+use super::env::{format_vars, vars};
+
+pub fn run(ctx: &Context, args: BundleArgs) -> Result<i32> {
+    let config = ctx.load_config()?;
+    if config.user(&args.user).is_none() {
+        return Err(Error::usage(
+            format!(
+                "`{}` is not a user of deployment `{}`",
+                args.user, config.name
+            ),
+            None,
+        ));
+    }
+    let state = State::load(&config, &ctx.state_dir(&config))?;
+    // The folder holds a password: private, like natsup's own state.
+    create_private_dir(&args.out)?;
+    let ca_file = args.out.join("rootCA.pem");
+    write_atomic(&ca_file, state.trust_pem.as_bytes(), 0o644)?;
+    let ca_path = match &args.ca_path {
+        Some(p) => p.clone(),
+        None => std::path::absolute(&ca_file)
+            .map_err(|e| Error::io("resolve", &ca_file, e))?
+            .display()
+            .to_string(),
+    };
+    let mut env = vars(&config, &state, &args.user)?;
+    if let Some(v) = env.iter_mut().find(|(k, _)| *k == "NATS_CA") {
+        v.1 = ca_path.clone();
+    }
+    write_atomic(
+        &args.out.join("nats.env"),
+        format_vars(&env, EnvFormat::Dotenv).as_bytes(),
+        0o600,
+    )?;
+    let readme = format!(
+        "natsup bundle for user {user} of deployment {name}.\n\
+         nats.env holds NATS_HOST, NATS_USER, NATS_PASSWORD and NATS_CA (= {ca_path}); \
+         copy this folder so that rootCA.pem is at that path, and load nats.env \
+         (docker --env-file nats.env, or compose env_file). nats.env is a secret: keep it out of git.\n",
+        user = args.user,
+        name = config.name,
+    );
+    write_atomic(&args.out.join("README.txt"), readme.as_bytes(), 0o644)?;
+    println!(
+        "wrote {}/{{nats.env,rootCA.pem,README.txt}}",
+        args.out.display()
+    );
+    Ok(0)
+}
