@@ -25,6 +25,7 @@ pub mod render;
 pub mod secret;
 pub mod state;
 pub mod tls_probe;
+pub mod ui;
 pub mod verify;
 
 use cli::{Cli, Command};
@@ -35,6 +36,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     // async-nats and our probes use ring; installing it explicitly avoids rustls' panic when
     // more than one provider is compiled in (FACTS.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    ui::set_quiet(cli.quiet);
+    ui::init_logging(cli.verbose);
     let ctx = commands::Context::from_cli(&cli)?;
     match cli.command {
         Command::Init(args) => commands::init::run(&ctx, args),

@@ -213,6 +213,13 @@ impl Remote for SshRemote {
             .wait_with_output()
             .await
             .map_err(|e| self.broken(step, e))?;
+        log_command(
+            &self.destination,
+            step,
+            script,
+            started.elapsed(),
+            out.status.code(),
+        );
         Ok(Output {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -239,6 +246,18 @@ impl SshRemote {
             hint: Some("run the same command again: natsup picks up where it stopped".into()),
         }
     }
+}
+
+/// `-v` shows each remote command and its duration; `-vv` the script too. Scripts hold no
+/// secret (they travel on stdin), so logging them leaks nothing.
+fn log_command(target: &str, step: &str, script: &str, elapsed: Duration, status: Option<i32>) {
+    tracing::info!(
+        "{target}: {step}: sh -c <script, {} bytes> exited {} in {:.0}ms",
+        script.len(),
+        status.map_or("by signal".to_string(), |c| c.to_string()),
+        elapsed.as_secs_f64() * 1000.0
+    );
+    tracing::debug!("{target}: {step} script:\n{script}");
 }
 
 /// This machine, for `natsup up --local`. Scripts run from $HOME like a fresh SSH login.
@@ -279,6 +298,7 @@ impl Remote for LocalRemote {
             message: e.to_string(),
             hint: None,
         })?;
+        log_command("local", step, script, started.elapsed(), out.status.code());
         Ok(Output {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

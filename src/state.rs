@@ -85,10 +85,10 @@ impl StateDir {
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
         if file.try_lock().is_err() {
-            eprintln!(
+            crate::ui::note(format!(
                 "natsup: waiting for another natsup run on `{}` to finish",
                 self.name
-            );
+            ));
             file.lock().map_err(|e| Error::io("lock", &path, e))?;
         }
         Ok(file)

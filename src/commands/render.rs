@@ -31,10 +31,12 @@ pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32> {
 pub fn report_created(created: &[Created]) {
     for c in created {
         match c {
-            Created::Ca => eprintln!("created a new CA"),
-            Created::ServerCert { reason } => eprintln!("issued a server certificate: {reason}"),
+            Created::Ca => crate::ui::note(format!("created a new CA")),
+            Created::ServerCert { reason } => {
+                crate::ui::note(format!("issued a server certificate: {reason}"))
+            }
             Created::Passwords { users } => {
-                eprintln!("generated passwords for {}", users.join(", "))
+                crate::ui::note(format!("generated passwords for {}", users.join(", ")))
             }
         }
     }

@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
             return Ok(0);
         }
         (Some(reason), _) => {
-            eprintln!("renewing the server certificate: {reason}");
+            crate::ui::note(format!("renewing the server certificate: {reason}"));
             state.reissue_server_cert(&config, now)?;
         }
         (None, true) => {}
@@ -59,7 +59,7 @@ pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
 
     crate::runtime().block_on(async {
         let deployed = deploy(&via, &config, &state, false, Duration::from_secs(30)).await?;
-        eprintln!("{}", deployed.summary());
+        crate::ui::note(format!("{}", deployed.summary()));
         let served = served_serial(&config).await?;
         if served != state.server_info.serial {
             return Err(Error::failed(

@@ -45,7 +45,10 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
 
     let pending = state.secrets.begin_rotation(&users, now);
     if args.dry_run {
-        eprintln!("would rotate the passwords of: {}", pending.join(", "));
+        crate::ui::note(format!(
+            "would rotate the passwords of: {}",
+            pending.join(", ")
+        ));
         return crate::runtime().block_on(async {
             deploy(&via, &config, &state, true, Duration::from_secs(30))
                 .await
@@ -61,7 +64,7 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         failpoint::hit("rotate-passwords:applied");
         let settled = settle_pending(&config, &mut state).await?;
         let deployed = deployed?;
-        eprintln!("{}", deployed.summary());
+        crate::ui::note(format!("{}", deployed.summary()));
         let rotated: Vec<&Settled> = settled.iter().filter(|s| s.outcome == Outcome::Promoted).collect();
         if rotated.len() != pending.len() {
             return Err(Error::failed(
@@ -137,12 +140,14 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
         match outcome {
             Outcome::Promoted => state.secrets.promote(&user, OffsetDateTime::now_utc()),
             Outcome::Discarded => {
-                eprintln!("{user}: the server kept the old password; the new one was dropped");
+                crate::ui::note(format!(
+                    "{user}: the server kept the old password; the new one was dropped"
+                ));
                 state.secrets.discard_pending(&user)
             }
-            Outcome::Unsettled => eprintln!(
+            Outcome::Unsettled => crate::ui::note(format!(
                 "{user}: could not tell which password the server holds; both are kept, run again"
-            ),
+            )),
         }
         settled.push(Settled { user, outcome });
     }

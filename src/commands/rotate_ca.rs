@@ -48,7 +48,7 @@ pub fn run(ctx: &Context, args: RotateCaArgs) -> Result<i32> {
     failpoint::hit("rotate-ca:issued");
     crate::runtime().block_on(async {
         let deployed = deploy(&via, &config, &state, false, Duration::from_secs(30)).await?;
-        eprintln!("{}", deployed.summary());
+        crate::ui::note(format!("{}", deployed.summary()));
         let served = super::renew::served_serial(&config).await?;
         if served != state.server_info.serial {
             return Err(Error::failed(

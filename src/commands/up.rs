@@ -62,9 +62,9 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     // A routine `up` keeps the certificate fresh.
     if let Some(reason) = state.server_info.renewal_reason(now) {
         if args.dry_run {
-            eprintln!("the server certificate would be renewed: {reason}");
+            crate::ui::note(format!("the server certificate would be renewed: {reason}"));
         } else {
-            eprintln!("renewing the server certificate: {reason}");
+            crate::ui::note(format!("renewing the server certificate: {reason}"));
             state.reissue_server_cert(&config, now)?;
         }
     }
@@ -77,8 +77,10 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
         // Finishes (or undoes) a password rotation an earlier run left pending.
         super::rotate::settle_pending(&config, &mut state).await?;
         let deployed = deployed?;
-        eprintln!("{}", deployed.summary());
+        crate::ui::note(format!("{}", deployed.summary()));
+        let step = crate::ui::Step::start("verifying every user over TLS");
         let report = verify_deployment(&config, &state).await;
+        step.done(report.status.label());
         super::verify::print_report(&report, false);
         Ok(if report.status >= verify::Status::Critical {
             1
@@ -125,8 +127,9 @@ pub async fn deploy(
     match via {
         Via::Local => deploy_with(LocalRemote::default(), config, state, dry_run, timeout).await,
         Via::Ssh(target) => {
-            eprintln!("connecting to {}", target.destination);
+            let step = crate::ui::Step::start(format!("connecting to {}", target.destination));
             let remote = SshRemote::connect(target).await?;
+            step.done("connected");
             deploy_with(remote, config, state, dry_run, timeout).await
         }
     }
@@ -175,27 +178,37 @@ async fn converge<R: Remote>(
         state,
         &TlsNames::versioned(&state.server_info.serial),
     );
+    let step = crate::ui::Step::start("inspecting the server");
     let observed = deploy::observe(remote, config).await?;
     deploy::check_preflight(&observed, &remote.describe())?;
     let plan = plan::plan(&bundle, &observed);
+    step.done(format!("plan: {}", action_name(plan.action)));
     print_plan(&plan, dry_run);
     if !dry_run && plan.uploads() {
+        let step = crate::ui::Step::start(match plan.action {
+            Action::Start => {
+                "uploading, validating and starting the server (pulls the image if needed)"
+            }
+            Action::Recreate => "uploading, validating and recreating the container",
+            Action::Reload => "uploading, validating and reloading the server",
+            _ => "uploading and validating the files",
+        });
         deploy::apply(remote, config, &bundle, &plan, timeout).await?;
+        step.done("done");
     }
     Ok(plan)
 }
 
 pub fn print_plan(plan: &Plan, with_diffs: bool) {
-    eprintln!("plan: {}", action_name(plan.action));
     for reason in &plan.reasons {
-        eprintln!("  - {reason}");
+        crate::ui::note(format!("  - {reason}"));
     }
     for f in &plan.files {
-        eprintln!("  {:?} {}", f.change, f.path);
+        crate::ui::note(format!("  {:?} {}", f.change, f.path));
         if with_diffs {
             if let Some(diff) = &f.diff {
                 for line in diff.lines() {
-                    eprintln!("    {line}");
+                    crate::ui::note(format!("    {line}"));
                 }
             }
         }
