@@ -4,9 +4,10 @@ set -u
 cd "$HOME" 2>/dev/null || cd /
 find_docker || true
 
+INDIR=""
 if [ -d "$DIR" ]; then
   if [ -w "$DIR" ]; then say dir writable; else say dir readonly; fi
-  cd "$DIR"
+  cd "$DIR" && INDIR=yes
   say dir_abs "$PWD"
   for f in docker-compose.yaml nats-config/nats-server.conf \
            .natsup/applied/docker-compose.yaml .natsup/applied/nats-server.conf; do
@@ -24,7 +25,8 @@ else
 fi
 
 ID=""
-if [ -n "$DOCKER" ] && [ -d "$DIR" ]; then
+# $DIR may be relative to $HOME; we are inside it already when INDIR is set.
+if [ -n "$DOCKER" ] && [ -n "$INDIR" ]; then
   ID=$(find_container)
   if [ -n "$ID" ]; then
     say container_id "$ID"
