@@ -127,7 +127,9 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
                     user: u.name.clone(),
                     password_rotated_at: s
                         .rotated_at
-                        .format(&time::format_description::well_known::Rfc3339)
+                        .format(time::macros::format_description!(
+                            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+                        ))
                         .unwrap_or_default(),
                     rotation_pending: s.pending.is_some(),
                 })
