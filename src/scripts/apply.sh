@@ -83,20 +83,24 @@ wait_reload() {
   return 1
 }
 
-# Waits until the (new) container runs and nats-server says it is ready.
+# Waits until the container runs and nats-server says it is ready, reading only the logs of
+# its current start (a restarted container still has its old "ready" lines). A restart count
+# that moves while we wait is a crash loop.
 wait_ready() {
   i=0
+  first=""
   while [ $i -lt $((TIMEOUT * 5)) ]; do
     id=$(find_container)
     if [ -n "$id" ]; then
-      st=$($DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}' "$id" 2>/dev/null)
-      case "$st" in
-        running\|0) $DOCKER logs "$id" 2>&1 | grep -q "Server is ready" && return 0 ;;
-        *) if [ $i -gt 5 ]; then
-             say failure "$($DOCKER logs --tail 30 "$id" 2>&1 | b64)"
-             return 1
-           fi ;;
-      esac
+      st=$($DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}|{{.State.StartedAt}}' "$id" 2>/dev/null)
+      status=${st%%|*}; rest=${st#*|}; restarts=${rest%%|*}; started=${rest#*|}
+      [ -n "$first" ] || first=$restarts
+      if [ "$status" = running ] && [ "$restarts" = "$first" ]; then
+        $DOCKER logs --since "$started" "$id" 2>&1 | grep -q "Server is ready" && return 0
+      elif [ $i -gt 5 ] && { [ "$restarts" != "$first" ] || [ "$status" = exited ] || [ "$status" = dead ]; }; then
+        say failure "$($DOCKER logs --tail 30 "$id" 2>&1 | b64)"
+        return 1
+      fi
     fi
     sleep 0.2; i=$((i + 1))
   done
