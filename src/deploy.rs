@@ -5,15 +5,17 @@
 //! Round trips: one `observe`, plus one `apply` when something changed. A fresh bootstrap is
 //! two remote commands, a run with nothing to do is one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::observed::{Observed, base64_decode};
-use crate::plan::{self, Plan, sha256_hex};
-use crate::remote::Remote;
+use crate::plan::{self, Action, Plan, sha256_hex};
+use crate::remote::{Remote, Via};
 use crate::remote_script::{self, ApplyAction};
-use crate::render::Bundle;
+use crate::render::{self, Bundle, TlsNames};
+use crate::state::State;
+use crate::ui;
 
 /// How long the server gets to become ready or confirm a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -155,4 +157,99 @@ pub async fn apply<R: Remote>(
             Some("run the same command again: natsup picks up where it stopped".into()),
         )),
     }
+}
+
+/// What one converge run did.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub plan: Plan,
+    pub commands: usize,
+    pub elapsed: Duration,
+}
+
+impl Deployed {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} in {:.1}s ({} remote command{})",
+            self.plan.action.done(),
+            self.elapsed.as_secs_f64(),
+            self.commands,
+            if self.commands == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// The bundle as the server gets it: TLS files named after their certificate.
+pub fn server_bundle(config: &Config, state: &State) -> Bundle {
+    render::bundle(
+        config,
+        state,
+        &TlsNames::versioned(&state.server_info.serial),
+    )
+}
+
+/// Brings the server onto (config, state) over one connection: observe, plan, apply.
+/// With `dry_run`, prints the plan with its diffs and changes nothing.
+pub async fn deploy(
+    via: &Via,
+    config: &Config,
+    state: &State,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<Deployed> {
+    let started = Instant::now();
+    let mut remote = via.connect().await?;
+    let result = converge(&mut remote, config, state, dry_run, timeout).await;
+    let commands = remote.commands();
+    remote.close().await;
+    Ok(Deployed {
+        plan: result?,
+        commands,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn converge<R: Remote>(
+    remote: &mut R,
+    config: &Config,
+    state: &State,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<Plan> {
+    let bundle = server_bundle(config, state);
+    let step = ui::Step::start("inspecting the server");
+    let observed = observe(remote, config).await?;
+    check_preflight(&observed, &remote.describe())?;
+    let plan = plan::plan(&bundle, &observed);
+    step.done(format!("plan: {}", plan.action.name()));
+    ui::note(plan.describe(dry_run).trim_end());
+    if !dry_run && plan.uploads() {
+        let step = ui::Step::start(match plan.action {
+            Action::Start => {
+                "uploading, validating and starting the server (pulls the image if needed)"
+            }
+            Action::Recreate => "uploading, validating and recreating the container",
+            Action::Reload => "uploading, validating and reloading the server",
+            _ => "uploading and validating the files",
+        });
+        apply(remote, config, &bundle, &plan, timeout).await?;
+        step.done("done");
+    }
+    Ok(plan)
+}
+
+/// Read-only: what the server has and what `up` would do about it (for `plan` and `status`).
+pub async fn inspect(
+    via: &Via,
+    config: &Config,
+    state: &State,
+) -> Result<(Observed, Plan, String)> {
+    let mut remote = via.connect().await?;
+    let observed = observe(&mut remote, config).await;
+    let target = remote.describe();
+    remote.close().await;
+    let observed = observed?;
+    check_preflight(&observed, &target)?;
+    let plan = plan::plan(&server_bundle(config, state), &observed);
+    Ok((observed, plan, target))
 }

@@ -26,6 +26,27 @@ pub enum Action {
 }
 
 impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Nothing => "nothing",
+            Action::Files => "files",
+            Action::Reload => "reload",
+            Action::Start => "start",
+            Action::Recreate => "recreate",
+        }
+    }
+
+    /// What was done, for the one-line summary.
+    pub fn done(self) -> &'static str {
+        match self {
+            Action::Nothing => "nothing to do",
+            Action::Files => "restored files",
+            Action::Reload => "reloaded",
+            Action::Start => "started",
+            Action::Recreate => "recreated",
+        }
+    }
+
     pub fn apply_action(self) -> ApplyAction {
         match self {
             Action::Nothing | Action::Files => ApplyAction::None,
@@ -62,6 +83,23 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Reasons and changed files, one per line, with diffs if asked.
+    pub fn describe(&self, with_diffs: bool) -> String {
+        let mut out = String::new();
+        for reason in &self.reasons {
+            out.push_str(&format!("  - {reason}\n"));
+        }
+        for f in &self.files {
+            out.push_str(&format!("  {:?} {}\n", f.change, f.path));
+            if let (true, Some(diff)) = (with_diffs, &f.diff) {
+                for line in diff.lines() {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
+        }
+        out
+    }
+
     /// Whether the bundle must be sent.
     pub fn uploads(&self) -> bool {
         self.action != Action::Nothing

@@ -34,6 +34,13 @@ pub trait Remote {
     fn describe(&self) -> String;
     /// Remote commands run so far (each is one round trip).
     fn commands(&self) -> usize;
+    /// Ends the session (the SSH master must be closed explicitly; Drop only tries).
+    fn close(self) -> impl std::future::Future<Output = ()>
+    where
+        Self: Sized,
+    {
+        async {}
+    }
 }
 
 pub struct SshRemote {
@@ -107,13 +114,6 @@ impl SshRemote {
             destination: target.destination.clone(),
             commands: 0,
         })
-    }
-
-    /// Closes the master connection; Drop would only try `ssh -O exit` (FACTS.md).
-    pub async fn close(mut self) {
-        if let Some(s) = self.session.take() {
-            let _ = s.close().await;
-        }
     }
 
     /// The control socket of the master, so tests can cut the connection mid-run.
@@ -235,6 +235,13 @@ impl Remote for SshRemote {
     fn commands(&self) -> usize {
         self.commands
     }
+
+    /// Closes the master connection; Drop would only try `ssh -O exit` (FACTS.md).
+    async fn close(mut self) {
+        if let Some(s) = self.session.take() {
+            let _ = s.close().await;
+        }
+    }
 }
 
 impl SshRemote {
@@ -313,5 +320,62 @@ impl Remote for LocalRemote {
 
     fn commands(&self) -> usize {
         self.commands
+    }
+}
+
+/// How to reach the server for this run.
+#[derive(Debug, Clone)]
+pub enum Via {
+    Local,
+    Ssh(SshTarget),
+}
+
+impl Via {
+    pub async fn connect(&self) -> Result<AnyRemote> {
+        match self {
+            Via::Local => Ok(AnyRemote::Local(LocalRemote::default())),
+            Via::Ssh(target) => {
+                let step = crate::ui::Step::start(format!("connecting to {}", target.destination));
+                let remote = SshRemote::connect(target).await?;
+                step.done("connected");
+                Ok(AnyRemote::Ssh(remote))
+            }
+        }
+    }
+}
+
+/// Either remote, chosen at run time.
+pub enum AnyRemote {
+    Local(LocalRemote),
+    Ssh(SshRemote),
+}
+
+impl Remote for AnyRemote {
+    async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
+        match self {
+            AnyRemote::Local(r) => r.run(step, script, stdin).await,
+            AnyRemote::Ssh(r) => r.run(step, script, stdin).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            AnyRemote::Local(r) => r.describe(),
+            AnyRemote::Ssh(r) => r.describe(),
+        }
+    }
+
+    fn commands(&self) -> usize {
+        match self {
+            AnyRemote::Local(r) => r.commands(),
+            AnyRemote::Ssh(r) => r.commands(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            AnyRemote::Local(r) => r.close().await,
+            AnyRemote::Ssh(r) => r.close().await,
+        }
     }
 }

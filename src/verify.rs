@@ -180,6 +180,32 @@ impl Report {
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The deployment's server and its users (all, or `only`), with the passwords the server
+/// should hold now.
+pub fn deployment_logins(
+    config: &crate::config::Config,
+    state: &crate::state::State,
+    only: Option<&str>,
+) -> Result<(Target, Vec<Login>), String> {
+    let target = Target::from_url(&config.url(), state.trust_pem.clone())?;
+    let users: Vec<_> =
+        match only {
+            Some(name) => vec![config.user(name).ok_or_else(|| {
+                format!("`{name}` is not a user of deployment `{}`", config.name)
+            })?],
+            None => config.users.iter().collect(),
+        };
+    let logins = users
+        .into_iter()
+        .map(|u| Login {
+            user: u.name.clone(),
+            password: state.secrets.served_password(&u.name).clone(),
+            permissions: u.permissions.clone(),
+        })
+        .collect();
+    Ok((target, logins))
+}
+
 /// Runs every check against `target` for each login.
 pub async fn verify(target: &Target, logins: &[Login], limits: &Thresholds) -> Report {
     let mut checks = Vec::new();

@@ -15,11 +15,11 @@ use crate::tls_probe;
 
 use super::Context;
 use super::render::report_created;
-use super::up::{deploy, load_config, via};
+use super::up::target;
+use crate::deploy::deploy;
 
 pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
-    let config = load_config(ctx, args.target.local, args.target.image.as_deref())?;
-    let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
+    let (config, via) = target(ctx, &args.target)?;
     let dir = ctx.state_dir(&config);
     let _lock = dir.lock()?;
     let now = OffsetDateTime::now_utc();

@@ -19,11 +19,11 @@ use crate::verify::{self, Login, Target};
 
 use super::Context;
 use super::render::report_created;
-use super::up::{deploy, load_config, via};
+use super::up::target;
+use crate::deploy::deploy;
 
 pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
-    let config = load_config(ctx, args.target.local, args.target.image.as_deref())?;
-    let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
+    let (config, via) = target(ctx, &args.target)?;
     let users: Vec<String> = if args.users.is_empty() {
         config.users.iter().map(|u| u.name.clone()).collect()
     } else {

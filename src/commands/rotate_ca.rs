@@ -15,10 +15,16 @@ use crate::failpoint;
 use crate::state::State;
 
 use super::Context;
-use super::up::{deploy, load_config, via};
+use super::up::target;
+use crate::deploy::deploy;
 
 pub fn run(ctx: &Context, args: RotateCaArgs) -> Result<i32> {
-    let config = load_config(ctx, args.target.local, args.target.image.as_deref())?;
+    // --begin only touches local state: it needs no server access.
+    let (config, via) = match target(ctx, &args.target) {
+        Ok((c, v)) => (c, Some(v)),
+        Err(e) if args.begin => (ctx.load_config().map_err(|_| e)?, None),
+        Err(e) => return Err(e),
+    };
     let dir = ctx.state_dir(&config);
     let _lock = dir.lock()?;
     let now = OffsetDateTime::now_utc();
@@ -37,7 +43,6 @@ pub fn run(ctx: &Context, args: RotateCaArgs) -> Result<i32> {
         return Ok(0);
     }
 
-    let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
     if state.next_ca.is_none() {
         return Err(Error::usage(
             "no CA rotation is under way",
@@ -47,6 +52,7 @@ pub fn run(ctx: &Context, args: RotateCaArgs) -> Result<i32> {
     state.issue_from_next_ca(&config, now)?;
     failpoint::hit("rotate-ca:issued");
     crate::runtime().block_on(async {
+        let via = via.expect("--finish resolved the server");
         let deployed = deploy(&via, &config, &state, false, Duration::from_secs(30)).await?;
         crate::ui::note(format!("{}", deployed.summary()));
         let served = super::renew::served_serial(&config).await?;

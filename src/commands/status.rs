@@ -8,14 +8,12 @@ use crate::cli::StatusArgs;
 use crate::deploy;
 use crate::error::Result;
 use crate::pki;
-use crate::plan::{self, Action};
-use crate::remote::{LocalRemote, SshRemote};
-use crate::render::{self, TlsNames};
+use crate::plan::Action;
 use crate::state::State;
 use crate::tls_probe;
 
 use super::Context;
-use super::up::{Closable, Via, load_config, via};
+use super::up::target;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -59,22 +57,13 @@ pub struct UserStatus {
 }
 
 pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
-    let config = load_config(ctx, args.target.local, args.target.image.as_deref())?;
-    let via = via(&config, args.target.local, args.target.accept_new_host_key)?;
+    let (config, via) = target(ctx, &args.target)?;
     let state = State::load(&config, &ctx.state_dir(&config))?;
-    let bundle = render::bundle(
-        &config,
-        &state,
-        &TlsNames::versioned(&state.server_info.serial),
-    );
     let now = OffsetDateTime::now_utc();
 
     crate::runtime().block_on(async {
-        let (observed, target) = match via {
-            Via::Local => observe_with(LocalRemote::default(), &config).await?,
-            Via::Ssh(t) => observe_with(SshRemote::connect(&t).await?, &config).await?,
-        };
-        let plan = plan::plan(&bundle, &observed);
+        let (observed, plan, target) = deploy::inspect(&via, &config, &state).await?;
+
         let addr = format!(
             "{}:{}",
             if config.host.contains(':') {
@@ -158,16 +147,6 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
     })
 }
 
-async fn observe_with<R: Closable>(
-    mut remote: R,
-    config: &crate::config::Config,
-) -> Result<(crate::observed::Observed, String)> {
-    let observed = deploy::observe(&mut remote, config).await;
-    let target = crate::remote::Remote::describe(&remote);
-    remote.finish().await;
-    Ok((observed?, target))
-}
-
 fn print_status(s: &Status) {
     println!("deployment:  {} ({})", s.deployment, s.target);
     match &s.container {
@@ -204,7 +183,7 @@ fn print_status(s: &Status) {
     } else {
         println!(
             "files:       out of sync, `natsup up` would {}: {}",
-            super::up::action_name(s.pending_action),
+            s.pending_action.name(),
             if s.files_differing.is_empty() {
                 "(container state)".to_string()
             } else {

@@ -100,29 +100,14 @@ fn deployment_target(ctx: &Context, args: &VerifyArgs) -> Result<Plan> {
 }
 
 fn deployment_logins(config: &Config, state: &State, args: &VerifyArgs) -> Plan {
-    let ca_pem = match &args.ca {
-        Some(path) => read_ca(path)?,
-        None => std::fs::read_to_string(state.dir.ca_cert()).map_err(|e| e.to_string())?,
-    };
-    let target = Target::from_url(&config.url(), ca_pem)?;
-    let users: Vec<_> =
-        match &args.user {
-            Some(name) => vec![config.user(name).ok_or_else(|| {
-                format!("`{name}` is not a user of deployment `{}`", config.name)
-            })?],
-            None => config.users.iter().collect(),
-        };
-    let logins = users
-        .into_iter()
-        .map(|u| Login {
-            user: u.name.clone(),
-            password: match (&args.password, &args.user) {
-                (Some(pw), Some(_)) => Secret::new(pw.clone()),
-                _ => state.secrets.served_password(&u.name).clone(),
-            },
-            permissions: u.permissions.clone(),
-        })
-        .collect();
+    let (mut target, mut logins) = verify::deployment_logins(config, state, args.user.as_deref())?;
+    if let Some(path) = &args.ca {
+        target.ca_pem = read_ca(path)?;
+    }
+    // An explicit password checks what a client has, not what natsup stored.
+    if let (Some(pw), Some(_)) = (&args.password, &args.user) {
+        logins[0].password = Secret::new(pw.clone());
+    }
     Ok((target, logins))
 }
 
