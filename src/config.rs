@@ -283,6 +283,30 @@ impl Config {
         self.users.iter().find(|u| u.name == name)
     }
 
+    /// The named users (all of them when `names` is empty). A name that is not a user of this
+    /// deployment is a usage error that lists the users there are.
+    pub fn select_users(&self, names: &[String]) -> Result<Vec<String>> {
+        if names.is_empty() {
+            return Ok(self.users.iter().map(|u| u.name.clone()).collect());
+        }
+        for name in names {
+            if self.user(name).is_none() {
+                return Err(Error::usage(
+                    format!("`{name}` is not a user of deployment `{}`", self.name),
+                    Some(format!(
+                        "its users are: {}",
+                        self.users
+                            .iter()
+                            .map(|u| u.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ));
+            }
+        }
+        Ok(names.to_vec())
+    }
+
     /// `nats://host:port`, bracketing IPv6 literals.
     pub fn url(&self) -> String {
         match self.host.parse::<IpAddr>() {

@@ -11,15 +11,7 @@ use super::env::{format_vars, vars};
 
 pub fn run(ctx: &Context, args: BundleArgs) -> Result<i32> {
     let config = ctx.load_config()?;
-    if config.user(&args.user).is_none() {
-        return Err(Error::usage(
-            format!(
-                "`{}` is not a user of deployment `{}`",
-                args.user, config.name
-            ),
-            None,
-        ));
-    }
+    config.select_users(std::slice::from_ref(&args.user))?;
     let state = State::load(&config, &ctx.state_dir(&config))?;
     // The folder holds a password: private, like natsup's own state.
     create_private_dir(&args.out)?;

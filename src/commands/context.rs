@@ -41,19 +41,7 @@ pub fn nats_config_dir() -> Result<PathBuf> {
 pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     let state = State::load(&config, &ctx.state_dir(&config))?;
-    let users: Vec<String> = if args.users.is_empty() {
-        config.users.iter().map(|u| u.name.clone()).collect()
-    } else {
-        args.users.clone()
-    };
-    for u in &users {
-        if config.user(u).is_none() {
-            return Err(Error::usage(
-                format!("`{u}` is not a user of deployment `{}`", config.name),
-                None,
-            ));
-        }
-    }
+    let users = config.select_users(&args.users)?;
     if args.select && users.len() != 1 {
         return Err(Error::usage(
             "--select needs exactly one context",

@@ -12,23 +12,7 @@ use super::Context;
 
 pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
     let config = ctx.load_config()?;
-    if config.user(&args.user).is_none() {
-        return Err(Error::usage(
-            format!(
-                "`{}` is not a user of deployment `{}`",
-                args.user, config.name
-            ),
-            Some(format!(
-                "users are: {}",
-                config
-                    .users
-                    .iter()
-                    .map(|u| u.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        ));
-    }
+    config.select_users(std::slice::from_ref(&args.user))?;
     let state = State::load(&config, &ctx.state_dir(&config))?;
     if args.ca_arg {
         println!("{}", ca_arg(&state.trust_pem));

@@ -4,27 +4,25 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use crate::cli::RenewCertArgs;
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::pki;
-use crate::state::State;
 use crate::tls_probe;
 
 use super::Context;
-use super::render::report_created;
-use super::up::target;
+use super::up::{Opened, open};
 use crate::deploy::deploy;
 
 pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
-    let (config, via) = target(ctx, &args.target)?;
-    let dir = ctx.state_dir(&config);
-    let _lock = dir.lock()?;
-    let now = OffsetDateTime::now_utc();
-    let (mut state, created) = State::ensure(&config, &dir, now)?;
-    report_created(&created);
+    let Opened {
+        config,
+        via,
+        mut state,
+        created,
+        now,
+        lock: _lock,
+    } = open(ctx, &args.target)?;
 
     let reason = if args.force {
         Some("--force".to_string())

@@ -18,30 +18,19 @@ use crate::state::State;
 use crate::verify::{self, Login, Target};
 
 use super::Context;
-use super::render::report_created;
-use super::up::target;
+use super::up::{Opened, open};
 use crate::deploy::deploy;
 
 pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
-    let (config, via) = target(ctx, &args.target)?;
-    let users: Vec<String> = if args.users.is_empty() {
-        config.users.iter().map(|u| u.name.clone()).collect()
-    } else {
-        for u in &args.users {
-            if config.user(u).is_none() {
-                return Err(Error::usage(
-                    format!("`{u}` is not a user of deployment `{}`", config.name),
-                    Some(format!("users are: {}", user_names(&config))),
-                ));
-            }
-        }
-        args.users.clone()
-    };
-    let dir = ctx.state_dir(&config);
-    let _lock = dir.lock()?;
-    let now = OffsetDateTime::now_utc();
-    let (mut state, created) = State::ensure(&config, &dir, now)?;
-    report_created(&created);
+    let Opened {
+        config,
+        via,
+        mut state,
+        now,
+        lock: _lock,
+        ..
+    } = open(ctx, &args.target)?;
+    let users = config.select_users(&args.users)?;
 
     let pending = state.secrets.begin_rotation(&users, now);
     if args.dry_run {
@@ -82,15 +71,6 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         }
         Ok(0)
     })
-}
-
-fn user_names(config: &Config) -> String {
-    config
-        .users
-        .iter()
-        .map(|u| u.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,14 +49,45 @@ pub fn target(ctx: &Context, args: &TargetArgs) -> Result<(Config, Via)> {
     Ok((config, via))
 }
 
-pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
-    let (config, via) = target(ctx, &args.target)?;
+/// What every command that changes the server starts from: the config, the way to the
+/// server, and the state, locked and with whatever was missing created. Local state comes
+/// first: whatever the server is about to get already exists on this disk.
+pub struct Opened {
+    pub config: Config,
+    pub via: Via,
+    pub state: State,
+    pub created: Vec<crate::state::Created>,
+    pub now: OffsetDateTime,
+    /// Held until the command ends: no other natsup run touches this deployment meanwhile.
+    pub lock: std::fs::File,
+}
+
+pub fn open(ctx: &Context, args: &TargetArgs) -> Result<Opened> {
+    let (config, via) = target(ctx, args)?;
     let dir = ctx.state_dir(&config);
-    let _lock = dir.lock()?;
+    let lock = dir.lock()?;
     let now = OffsetDateTime::now_utc();
-    // Local state first: whatever the server is about to get already exists on this disk.
-    let (mut state, created) = State::ensure(&config, &dir, now)?;
+    let (state, created) = State::ensure(&config, &dir, now)?;
     report_created(&created);
+    Ok(Opened {
+        config,
+        via,
+        state,
+        created,
+        now,
+        lock,
+    })
+}
+
+pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
+    let Opened {
+        config,
+        via,
+        mut state,
+        now,
+        lock: _lock,
+        ..
+    } = open(ctx, &args.target)?;
     // A routine `up` keeps the certificate fresh.
     if let Some(reason) = state.server_info.renewal_reason(now) {
         if args.dry_run {
