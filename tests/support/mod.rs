@@ -198,7 +198,7 @@ impl Sshd {
              AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
-             Subsystem sftp internal-sftp\n",
+             Subsystem sftp internal-sftp\nLogLevel VERBOSE\n",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).expect("sshd_config");
@@ -277,6 +277,17 @@ impl Sshd {
 
     pub fn pid(&self) -> u32 {
         self.child.0.id()
+    }
+
+    /// SSH connections accepted so far (sshd logs one line per authenticated connection).
+    pub fn connections(&self) -> usize {
+        self.log().matches("Accepted publickey").count()
+    }
+
+    /// Sessions started so far: each remote command, scp or sftp transfer is one
+    /// (`LogLevel VERBOSE` makes sshd log "Starting session: ...").
+    pub fn sessions(&self) -> usize {
+        self.log().matches("Starting session:").count()
     }
 }
 
