@@ -1,3 +1,155 @@
+//! Day-2 operations as the people connected see them, natsup against the tutorial's way (edit
+//! the config, copy it, `docker-compose restart`), side by side in one run (issue 4's
+//! benchmark). Run it with `./scripts/bench.sh`.
+//!
+//! For password rotation (gameserver) and certificate renewal, while each runs:
+//! - 20 clients of the other users stay connected, publishing and receiving every 20 ms; we
+//!   count the disconnects the client library reports;
+//! - one more client of an unaffected user connects in a tight loop; the failed-connect
+//!   window is the total time from a failed attempt to the next one that succeeds;
+//! - wall time is until the change is live and a new client connects.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::clients::{ConnectLoop, Crowd, Server, Window, wait_for_tls};
+use harness::natsup::NatsupDeployment;
+use harness::tutorial::TutorialDeployment;
+use harness::{ms, ratio};
+use support::{Sshd, test_image};
+use tokio::runtime::Runtime;
+
+const CLIENTS: usize = 20;
+const UNAFFECTED: [&str; 3] = ["matchmaker", "matchmaker_httpd", "webhook"];
+
+struct Outcome {
+    wall: Duration,
+    disconnects: usize,
+    window: Window,
+}
+
+/// Runs `operation` with the crowd and the connect loop watching.
+fn watched(
+    rt: &Runtime,
+    server: &Server,
+    password: &dyn Fn(&str) -> String,
+    operation: &mut dyn FnMut() -> Duration,
+) -> Outcome {
+    let logins: Vec<(String, String)> = UNAFFECTED
+        .iter()
+        .map(|u| (u.to_string(), password(u)))
+        .collect();
+    let crowd = Crowd::start(rt, server, &logins, CLIENTS);
+    let probe = ConnectLoop::start(rt, server, "matchmaker", &password("matchmaker"));
+    std::thread::sleep(Duration::from_millis(500));
+    let took = operation();
+    let wall = took + wait_for_tls(rt, server, "gameserver", &password("gameserver"));
+    // Let reconnects (if any) happen and be counted.
+    std::thread::sleep(Duration::from_secs(1));
+    let window = probe.stop(rt);
+    let (disconnects, received) = crowd.stop(rt);
+    assert!(
+        received > 0,
+        "the crowd received nothing: the benchmark is broken"
+    );
+    Outcome {
+        wall,
+        disconnects,
+        window,
+    }
+}
+
 fn main() {
-    eprintln!("day2 benchmark: not written yet");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = Runtime::new().expect("tokio");
+    let image = test_image();
+    let sshd = Sshd::start();
+
+    let ours = NatsupDeployment::new(&sshd, &image);
+    ours.run_ok(&["up"]);
+    let our_server = Server {
+        port: ours.port,
+        ca_pem: ours.ca_pem(),
+    };
+    let our_password = |user: &str| ours.password(user);
+
+    let mut theirs = TutorialDeployment::new(&sshd, &image);
+    theirs.step("bootstrap");
+    let their_server = Server {
+        port: theirs.port,
+        ca_pem: theirs.ca_pem(),
+    };
+    wait_for_tls(
+        &rt,
+        &their_server,
+        "matchmaker",
+        &theirs.password("matchmaker"),
+    );
+
+    eprintln!("password rotation");
+    let ours_rotate = watched(&rt, &our_server, &our_password, &mut || {
+        ours.run_ok(&["rotate-passwords", "--user", "gameserver"]).0
+    });
+    let theirs_rotate = {
+        let passwords: Vec<(String, String)> =
+            ["matchmaker", "matchmaker_httpd", "webhook", "gameserver"]
+                .iter()
+                .map(|u| (u.to_string(), theirs.password(u)))
+                .collect();
+        let lookup = |user: &str| {
+            if user == "gameserver" {
+                // After the edit, the new password is the one that must work.
+                format!("{}-2", passwords[3].1)
+            } else {
+                passwords.iter().find(|(u, _)| u == user).unwrap().1.clone()
+            }
+        };
+        let mut operation = || theirs.step("rotate-password");
+        watched(&rt, &their_server, &lookup, &mut operation)
+    };
+
+    eprintln!("certificate renewal");
+    let ours_renew = watched(&rt, &our_server, &our_password, &mut || {
+        ours.run_ok(&["renew-cert", "--force"]).0
+    });
+    let theirs_renew = {
+        let passwords: Vec<(String, String)> =
+            ["matchmaker", "matchmaker_httpd", "webhook", "gameserver"]
+                .iter()
+                .map(|u| (u.to_string(), theirs.password(u)))
+                .collect();
+        let lookup = |user: &str| passwords.iter().find(|(u, _)| u == user).unwrap().1.clone();
+        let mut operation = || theirs.step("renew-cert");
+        watched(&rt, &their_server, &lookup, &mut operation)
+    };
+
+    println!("### Day-2 operations with {CLIENTS} connected clients of unaffected users\n");
+    println!(
+        "| operation | disconnects (natsup / tutorial) | failed-connect window (natsup / tutorial) \
+         | failed attempts (natsup / tutorial) | wall time (natsup / tutorial) | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, a, b) in [
+        ("rotate gameserver's password", &ours_rotate, &theirs_rotate),
+        ("renew the server certificate", &ours_renew, &theirs_renew),
+    ] {
+        println!(
+            "| {name} | {} / {} | {} / {} | {} of {} / {} of {} | {} / {} | {} |",
+            a.disconnects,
+            b.disconnects,
+            ms(a.window.failed_for),
+            ms(b.window.failed_for),
+            a.window.failures,
+            a.window.attempts,
+            b.window.failures,
+            b.window.attempts,
+            ms(a.wall),
+            ms(b.wall),
+            ratio(a.wall, b.wall),
+        );
+    }
 }

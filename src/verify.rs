@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -206,20 +207,75 @@ pub fn deployment_logins(
     Ok((target, logins))
 }
 
-/// Runs every check against `target` for each login.
-pub async fn verify(target: &Target, logins: &[Login], limits: &Thresholds) -> Report {
-    let mut checks = Vec::new();
-    let (cert, days, serial) = check_certificate(target, limits).await;
-    checks.push(cert);
-    checks.push(check_plaintext_refused(target).await);
-    if let Some(first) = logins.first() {
-        checks.push(check_wrong_password_refused(target, &first.user).await);
-    }
-    // One login at a time: the server's bcrypt check (~0.1 s per connect at cost 11) is CPU
-    // bound, and concurrent connects would time each other's contention, not the server.
-    for login in logins {
-        checks.extend(check_login(target, login, limits).await);
-    }
+/// How much `verify` asks of the server, and how fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Every check, one login at a time: the server's bcrypt check (~0.1 s per connect at
+    /// cost 11) is CPU bound, and concurrent connects would time each other's contention, not
+    /// the server. This is `natsup verify`, whose timings are the point.
+    Thorough,
+    /// Every check, all at once: after `up` changed the server, the answer matters and the
+    /// timings don't. Over a real link each check is a few round trips, and this pays them once.
+    AllAtOnce,
+    /// The served certificate and one login (connect and round trip), at once: after an `up`
+    /// that found the server's files byte-identical to ours, this confirms it still answers.
+    Quick,
+}
+
+/// Runs the checks `depth` asks for against `target`, for each login.
+pub async fn verify(
+    target: &Target,
+    logins: &[Login],
+    limits: &Thresholds,
+    depth: Depth,
+) -> Report {
+    let certificate = check_certificate(target, limits);
+    let (cert, days, serial, mut rest) = match depth {
+        Depth::Thorough => {
+            let (cert, days, serial) = certificate.await;
+            let mut rest = vec![check_plaintext_refused(target).await];
+            if let Some(first) = logins.first() {
+                rest.push(check_wrong_password_refused(target, &first.user).await);
+            }
+            for login in logins {
+                rest.extend(check_login(target, login, limits, Kv::Check).await);
+            }
+            (cert, days, serial, rest)
+        }
+        Depth::AllAtOnce => {
+            let refusals = async {
+                let wrong = match logins.first() {
+                    Some(first) => Some(check_wrong_password_refused(target, &first.user).await),
+                    None => None,
+                };
+                (check_plaintext_refused(target).await, wrong)
+            };
+            let logins = join_all(
+                logins
+                    .iter()
+                    .map(|l| check_login(target, l, limits, Kv::Check)),
+            );
+            let ((cert, days, serial), (plaintext, wrong), per_user) =
+                tokio::join!(certificate, refusals, logins);
+            let mut rest = vec![plaintext];
+            rest.extend(wrong);
+            rest.extend(per_user.into_iter().flatten());
+            (cert, days, serial, rest)
+        }
+        Depth::Quick => {
+            // The round trip proves the login; JetStream is the thorough runs' job.
+            let login = async {
+                match logins.first() {
+                    Some(first) => check_login(target, first, limits, Kv::Skip).await,
+                    None => Vec::new(),
+                }
+            };
+            let ((cert, days, serial), per_user) = tokio::join!(certificate, login);
+            (cert, days, serial, per_user)
+        }
+    };
+    let mut checks = vec![cert];
+    checks.append(&mut rest);
     let status = checks
         .iter()
         .map(|c| c.status)
@@ -446,7 +502,14 @@ fn grade(elapsed: Duration, warn: Duration, critical: Duration) -> Status {
     }
 }
 
-async fn check_login(target: &Target, login: &Login, limits: &Thresholds) -> Vec<Check> {
+/// Whether a login's checks include the JetStream KV round trip.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kv {
+    Check,
+    Skip,
+}
+
+async fn check_login(target: &Target, login: &Login, limits: &Thresholds, kv: Kv) -> Vec<Check> {
     let mut checks = Vec::new();
     let started = Instant::now();
     let client = match connect(target, login).await {
@@ -494,38 +557,42 @@ async fn check_login(target: &Target, login: &Login, limits: &Thresholds) -> Vec
         ),
     });
 
-    if jetstream_permitted(login.permissions.as_ref()) {
-        let started = Instant::now();
-        checks.push(
-            match timeout(STEP_TIMEOUT * 2, kv_round_trip(&client)).await {
-                Ok(Ok(bucket)) => user_check(
-                    login,
-                    "jetstream_kv",
-                    Status::Ok,
-                    Some(started.elapsed().as_secs_f64()),
-                    format!("put, get and delete in a temporary bucket {bucket}"),
-                ),
-                Ok(Err(e)) => user_check(login, "jetstream_kv", Status::Critical, None, e),
-                Err(_) => user_check(
-                    login,
-                    "jetstream_kv",
-                    Status::Critical,
-                    None,
-                    "JetStream did not answer within 10 s",
-                ),
-            },
-        );
-    } else {
-        checks.push(user_check(
+    if kv == Kv::Check {
+        checks.push(check_kv(login, &client).await);
+    }
+    drop(client);
+    checks
+}
+
+/// Put, get and delete a key in a short-lived KV bucket, when the user's permissions allow.
+async fn check_kv(login: &Login, client: &async_nats::Client) -> Check {
+    if !jetstream_permitted(login.permissions.as_ref()) {
+        return user_check(
             login,
             "jetstream_kv",
             Status::Ok,
             None,
             "skipped: the user's permissions do not allow the JetStream API",
-        ));
+        );
     }
-    drop(client);
-    checks
+    let started = Instant::now();
+    match timeout(STEP_TIMEOUT * 2, kv_round_trip(client)).await {
+        Ok(Ok(bucket)) => user_check(
+            login,
+            "jetstream_kv",
+            Status::Ok,
+            Some(started.elapsed().as_secs_f64()),
+            format!("put, get and delete in a temporary bucket {bucket}"),
+        ),
+        Ok(Err(e)) => user_check(login, "jetstream_kv", Status::Critical, None, e),
+        Err(_) => user_check(
+            login,
+            "jetstream_kv",
+            Status::Critical,
+            None,
+            "JetStream did not answer within 10 s",
+        ),
+    }
 }
 
 fn ms(d: Duration) -> String {

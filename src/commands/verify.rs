@@ -48,7 +48,12 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
         cert_warn_days: args.cert_warn_days,
         cert_critical_days: args.cert_critical_days,
     };
-    let report = crate::runtime().block_on(verify::verify(&target, &logins, &limits));
+    let report = crate::runtime().block_on(verify::verify(
+        &target,
+        &logins,
+        &limits,
+        verify::Depth::Thorough,
+    ));
     let format = if args.json {
         VerifyFormat::Json
     } else {

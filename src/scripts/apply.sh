@@ -39,7 +39,12 @@ if ! $DOCKER image inspect "$IMAGE" >/dev/null 2>&1; then
     exit 3
   fi
 fi
-if ! out=$($DOCKER run --rm --network none -v "$PWD/.natsup/staging/nats-config:/config:ro" \
+# A first start has nothing live to protect: starting is the check (a config nats-server
+# refuses fails readiness, and the container is taken down below), and it saves a container
+# run. Everywhere else the new config is checked before anything live changes.
+first_start=no
+[ "$ACTION" = start ] && [ ! -f nats-config/nats-server.conf ] && [ -z "$(find_container)" ] && first_start=yes
+if [ $first_start = no ] && ! out=$($DOCKER run --rm --network none -v "$PWD/.natsup/staging/nats-config:/config:ro" \
       "$IMAGE" -t -c /config/nats-server.conf 2>&1); then
   say rejected "nats-server refused the new configuration"
   say nats_error "$(printf '%s' "$out" | b64)"
@@ -71,13 +76,13 @@ log_lines() { $DOCKER logs "$1" 2>&1 | wc -l; }
 # Waits for nats-server to log the outcome of a SIGHUP sent when the log had $2 lines.
 wait_reload() {
   i=0
-  while [ $i -lt $((TIMEOUT * 5)) ]; do
+  while [ $i -lt $((TIMEOUT * 10)) ]; do
     new=$($DOCKER logs "$1" 2>&1 | tail -n +$(($2 + 1)))
     case "$new" in
       *"Reloaded server configuration"*) return 0 ;;
       *"Failed to reload"*) say failure "$(printf '%s' "$new" | b64)"; return 1 ;;
     esac
-    sleep 0.2; i=$((i + 1))
+    sleep 0.1; i=$((i + 1))
   done
   say failure "$(printf 'nats-server did not confirm the reload within %ss' "$TIMEOUT" | b64)"
   return 1
@@ -89,7 +94,7 @@ wait_reload() {
 wait_ready() {
   i=0
   first=""
-  while [ $i -lt $((TIMEOUT * 5)) ]; do
+  while [ $i -lt $((TIMEOUT * 10)) ]; do
     id=$(find_container)
     if [ -n "$id" ]; then
       st=$($DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}|{{.State.StartedAt}}' "$id" 2>/dev/null)
@@ -97,12 +102,12 @@ wait_ready() {
       [ -n "$first" ] || first=$restarts
       if [ "$status" = running ] && [ "$restarts" = "$first" ]; then
         $DOCKER logs --since "$started" "$id" 2>&1 | grep -q "Server is ready" && return 0
-      elif [ $i -gt 5 ] && { [ "$restarts" != "$first" ] || [ "$status" = exited ] || [ "$status" = dead ]; }; then
+      elif [ $i -gt 10 ] && { [ "$restarts" != "$first" ] || [ "$status" = exited ] || [ "$status" = dead ]; }; then
         say failure "$($DOCKER logs --tail 30 "$id" 2>&1 | b64)"
         return 1
       fi
     fi
-    sleep 0.2; i=$((i + 1))
+    sleep 0.1; i=$((i + 1))
   done
   id=$(find_container)
   say failure "$( { printf 'not ready within %ss\n' "$TIMEOUT"; [ -n "$id" ] && $DOCKER logs --tail 30 "$id" 2>&1; } | b64)"

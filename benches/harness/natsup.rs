@@ -1,0 +1,115 @@
+//! natsup, driven through its built (release) binary the way a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::support::{ComposeProject, Sshd, free_port, unique_name};
+
+pub struct NatsupDeployment {
+    work: tempfile::TempDir,
+    pub port: u16,
+    pub project: ComposeProject,
+}
+
+/// The binary under test: `NATSUP_BIN` (bench.sh points it at the release build).
+fn natsup_bin() -> PathBuf {
+    std::env::var_os("NATSUP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/natsup"))
+}
+
+impl NatsupDeployment {
+    /// `natsup init` for a deployment over the test sshd, published on 127.0.0.1.
+    pub fn new(sshd: &Sshd, image: &str) -> NatsupDeployment {
+        let work = tempfile::tempdir().expect("tempdir");
+        let remote_dir = work.path().join("server").join(unique_name("natsup"));
+        let port = free_port();
+        let deployment = NatsupDeployment {
+            project: ComposeProject::new(&remote_dir),
+            work,
+            port,
+        };
+        deployment.run_ok(&[
+            "init",
+            "--name",
+            &unique_name("bench"),
+            "--host",
+            "127.0.0.1",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--image",
+            image,
+            "--remote-dir",
+            &remote_dir.display().to_string(),
+            "--ssh",
+            &sshd.destination(),
+            "--identity",
+            &sshd.identity().display().to_string(),
+            "--known-hosts",
+            &sshd.known_hosts().display().to_string(),
+        ]);
+        deployment
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(natsup_bin());
+        cmd.current_dir(self.work.path())
+            .env("NATSUP_STATE_DIR", self.work.path().join("state"))
+            .env("NO_COLOR", "1")
+            .args(args);
+        for var in [
+            "NATS_URL",
+            "NATS_USER",
+            "NATS_PASSWORD",
+            "NATS_CA",
+            "NATSUP_CONFIG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    /// Runs natsup, panics if it fails, and returns its wall time and output.
+    pub fn run_ok(&self, args: &[&str]) -> (Duration, Output) {
+        let started = Instant::now();
+        let out = self.command(args).output().expect("run natsup");
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "natsup {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (took, out)
+    }
+
+    /// Adds a user to natsup.yaml (a change `up` applies by reload).
+    pub fn add_user(&self, name: &str) {
+        let path = self.work.path().join("natsup.yaml");
+        let yaml = std::fs::read_to_string(&path).expect("read natsup.yaml");
+        let yaml = yaml.replace(
+            "- name: webhook\n",
+            &format!("- name: webhook\n- name: {name}\n"),
+        );
+        std::fs::write(&path, yaml).expect("write natsup.yaml");
+    }
+
+    /// A user's password as natsup hands it out (`natsup env USER --format json`).
+    pub fn password(&self, user: &str) -> String {
+        let (_, out) = self.run_ok(&["env", user, "--format", "json"]);
+        let env: serde_json::Value = serde_json::from_slice(&out.stdout).expect("env json");
+        env["NATS_PASSWORD"]
+            .as_str()
+            .expect("NATS_PASSWORD")
+            .to_string()
+    }
+
+    pub fn ca_pem(&self) -> String {
+        let (_, out) = self.run_ok(&["ca", "path"]);
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+}

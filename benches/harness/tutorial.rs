@@ -1,0 +1,92 @@
+//! The baseline: ../shared/TUTORIAL.md's manual steps, run by `tutorial.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{ComposeProject, Sshd, free_port, unique_name};
+
+pub struct TutorialDeployment {
+    work: tempfile::TempDir,
+    pub remote_dir: PathBuf,
+    pub port: u16,
+    pub project: ComposeProject,
+    /// Passwords are `<prefix>-<user>` (the tutorial uses the user name; any fixed string is
+    /// the same work).
+    prefix: String,
+    gameserver_rotated: bool,
+    env: Vec<(String, String)>,
+}
+
+impl TutorialDeployment {
+    pub fn new(sshd: &Sshd, image: &str) -> TutorialDeployment {
+        let work = tempfile::tempdir().expect("tempdir");
+        let remote_dir = work.path().join("server").join(unique_name("tutorial"));
+        std::fs::create_dir_all(remote_dir.parent().unwrap()).expect("server dir");
+        let port = free_port();
+        let prefix = unique_name("pw");
+        let env = vec![
+            (
+                "WORK".into(),
+                work.path().join("local").display().to_string(),
+            ),
+            ("SSH_DEST".into(), format!("{}@127.0.0.1", sshd.user())),
+            ("SSH_PORT".into(), sshd.port().to_string()),
+            ("SSH_KEY".into(), sshd.identity().display().to_string()),
+            (
+                "KNOWN_HOSTS".into(),
+                sshd.known_hosts().display().to_string(),
+            ),
+            ("REMOTE_DIR".into(), remote_dir.display().to_string()),
+            ("IMAGE".into(), image.to_string()),
+            ("PORT".into(), port.to_string()),
+            ("PASSWORD_PREFIX".into(), prefix.clone()),
+        ];
+        TutorialDeployment {
+            project: ComposeProject::new(&remote_dir),
+            work,
+            remote_dir,
+            port,
+            prefix,
+            gameserver_rotated: false,
+            env,
+        }
+    }
+
+    /// Runs one step of the script and returns its wall time.
+    pub fn step(&mut self, step: &str) -> Duration {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/harness/tutorial.sh");
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(step)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run tutorial.sh");
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "tutorial.sh {step} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if step == "rotate-password" {
+            self.gameserver_rotated = true;
+        }
+        took
+    }
+
+    pub fn password(&self, user: &str) -> String {
+        match user {
+            "analytics" => "analytics".to_string(),
+            "gameserver" if self.gameserver_rotated => format!("{}-gameserver-2", self.prefix),
+            _ => format!("{}-{user}", self.prefix),
+        }
+    }
+
+    /// mkcert's CA, which clients trust.
+    pub fn ca_pem(&self) -> String {
+        let path = self.work.path().join("local/mkcert/rootCA.pem");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The benchmarks the README's "Performance" section quotes, each side by side with the way it
+# replaces, in one run (these machines are shared and noisy: read the ratios).
+#
+#   ./scripts/bench.sh            render, up and day-2 benchmarks
+#   ./scripts/bench.sh --netem    also `up` with 50 ms of added loopback delay (needs root:
+#                                 `tc qdisc add dev lo root netem delay 50ms`, removed after)
+#
+# Results go to stdout and target/bench/report.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+netem=false
+[ "${1:-}" = "--netem" ] && netem=true
+
+./scripts/setup-test-deps.sh >&2
+set -a
+. target/test-deps/env
+set +a
+cargo build --release --bin natsup --benches >&2
+export NATSUP_BIN=$PWD/target/release/natsup
+out=$PWD/target/bench
+mkdir -p "$out"
+report=$out/report.md
+: >"$report"
+
+# 1. render: a fresh CA + certificate + 4 bcrypt hashes, against mkcert making a CA and a
+#    certificate; then a repeat render with the state present.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && "$NATSUP_BIN" -q init --name bench --host 127.0.0.1 >/dev/null)
+hyperfine --warmup 2 --runs 20 --export-markdown "$out/render.md" \
+  --command-name 'natsup render (fresh state)' \
+  --prepare "rm -rf '$work/state' '$work/natsup-out'" \
+  "cd '$work' && NATSUP_STATE_DIR='$work/state' '$NATSUP_BIN' -q render" \
+  --command-name 'mkcert (fresh CA + cert)' \
+  --prepare "rm -rf '$work/mk'" \
+  "cd '$work' && CAROOT='$work/mk' mkcert -cert-file '$work/c.pem' -key-file '$work/k.pem' localhost ::1 nats 127.0.0.1 2>/dev/null" \
+  --command-name 'natsup render (repeat)' \
+  --prepare "true" \
+  "cd '$work' && NATSUP_STATE_DIR='$work/state' '$NATSUP_BIN' -q render" >&2
+{
+  echo "### render (hyperfine, 20 runs each)"
+  echo
+  cat "$out/render.md"
+  echo
+} >>"$report"
+rss=$( cd "$work" && rm -rf state natsup-out && NATSUP_STATE_DIR="$work/state" \
+  /usr/bin/time -f %M "$NATSUP_BIN" -q render 2>&1 >/dev/null | tail -1)
+echo "Peak RSS of a fresh render: ${rss} KiB (/usr/bin/time -f %M)." >>"$report"
+echo >>"$report"
+
+# 2. up against the tutorial's steps, over a real sshd and Docker.
+cargo bench --bench up 2>/dev/null | tee -a "$report"
+echo >>"$report"
+
+if $netem; then
+  tc qdisc add dev lo root netem delay 50ms
+  trap 'tc qdisc del dev lo root 2>/dev/null || true; rm -rf "$work"' EXIT
+  NATSUP_BENCH_NETEM=50ms cargo bench --bench up 2>/dev/null | tee -a "$report"
+  tc qdisc del dev lo root
+  echo >>"$report"
+fi
+
+# 3. day-2 operations with 20 connected clients.
+cargo bench --bench day2 2>/dev/null | tee -a "$report"
+
+cat "$report"
