@@ -22,7 +22,7 @@ impl Server {
         async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
             .require_tls(true)
             .tls_client_config(tls)
-            .connection_timeout(Duration::from_secs(2))
+        // async-nats' default connection timeout (5 s), as a gameserver would have.
     }
 
     fn url(&self) -> String {
@@ -31,10 +31,16 @@ impl Server {
 
     /// One connection: connect, one round trip to the server, close.
     async fn connect_once(&self, user: &str, password: &str) -> bool {
-        match self.options(user, password).connect(self.url()).await {
-            Ok(client) => client.flush().await.is_ok(),
-            Err(_) => false,
-        }
+        self.try_connect(user, password).await.is_ok()
+    }
+
+    async fn try_connect(&self, user: &str, password: &str) -> Result<(), String> {
+        let client = self
+            .options(user, password)
+            .connect(self.url())
+            .await
+            .map_err(|e| e.to_string())?;
+        client.flush().await.map_err(|e| e.to_string())
     }
 }
 
@@ -142,7 +148,7 @@ async fn futures_next(sub: &mut async_nats::Subscriber) -> Option<async_nats::Me
 /// A client that connects, round-trips and closes, over and over.
 pub struct ConnectLoop {
     stop: Arc<AtomicBool>,
-    task: JoinHandle<Vec<(Instant, bool)>>,
+    task: JoinHandle<Vec<(Instant, Duration, bool)>>,
 }
 
 /// What the connect loop saw.
@@ -151,6 +157,8 @@ pub struct Window {
     pub failures: usize,
     /// Total time from a first failed attempt to the next successful one.
     pub failed_for: Duration,
+    /// The slowest attempt, failed or not: a server that stalls new connections shows here.
+    pub slowest: Duration,
 }
 
 impl ConnectLoop {
@@ -162,8 +170,9 @@ impl ConnectLoop {
             let mut attempts = Vec::new();
             while !flag.load(Ordering::SeqCst) {
                 let at = Instant::now();
-                let ok = server.connect_once(&user, &password).await;
-                attempts.push((at, ok));
+                let result = server.try_connect(&user, &password).await;
+                attempts.push((at, at.elapsed(), result.is_ok()));
+                let ok = result.is_ok();
                 if !ok {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -179,7 +188,7 @@ impl ConnectLoop {
         let stopped = Instant::now();
         let mut failed_for = Duration::ZERO;
         let mut failing_since = None;
-        for &(at, ok) in &attempts {
+        for &(at, _, ok) in &attempts {
             match (ok, failing_since) {
                 (false, None) => failing_since = Some(at),
                 (true, Some(since)) => {
@@ -194,7 +203,12 @@ impl ConnectLoop {
         }
         Window {
             attempts: attempts.len(),
-            failures: attempts.iter().filter(|(_, ok)| !ok).count(),
+            failures: attempts.iter().filter(|(_, _, ok)| !ok).count(),
+            slowest: attempts
+                .iter()
+                .map(|(_, took, _)| *took)
+                .max()
+                .unwrap_or_default(),
             failed_for,
         }
     }
