@@ -58,7 +58,7 @@ pub enum Command {
     Env(EnvArgs),
     /// Bring the server in line with config and state, then verify it.
     Up(UpArgs),
-    /// Show what `up` would change, without changing anything.
+    /// Show what `up` would change, without touching the server (missing local state is made, as by render)
     Plan(PlanArgs),
     /// Show the container, the served certificate, and whether the server is in sync.
     Status(StatusArgs),

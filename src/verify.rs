@@ -141,6 +141,21 @@ impl Default for Thresholds {
     }
 }
 
+impl Thresholds {
+    /// For `up`: whether the server works, not how fast. Its checks run all at once and time
+    /// each other's bcrypt contention, so only a step that times out is graded; certificate
+    /// expiry is graded as usual.
+    pub fn works() -> Self {
+        Thresholds {
+            connect_warn: STEP_TIMEOUT,
+            connect_critical: STEP_TIMEOUT,
+            rtt_warn: STEP_TIMEOUT,
+            rtt_critical: STEP_TIMEOUT,
+            ..Thresholds::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     /// `server`, or the user name the check ran as.
@@ -539,23 +554,35 @@ async fn check_login(target: &Target, login: &Login, limits: &Thresholds, kv: Kv
         format!("connected and authenticated in {}", ms(connect_time)),
     ));
 
-    checks.push(match timeout(STEP_TIMEOUT, round_trip(&client)).await {
-        Ok(Ok(rtt)) => user_check(
+    let Some(echo) = echo_subject(login.permissions.as_ref(), &client.new_inbox()) else {
+        checks.push(user_check(
             login,
             "rtt",
-            grade(rtt, limits.rtt_warn, limits.rtt_critical),
-            Some(rtt.as_secs_f64()),
-            format!("100-byte message to its own inbox and back in {}", ms(rtt)),
-        ),
-        Ok(Err(e)) => user_check(login, "rtt", Status::Critical, None, e),
-        Err(_) => user_check(
-            login,
-            "rtt",
-            Status::Critical,
+            Status::Ok,
             None,
-            "no message back within 5 s",
-        ),
-    });
+            "skipped: the user's permissions allow no subject to both publish and subscribe to",
+        ));
+        return checks;
+    };
+    checks.push(
+        match timeout(STEP_TIMEOUT, round_trip(&client, echo)).await {
+            Ok(Ok(rtt)) => user_check(
+                login,
+                "rtt",
+                grade(rtt, limits.rtt_warn, limits.rtt_critical),
+                Some(rtt.as_secs_f64()),
+                format!("100-byte message to its own inbox and back in {}", ms(rtt)),
+            ),
+            Ok(Err(e)) => user_check(login, "rtt", Status::Critical, None, e),
+            Err(_) => user_check(
+                login,
+                "rtt",
+                Status::Critical,
+                None,
+                "no message back within 5 s",
+            ),
+        },
+    );
 
     if kv == Kv::Check {
         checks.push(check_kv(login, &client).await);
@@ -601,11 +628,10 @@ fn ms(d: Duration) -> String {
 
 /// Publish to an inbox this client subscribed to, and time until it comes back: async-nats has
 /// no RTT call, and `flush()` is not a round trip (FACTS.md).
-async fn round_trip(client: &async_nats::Client) -> Result<Duration, String> {
+async fn round_trip(client: &async_nats::Client, subject: String) -> Result<Duration, String> {
     use futures_util::StreamExt;
-    let inbox = client.new_inbox();
     let mut sub = client
-        .subscribe(inbox.clone())
+        .subscribe(subject.clone())
         .await
         .map_err(|e| format!("subscribe failed: {e}"))?;
     client
@@ -614,7 +640,7 @@ async fn round_trip(client: &async_nats::Client) -> Result<Duration, String> {
         .map_err(|e| format!("flush failed: {e}"))?;
     let started = Instant::now();
     client
-        .publish(inbox, vec![b'x'; 100].into())
+        .publish(subject, vec![b'x'; 100].into())
         .await
         .map_err(|e| format!("publish failed: {e}"))?;
     sub.next()
@@ -678,6 +704,33 @@ pub fn jetstream_permitted(perms: Option<&Permissions>) -> bool {
     publish_ok && subscribe_ok
 }
 
+/// A subject the user may both publish and subscribe to, for the round trip: its own inbox
+/// (`unique_inbox`) when allowed, else one made from its publish allow-list, wildcards filled
+/// with a token of our own.
+pub fn echo_subject(perms: Option<&Permissions>, unique_inbox: &str) -> Option<String> {
+    let Some(p) = perms else {
+        return Some(unique_inbox.to_string());
+    };
+    let token = unique_inbox.rsplit('.').next().unwrap_or("natsup");
+    let from_allow_list = p.publish.iter().flat_map(|r| &r.allow).map(|pattern| {
+        pattern
+            .split('.')
+            .map(|t| match t {
+                "*" => "natsup_verify".to_string(),
+                ">" => format!("natsup_verify.{token}"),
+                t => t.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    });
+    std::iter::once(unique_inbox.to_string())
+        .chain(from_allow_list)
+        .find(|subject| {
+            p.publish.as_ref().is_none_or(|r| permits(r, subject))
+                && p.subscribe.as_ref().is_none_or(|r| permits(r, subject))
+        })
+}
+
 fn permits(rule: &crate::config::SubjectRule, subject: &str) -> bool {
     let allowed = rule.allow.is_empty() || rule.allow.iter().any(|p| subject_matches(p, subject));
     allowed && !rule.deny.iter().any(|p| subject_matches(p, subject))
@@ -701,6 +754,35 @@ pub fn subject_matches(pattern: &str, subject: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echo_subjects_respect_permissions() {
+        use crate::config::SubjectRule;
+        let rule = |allow: &[&str], deny: &[&str]| SubjectRule {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            deny: deny.iter().map(|s| s.to_string()).collect(),
+        };
+        let inbox = "_INBOX.abc";
+        assert_eq!(echo_subject(None, inbox).as_deref(), Some(inbox));
+        let only_analytics = Permissions {
+            publish: Some(rule(&["analytics.>"], &[])),
+            subscribe: None,
+        };
+        assert_eq!(
+            echo_subject(Some(&only_analytics), inbox).as_deref(),
+            Some("analytics.natsup_verify.abc")
+        );
+        let cannot_echo = Permissions {
+            publish: Some(rule(&["a.*"], &[])),
+            subscribe: Some(rule(&["b.>"], &[])),
+        };
+        assert_eq!(echo_subject(Some(&cannot_echo), inbox), None);
+        let denied_inbox = Permissions {
+            publish: None,
+            subscribe: Some(rule(&[], &["_INBOX.>"])),
+        };
+        assert_eq!(echo_subject(Some(&denied_inbox), inbox), None);
+    }
 
     #[test]
     fn wildcards() {

@@ -121,7 +121,7 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
         let step = ui::Step::start(what);
         let (target, logins) =
             verify::deployment_logins(&config, &state, None).map_err(|e| Error::failed(e, None))?;
-        let report = verify::verify(&target, &logins, &Thresholds::default(), depth).await;
+        let report = verify::verify(&target, &logins, &Thresholds::works(), depth).await;
         step.done(report.status.label());
         super::verify::print_report(&report, false);
         Ok(if report.status >= Status::Critical {
@@ -133,10 +133,15 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
 }
 
 pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
-    let (config, via) = target(ctx, &args.target)?;
-    let dir = ctx.state_dir(&config);
-    let _lock = dir.lock()?;
-    let state = State::load(&config, &dir)?;
+    // Missing local state (a new user's password, a certificate for new names) is made here
+    // as `render` would make it: the plan then shows exactly what `up` will send.
+    let Opened {
+        config,
+        via,
+        state,
+        lock: _lock,
+        ..
+    } = open(ctx, &args.target)?;
     let (_, plan, _) = crate::runtime().block_on(deploy::inspect(&via, &config, &state))?;
     if args.json {
         println!(

@@ -4,6 +4,8 @@
 //! Every guard stops what it started on Drop, by pid or container id, even when the test fails.
 #![allow(dead_code)]
 
+pub mod workspace;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

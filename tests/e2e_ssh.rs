@@ -1,0 +1,439 @@
+//! `up` and `plan` over a real sshd on 127.0.0.1 into this machine's real Docker engine
+//! (issue 3). Each test has its own sshd, deployment folder and Compose project, removed by id
+//! when it ends.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use natsup::config::Config;
+use natsup::deploy;
+use natsup::remote::{Output as RemoteOutput, Remote, SshRemote, SshTarget};
+use natsup::state::{State, StateDir};
+use support::workspace::{Workspace, text};
+use support::*;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn bootstrap_then_noop_plan_and_reload_over_one_ssh_connection() {
+    let sshd = Sshd::start();
+    let ws = Workspace::new("ssh");
+    ws.init_ssh("sshboot", &sshd);
+
+    let out = ws.ok(&["up"]);
+    assert!(
+        stderr(&out).contains("started in") && stderr(&out).contains("(2 remote commands)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).contains("OK: 15 of 15 checks OK"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(sshd.connections(), 1, "a bootstrap is one SSH connection");
+    assert_eq!(sshd.sessions(), 2, "observe + apply:\n{}", sshd.log());
+    let id = ws.project.container_id();
+    let started = ws.project.started_at(&id);
+
+    // A second up changes nothing: same container, same start, one read-only command.
+    let out = ws.ok(&["up"]);
+    assert!(
+        stderr(&out).contains("nothing to do") && stderr(&out).contains("(1 remote command)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ws.project.container_id(), id);
+    assert_eq!(
+        ws.project.started_at(&id),
+        started,
+        "a no-op up restarted the server"
+    );
+    assert_eq!(sshd.connections(), 2);
+
+    let out = ws.ok(&["plan"]);
+    assert!(
+        stdout(&out).starts_with("action: nothing"),
+        "{}",
+        text(&out)
+    );
+    let out = ws.ok(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan --json");
+    assert_eq!(plan["action"], "nothing", "{plan}");
+
+    // A new user is a reload: no restart, and the user can log in right after.
+    ws.edit_config(
+        "- name: webhook\n",
+        "- name: webhook\n- name: analytics\n  permissions:\n    publish:\n      allow:\n      - analytics.>\n",
+    );
+    let out = ws.ok(&["plan"]);
+    assert!(stdout(&out).starts_with("action: reload"), "{}", text(&out));
+    assert!(
+        !stdout(&out).contains("$2b$"),
+        "plan printed a hash:\n{}",
+        text(&out)
+    );
+    let out = ws.ok(&["up"]);
+    assert!(stderr(&out).contains("reloaded"), "{}", text(&out));
+    assert_eq!(ws.project.container_id(), id);
+    assert_eq!(
+        ws.project.started_at(&id),
+        started,
+        "a reload restarted the server"
+    );
+    assert!(ws.live_conf().contains("analytics"));
+    let analytics = ws.login("analytics");
+    workspace::runtime()
+        .block_on(analytics.connect())
+        .expect("the new user logs in after the reload");
+    ws.ok(&["verify"]);
+}
+
+#[test]
+fn a_change_that_needs_a_new_container_keeps_jetstream_messages() {
+    let sshd = Sshd::start();
+    let ws = Workspace::new("recreate");
+    ws.init_ssh("sshrecreate", &sshd);
+    ws.ok(&["up"]);
+    let id = ws.project.container_id();
+    let started = ws.project.started_at(&id);
+
+    let rt = workspace::runtime();
+    let login = ws.login("matchmaker");
+    rt.block_on(async {
+        let client = login.connect().await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "KEEP".into(),
+            subjects: vec!["keep.>".into()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for i in 0..25 {
+            js.publish(format!("keep.{i}"), "kept".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+
+    // JetStream limits cannot be reloaded on 2.10 (FACTS.md): the plan recreates.
+    ws.edit_config("max_memory_store: 104857600", "max_memory_store: 209715200");
+    let out = ws.ok(&["plan"]);
+    assert!(
+        stdout(&out).starts_with("action: recreate"),
+        "{}",
+        text(&out)
+    );
+    let out = ws.ok(&["up"]);
+    assert!(stderr(&out).contains("recreated"), "{}", text(&out));
+    let id2 = ws.project.container_id();
+    assert_ne!(
+        (id2.clone(), ws.project.started_at(&id2)),
+        (id, started),
+        "the container was not recreated"
+    );
+    let messages = rt.block_on(async {
+        let client = login.connect().await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream("KEEP").await.unwrap();
+        stream.info().await.unwrap().state.messages
+    });
+    assert_eq!(messages, 25, "JetStream messages were lost in the recreate");
+}
+
+#[test]
+fn unknown_or_changed_host_keys_and_wrong_identities_are_refused() {
+    let sshd = Sshd::start();
+    let ws = Workspace::new("hostkey");
+    ws.init_ssh("sshhostkey", &sshd);
+    let empty = ws.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let known_hosts = sshd.known_hosts().display().to_string();
+
+    // Unknown host, strict policy: refused before anything runs.
+    ws.edit_config(&known_hosts, &empty.display().to_string());
+    let out = ws.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("host key"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert_eq!(sshd.sessions(), 0, "a command ran on an unverified host");
+    assert!(ws.project.container_ids().is_empty());
+
+    // Changed host key: refused even when first contacts may be accepted.
+    ws.edit_config(
+        &empty.display().to_string(),
+        &sshd.wrong_known_hosts().display().to_string(),
+    );
+    let out = ws.run(&["up", "--accept-new-host-key"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("host key"), "{}", text(&out));
+    assert_eq!(sshd.sessions(), 0);
+
+    // A key the server does not authorize.
+    ws.edit_config(
+        &sshd.wrong_known_hosts().display().to_string(),
+        &known_hosts,
+    );
+    ws.edit_config(
+        &sshd.identity().display().to_string(),
+        &sshd.other_identity().display().to_string(),
+    );
+    let out = ws.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("refused the SSH key"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(ws.project.container_ids().is_empty());
+
+    // First contact with --accept-new-host-key records the key and deploys.
+    ws.edit_config(
+        &sshd.other_identity().display().to_string(),
+        &sshd.identity().display().to_string(),
+    );
+    ws.edit_config(&known_hosts, &empty.display().to_string());
+    ws.ok(&["up", "--accept-new-host-key"]);
+    let recorded = std::fs::read_to_string(&empty).unwrap();
+    let host_key = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+    let host_key = host_key.split_whitespace().nth(2).unwrap();
+    assert!(recorded.contains(host_key), "{recorded}");
+    ws.ok(&["up"]); // and from then on the strict check passes
+}
+
+#[test]
+fn a_config_nats_server_refuses_changes_nothing_live() {
+    let sshd = Sshd::start();
+    let ws = Workspace::new("refused");
+    ws.init_ssh("sshrefused", &sshd);
+    ws.ok(&["up"]);
+    let id = ws.project.container_id();
+    let started = ws.project.started_at(&id);
+    let live_before = ws.live_conf();
+
+    // A server key that does not match its certificate (a damaged state dir), together with a
+    // new user: nats-server -t refuses the pair, so the reload must not happen at all.
+    let key = ws.state_dir().join("sshrefused/server/nats-server-key.pem");
+    let good_key = std::fs::read(&key).unwrap();
+    let other = natsup::pki::new_ca("other", time::OffsetDateTime::now_utc()).unwrap();
+    std::fs::write(&key, other.key_pem.expose()).unwrap();
+    ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
+    let out = ws.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("nats-server refused"), "{err}");
+    assert!(err.contains("does not match"), "{err}");
+    assert!(err.contains("nothing on the server was changed"), "{err}");
+    assert_eq!(ws.live_conf(), live_before, "the live config changed");
+    assert_eq!(ws.project.started_at(&id), started);
+    assert!(
+        !ws.remote_dir.join(".natsup/staging").exists(),
+        "staging was left behind"
+    );
+
+    // With the key repaired, the next up applies the new user by reload.
+    std::fs::write(&key, good_key).unwrap();
+    let out = ws.ok(&["up"]);
+    assert!(stderr(&out).contains("reloaded"), "{}", text(&out));
+    assert_eq!(ws.project.started_at(&id), started);
+    assert!(ws.live_conf().contains("analytics"));
+}
+
+/// An image whose nats-server passes `-t` and then exits 1, built from tests/assets/crashy.c.
+struct CrashyImage(String);
+
+impl CrashyImage {
+    fn build() -> CrashyImage {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/assets/crashy.c");
+        run(Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(dir.path().join("nats-server"))
+            .arg(src));
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY nats-server /nats-server\nENTRYPOINT [\"/nats-server\"]\n",
+        )
+        .unwrap();
+        let tag = format!("natsup-test/crashy:{}", unique_name("c"));
+        run(Command::new("docker")
+            .args(["build", "-q", "-t", &tag])
+            .arg(dir.path()));
+        CrashyImage(tag)
+    }
+}
+
+impl Drop for CrashyImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["image", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn a_server_that_will_not_start_is_rolled_back() {
+    let crashy = CrashyImage::build();
+    let sshd = Sshd::start();
+    let ws = Workspace::new("rollback");
+    ws.init_ssh("sshrollback", &sshd);
+    ws.ok(&["up"]);
+    let good_image = test_image();
+
+    let out = ws.run(&["up", "--image", &crashy.0, "--timeout", "10"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("rolled back"), "{err}");
+    let id = ws.project.container_id();
+    let image = run(Command::new("docker").args(["inspect", "-f", "{{.Config.Image}}", &id]));
+    assert_eq!(String::from_utf8_lossy(&image.stdout).trim(), good_image);
+    let compose = std::fs::read_to_string(ws.remote_dir.join("docker-compose.yaml")).unwrap();
+    assert!(!compose.contains("crashy"), "{compose}");
+    ws.ok(&["verify"]);
+    let out = ws.ok(&["up"]);
+    assert!(stderr(&out).contains("nothing to do"), "{}", text(&out));
+}
+
+/// Forwards to the real SSH remote, but cuts the connection during the apply: either the
+/// server sees the upload end halfway (`Truncate`), or the SSH master is killed while the
+/// remote script runs (`KillMaster`).
+struct Cutting {
+    inner: SshRemote,
+    how: Cut,
+}
+
+#[derive(Clone, Copy)]
+enum Cut {
+    Truncate,
+    KillMaster,
+}
+
+impl Remote for Cutting {
+    async fn run(
+        &mut self,
+        step: &str,
+        script: &str,
+        stdin: &[u8],
+    ) -> natsup::error::Result<RemoteOutput> {
+        if stdin.is_empty() {
+            return self.inner.run(step, script, stdin).await;
+        }
+        match self.how {
+            Cut::Truncate => {
+                self.inner
+                    .run(step, script, &stdin[..stdin.len() / 2])
+                    .await
+            }
+            Cut::KillMaster => {
+                let socket = self.inner.control_socket().expect("control socket");
+                let killer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    let _ = Command::new("ssh")
+                        .arg("-S")
+                        .arg(socket)
+                        .args(["-O", "exit", "cut"])
+                        .output();
+                });
+                let result = self.inner.run(step, script, stdin).await;
+                killer.join().unwrap();
+                result
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn commands(&self) -> usize {
+        self.inner.commands()
+    }
+}
+
+/// Runs one converge (observe, plan, apply) through a cutting remote, as `up` would.
+fn cut_up(ws: &Workspace, how: Cut) -> natsup::error::Result<()> {
+    let config = Config::load(&ws.path().join("natsup.yaml")).unwrap();
+    let dir = StateDir::new(&ws.state_dir(), &config.name);
+    let (state, _) = State::ensure(&config, &dir, time::OffsetDateTime::now_utc()).unwrap();
+    let ssh = config.ssh.as_ref().unwrap();
+    workspace::runtime().block_on(async {
+        let inner = SshRemote::connect(&SshTarget::from_config(ssh, false)).await?;
+        let mut remote = Cutting { inner, how };
+        let bundle = deploy::server_bundle(&config, &state);
+        let observed = deploy::observe(&mut remote, &config).await?;
+        let plan = natsup::plan::plan(&bundle, &observed);
+        assert_ne!(plan.action, natsup::plan::Action::Nothing);
+        deploy::apply(
+            &mut remote,
+            &config,
+            &bundle,
+            &plan,
+            Duration::from_secs(20),
+        )
+        .await
+    })
+}
+
+#[test]
+fn ssh_cut_mid_upload_leaves_the_old_config_live_and_the_next_up_clean() {
+    let sshd = Sshd::start();
+    let ws = Workspace::new("cut");
+    ws.init_ssh("sshcut", &sshd);
+    ws.ok(&["up"]);
+    let id = ws.project.container_id();
+    let started = ws.project.started_at(&id);
+    let live_before = ws.live_conf();
+    let matchmaker = ws.login("matchmaker");
+
+    // The upload ends halfway: the server refuses it and nothing live changes.
+    ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
+    let err = cut_up(&ws, Cut::Truncate).expect_err("a truncated upload was applied");
+    let err = err.to_string();
+    assert!(
+        err.contains("cut short") || err.contains("does not match what natsup sent"),
+        "{err}"
+    );
+    assert_eq!(ws.live_conf(), live_before);
+    assert_eq!(ws.project.started_at(&id), started);
+    assert!(!ws.remote_dir.join(".natsup/staging").exists());
+    workspace::runtime()
+        .block_on(matchmaker.connect())
+        .expect("the old config still serves its users");
+
+    // The next up is clean: it applies the change by reload.
+    let out = ws.ok(&["up"]);
+    assert!(stderr(&out).contains("reloaded"), "{}", text(&out));
+    assert!(ws.live_conf().contains("analytics"));
+    assert_eq!(ws.project.started_at(&id), started);
+
+    // The SSH master dies while the remote script runs: the server side finishes or rolls
+    // back on its own (it ignores the hangup), and the next up converges either way.
+    ws.edit_config(
+        "- name: analytics\n",
+        "- name: analytics\n- name: billing\n",
+    );
+    let _ = cut_up(&ws, Cut::KillMaster);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = ws.ok(&["up"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("nothing to do") || err.contains("reloaded"),
+        "{}",
+        text(&out)
+    );
+    assert!(ws.live_conf().contains("billing"));
+    assert_eq!(ws.project.started_at(&id), started);
+    ws.ok(&["verify"]);
+}
