@@ -180,7 +180,7 @@ impl User {
 }
 
 /// The values `natsup init` (and the built-in local deployment) start from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InitOptions {
     pub name: String,
     pub host: String,

@@ -277,13 +277,10 @@ impl Remote for LocalRemote {
     async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
         self.commands += 1;
         let started = Instant::now();
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/".into());
+        // The scripts `cd "$HOME"` themselves (falling back to /), as over SSH.
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(script)
-            .current_dir(home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

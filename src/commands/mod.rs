@@ -45,7 +45,15 @@ impl Context {
         })
     }
 
+    /// natsup.yaml; with none here, the built-in `local` deployment once `up --local` has
+    /// made its state, so `env`, `context`, `verify` and the rest work for it too.
     pub fn load_config(&self) -> Result<Config> {
+        if !self.config_path.exists() {
+            let local = Config::local_default();
+            if self.state_dir(&local).root.is_dir() {
+                return Ok(local);
+            }
+        }
         Config::load(&self.config_path)
     }
 

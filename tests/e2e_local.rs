@@ -1,0 +1,61 @@
+//! `up --local`: the same executor against this machine's Docker, no SSH at all (issue 3).
+
+mod support;
+
+use std::net::TcpListener;
+
+use support::workspace::{Workspace, text};
+use support::*;
+
+#[test]
+fn up_local_with_a_config_needs_no_ssh() {
+    let ws = Workspace::new("local");
+    ws.init_local("localcfg");
+    assert!(!ws.config().contains("ssh:"), "{}", ws.config());
+    let out = ws.ok(&["up", "--local"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("OK: 15 of 15 checks OK"),
+        "{}",
+        text(&out)
+    );
+    // Without --local, a config with no ssh section says what to do.
+    let out = ws.run(&["up"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--local"), "{}", text(&out));
+    ws.ok(&["verify"]);
+}
+
+/// With no natsup.yaml at all: the built-in `local` deployment on 127.0.0.1:4222, files in
+/// ~/natsup-local; afterwards the other commands find it without a config file.
+#[test]
+fn up_local_without_a_config_uses_the_built_in_deployment() {
+    assert!(
+        TcpListener::bind("127.0.0.1:4222").is_ok(),
+        "127.0.0.1:4222 is taken on this machine: this test needs it free \
+         (the built-in local deployment publishes there)"
+    );
+    let ws = Workspace::new("builtin");
+    let remote_dir = ws.path().join("home/natsup-local");
+    std::fs::create_dir_all(ws.path().join("home")).unwrap();
+    let project = ComposeProject::new(&remote_dir);
+
+    let out = ws.ok(&["up", "--local", "--image", &test_image()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tls://localhost:4222"),
+        "{}",
+        text(&out)
+    );
+    assert!(remote_dir.join("docker-compose.yaml").is_file());
+    assert_eq!(project.container_ids().len(), 1);
+    assert!(ws.state_dir().join("local/ca/rootCA.pem").is_file());
+    let compose = std::fs::read_to_string(remote_dir.join("docker-compose.yaml")).unwrap();
+    assert!(compose.contains("127.0.0.1:4222:4222"), "{compose}");
+
+    // env, verify and a second up work with no natsup.yaml.
+    let out = ws.ok(&["env", "gameserver"]);
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(env.contains("NATS_HOST=localhost"), "{env}");
+    ws.ok(&["verify"]);
+    let out = ws.ok(&["up", "--local", "--image", &test_image()]);
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+}

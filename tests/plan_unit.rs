@@ -1,0 +1,360 @@
+//! The planner and the executor's remote commands, without a server (STYLE.md §1, §7): the
+//! planner is a pure function of (bundle, observed), and the executor talks to a recording
+//! remote that answers like the real scripts do. The end-to-end tests (e2e_ssh) run the same
+//! paths against a real sshd and Docker.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use natsup::config::{Config, InitOptions};
+use natsup::deploy;
+use natsup::error::Result;
+use natsup::observed::{Container, Dir, Docker, Observed};
+use natsup::plan::{Action, plan, preflight, sha256_hex};
+use natsup::remote::{Output, Remote};
+use natsup::render::Bundle;
+use natsup::state::{State, StateDir};
+use time::OffsetDateTime;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    config: Config,
+    state: State,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_init(InitOptions {
+        name: "unit".into(),
+        host: "nats.example.com".into(),
+        ..InitOptions::default()
+    });
+    let (state, _) = State::ensure(
+        &config,
+        &StateDir::new(dir.path(), "unit"),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    Fixture {
+        _dir: dir,
+        config,
+        state,
+    }
+}
+
+impl Fixture {
+    fn bundle(&self) -> Bundle {
+        deploy::server_bundle(&self.config, &self.state)
+    }
+
+    /// A server that runs exactly this bundle.
+    fn running(&self, bundle: &Bundle) -> Observed {
+        let mut contents = BTreeMap::new();
+        let mut pem_sha256 = BTreeMap::new();
+        for f in &bundle.files {
+            if f.path.ends_with(".pem") {
+                pem_sha256.insert(f.path.clone(), sha256_hex(&f.contents));
+            } else {
+                contents.insert(f.path.clone(), f.contents.clone());
+                let name = f.path.rsplit('/').next().unwrap();
+                contents.insert(format!(".natsup/applied/{name}"), f.contents.clone());
+            }
+        }
+        Observed {
+            docker: Docker::Usable {
+                command: "docker".into(),
+                version: "28.2.2".into(),
+            },
+            compose: Some("docker compose".into()),
+            dir: Dir::Writable,
+            dir_abs: Some("/home/u/nats-bits".into()),
+            contents,
+            pem_sha256,
+            container: Some(Container {
+                id: "c0ffee".into(),
+                status: "running".into(),
+                started_at: "2026-11-24T10:00:00Z".into(),
+                image: self.config.image.clone(),
+                restarts: 0,
+            }),
+            port_taken: None,
+            staging_leftover: false,
+        }
+    }
+}
+
+fn fresh_server() -> Observed {
+    Observed {
+        docker: Docker::Usable {
+            command: "docker".into(),
+            version: "28.2.2".into(),
+        },
+        compose: Some("docker-compose".into()),
+        dir: Dir::Absent,
+        dir_abs: None,
+        contents: BTreeMap::new(),
+        pem_sha256: BTreeMap::new(),
+        container: None,
+        port_taken: None,
+        staging_leftover: false,
+    }
+}
+
+#[test]
+fn which_action_for_which_difference() {
+    let mut fx = fixture();
+    let running = fx.running(&fx.bundle());
+
+    assert_eq!(plan(&fx.bundle(), &running).action, Action::Nothing);
+    assert_eq!(plan(&fx.bundle(), &fresh_server()).action, Action::Start);
+
+    let mut stopped = running.clone();
+    stopped.container.as_mut().unwrap().status = "exited".into();
+    assert_eq!(plan(&fx.bundle(), &stopped).action, Action::Start);
+
+    // A pem file someone removed on the server: put back, nothing to restart.
+    let mut missing_pem = running.clone();
+    let pem = missing_pem.pem_sha256.keys().next().unwrap().clone();
+    missing_pem.pem_sha256.remove(&pem);
+    let p = plan(&fx.bundle(), &missing_pem);
+    assert_eq!(p.action, Action::Files);
+
+    // Users and passwords reload.
+    let before = fx.bundle();
+    let live = fx.running(&before);
+    fx.state.secrets.users.get_mut("gameserver").unwrap().bcrypt =
+        natsup::passwords::hash(&natsup::passwords::generate());
+    assert_eq!(plan(&fx.bundle(), &live).action, Action::Reload);
+
+    // A renewed certificate has new file names: the config changes, a reload serves it.
+    let mut fx = fixture();
+    let live = fx.running(&fx.bundle());
+    fx.state
+        .reissue_server_cert(&fx.config, OffsetDateTime::now_utc())
+        .unwrap();
+    assert_eq!(plan(&fx.bundle(), &live).action, Action::Reload);
+
+    // JetStream limits and compose settings need a new container.
+    let mut fx = fixture();
+    let live = fx.running(&fx.bundle());
+    fx.config.jetstream.max_memory_store *= 2;
+    assert_eq!(plan(&fx.bundle(), &live).action, Action::Recreate);
+    let mut fx = fixture();
+    let live = fx.running(&fx.bundle());
+    fx.config.port = 4333;
+    assert_eq!(plan(&fx.bundle(), &live).action, Action::Recreate);
+    let mut fx = fixture();
+    let live = fx.running(&fx.bundle());
+    fx.config.image = "nats:2.10.26".into();
+    assert_eq!(plan(&fx.bundle(), &live).action, Action::Recreate);
+}
+
+#[test]
+fn diffs_never_show_secrets() {
+    let mut fx = fixture();
+    let live = fx.running(&fx.bundle());
+    fx.state
+        .reissue_server_cert(&fx.config, OffsetDateTime::now_utc())
+        .unwrap();
+    fx.state.secrets.users.get_mut("webhook").unwrap().bcrypt =
+        natsup::passwords::hash(&natsup::passwords::generate());
+    let shown = plan(&fx.bundle(), &live).describe(true);
+    assert!(shown.contains("nats-server.conf"), "{shown}");
+    assert!(!shown.contains("$2b$"), "a bcrypt hash in a diff:\n{shown}");
+    assert!(!shown.contains("PRIVATE KEY"), "a key in a diff:\n{shown}");
+    for user in fx.state.secrets.users.values() {
+        assert!(!shown.contains(user.password.expose()));
+    }
+}
+
+#[test]
+fn preflight_names_what_is_missing_and_what_to_do() {
+    let mut o = fresh_server();
+    o.docker = Docker::Missing;
+    let problems = preflight(&o);
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].0.contains("docker is not installed"));
+    assert!(problems[0].1.contains("install Docker"));
+
+    let mut o = fresh_server();
+    o.docker = Docker::Denied;
+    assert!(preflight(&o)[0].1.contains("docker group"));
+
+    let mut o = fresh_server();
+    o.compose = None;
+    assert!(preflight(&o)[0].0.contains("docker compose"));
+
+    let mut o = fresh_server();
+    o.dir = Dir::Unwritable;
+    o.port_taken = Some("container other".into());
+    let problems = preflight(&o);
+    assert_eq!(problems.len(), 2);
+    assert!(problems[1].0.contains("container other"));
+}
+
+/// Records each command the executor runs and answers like the real scripts.
+struct Recording {
+    observe_answer: String,
+    calls: Vec<(String, String, Vec<u8>)>,
+}
+
+impl Remote for Recording {
+    async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
+        self.calls
+            .push((step.to_string(), script.to_string(), stdin.to_vec()));
+        let stdout = if stdin.is_empty() {
+            self.observe_answer.clone()
+        } else {
+            "natsup.committed=yes\nnatsup.result=applied\n".to_string()
+        };
+        Ok(Output {
+            status: 0,
+            stdout,
+            stderr: String::new(),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    fn describe(&self) -> String {
+        "recording".into()
+    }
+
+    fn commands(&self) -> usize {
+        self.calls.len()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// What observe.sh prints for `observed`.
+fn observe_report(o: &Observed) -> String {
+    let mut lines = vec![
+        "natsup.docker=docker".to_string(),
+        "natsup.docker_version=28.2.2".to_string(),
+        "natsup.compose=docker compose".to_string(),
+        "natsup.dir=writable".to_string(),
+    ];
+    for (path, contents) in &o.contents {
+        lines.push(format!("natsup.content:{path}={}", b64(contents)));
+    }
+    for (path, sha) in &o.pem_sha256 {
+        lines.push(format!("natsup.sha256:{path}={sha}"));
+    }
+    if let Some(c) = &o.container {
+        lines.push(format!("natsup.container_id={}", c.id));
+        lines.push(format!(
+            "natsup.container={}|{}|{}|{}",
+            c.status, c.started_at, c.image, c.restarts
+        ));
+    }
+    lines.push("natsup.observed=ok".into());
+    lines.join("\n")
+}
+
+/// observe → plan → apply through the recording remote, as `up` does.
+fn converge(fx: &Fixture, server: &Observed) -> Recording {
+    let mut remote = Recording {
+        observe_answer: observe_report(server),
+        calls: Vec::new(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bundle = fx.bundle();
+        let observed = deploy::observe(&mut remote, &fx.config).await.unwrap();
+        assert_eq!(
+            &observed.contents, &server.contents,
+            "the report round-trips"
+        );
+        let p = plan(&bundle, &observed);
+        if p.uploads() {
+            deploy::apply(
+                &mut remote,
+                &fx.config,
+                &bundle,
+                &p,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    remote
+}
+
+#[test]
+fn a_server_in_sync_gets_one_read_only_command() {
+    let fx = fixture();
+    let remote = converge(&fx, &fx.running(&fx.bundle()));
+    assert_eq!(remote.calls.len(), 1);
+    let (step, script, stdin) = &remote.calls[0];
+    assert_eq!(step, "inspecting the server");
+    assert!(stdin.is_empty());
+    assert!(
+        !script.contains("docker kill") && !script.contains(" up -d"),
+        "{script}"
+    );
+}
+
+#[test]
+fn a_change_is_one_upload_and_secrets_travel_only_on_stdin() {
+    let mut fx = fixture();
+    let live = fx.running(&fx.bundle());
+    fx.state.secrets.users.get_mut("gameserver").unwrap().bcrypt =
+        natsup::passwords::hash(&natsup::passwords::generate());
+    let remote = converge(&fx, &live);
+    assert_eq!(remote.calls.len(), 2, "observe, then one apply");
+    let (step, script, stdin) = &remote.calls[1];
+    assert_eq!(step, "applying the change");
+    assert!(
+        script.contains("ACTION='reload'") || script.contains("ACTION=reload"),
+        "{script}"
+    );
+    // The command line (visible in `ps` on the server) holds no secret of any kind.
+    for (_, script, _) in &remote.calls {
+        assert!(!script.contains("PRIVATE KEY"));
+        assert!(!script.contains("$2b$"));
+        for user in fx.state.secrets.users.values() {
+            assert!(!script.contains(user.password.expose()));
+        }
+    }
+    // stdin is the bundle as a tar: the config (with hashes, never passwords) and the key.
+    let tar = String::from_utf8_lossy(stdin);
+    assert!(tar.contains("nats-config/nats-server.conf"));
+    assert!(tar.contains("$2b$11$"));
+    assert!(tar.contains("PRIVATE KEY"));
+    for user in fx.state.secrets.users.values() {
+        assert!(
+            !tar.contains(user.password.expose()),
+            "a plaintext password in the upload"
+        );
+    }
+    assert!(
+        !tar.contains(fx.state.ca.key_pem.expose().lines().nth(1).unwrap()),
+        "the CA key left the state dir"
+    );
+}
+
+#[test]
+fn a_fresh_server_is_started_in_one_upload() {
+    let fx = fixture();
+    let remote = converge(&fx, &fresh_server());
+    assert_eq!(remote.calls.len(), 2);
+    assert!(remote.calls[1].1.contains("start"));
+}
