@@ -248,12 +248,16 @@ impl Config {
         let de = serde_yaml::Deserializer::from_str(text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let message = e.into_inner().to_string();
+            // serde_path_to_error says "." for the root.
+            let path = if path == "." { String::new() } else { path };
+            let message = plain_words(&strip_path(
+                &path,
+                &strip_location(&e.into_inner().to_string()),
+            ));
             Error::Config {
                 file: file.to_path_buf(),
-                // serde_path_to_error says "." for the root.
-                path: if path == "." { String::new() } else { path },
-                message: strip_location(&message),
+                path,
+                message,
             }
         })?;
         config.validate().map_err(|v| Error::Config {
@@ -438,6 +442,50 @@ impl<T> At<T> for Result<T, String> {
 }
 
 /// serde_norway appends " at line L column C" to messages; the field path says more.
+/// serde_yaml starts its messages with its own idea of the path (the field, or its parent):
+/// the error already names the field, so say it once.
+fn strip_path(path: &str, message: &str) -> String {
+    let mut prefix = path;
+    loop {
+        if !prefix.is_empty() {
+            if let Some(rest) = message.strip_prefix(&format!("{prefix}: ")) {
+                return rest.to_string();
+            }
+        }
+        match prefix.rfind(['.', '[']) {
+            Some(i) => prefix = &prefix[..i],
+            None => return message.to_string(),
+        }
+    }
+}
+
+/// Rust type names mean nothing to someone editing YAML.
+fn plain_words(message: &str) -> String {
+    if message.contains("expected u16") {
+        let found = message
+            .split(['`', '"'])
+            .nth(1)
+            .unwrap_or("this value")
+            .to_string();
+        return format!("{found} is not a valid port (1-65535)");
+    }
+    message
+        .replace(
+            "struct SubjectRule",
+            "a map with `allow` and/or `deny` lists of subjects",
+        )
+        .replace(
+            "struct Permissions",
+            "a map with `publish` and/or `subscribe`",
+        )
+        .replace("expected u64", "expected a whole number")
+        .replace(
+            "invalid IP address syntax",
+            "not an IP address (0.0.0.0 for every interface, 127.0.0.1 for this machine only)",
+        )
+        .replace("expected u32", "expected a whole number")
+}
+
 fn strip_location(message: &str) -> String {
     match message.find(" at line ") {
         Some(i) => message[..i].to_string(),

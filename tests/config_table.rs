@@ -1,0 +1,193 @@
+//! Every way natsup.yaml can be wrong, and the one sentence natsup says about it: the file,
+//! the field path, what is wrong and what would be right (issue 2's table).
+
+use std::path::Path;
+
+use natsup::config::Config;
+
+const BASE: &str = "name: t\nhost: nats.example.com\nusers:\n- name: matchmaker\n- name: gameserver\n- name: webhook\n";
+
+fn error(yaml: &str) -> String {
+    match Config::parse(yaml, Path::new("natsup.yaml")) {
+        Ok(_) => panic!("accepted:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// BASE with `from` replaced by `to`, or with `to` appended when `from` is empty.
+fn variant(from: &str, to: &str) -> String {
+    if from.is_empty() {
+        format!("{BASE}{to}")
+    } else {
+        assert!(BASE.contains(from));
+        BASE.replacen(from, to, 1)
+    }
+}
+
+#[test]
+fn the_table() {
+    let table: &[(&str, &str, &str)] = &[
+        (
+            "",
+            "colour: blue\n",
+            "natsup.yaml: colour: unknown field `colour`, expected one of `name`, `host`, `ssh`, \
+             `remote_dir`, `image`, `port`, `bind`, `extra_sans`, `users`, `jetstream`, `cert`",
+        ),
+        (
+            "name: t\n",
+            "name: t\nssh:\n  destination: u@h\n  colour: 1\n",
+            "natsup.yaml: ssh.colour: unknown field `colour`, expected one of `destination`, \
+             `port`, `identity`, `known_hosts`, `host_key_policy`",
+        ),
+        (
+            "nats.example.com",
+            "nats example.com",
+            "natsup.yaml: host: \"nats example.com\" is not a valid hostname or IP address",
+        ),
+        (
+            "webhook",
+            "game server",
+            "natsup.yaml: users[2].name: \"game server\" is not a valid NATS user name \
+             (letters, digits, _ and - only)",
+        ),
+        (
+            "webhook",
+            "gameserver",
+            "natsup.yaml: users[2].name: \"gameserver\" is already users[1]; user names must be \
+             unique",
+        ),
+        (
+            "users:\n- name: matchmaker\n- name: gameserver\n- name: webhook\n",
+            "users: []\n",
+            "natsup.yaml: users: at least one user is needed (leave `users` out for the \
+             tutorial's four)",
+        ),
+        (
+            "",
+            "port: 0\n",
+            "natsup.yaml: port: 0 is not a valid port (1-65535)",
+        ),
+        (
+            "",
+            "port: 70000\n",
+            "natsup.yaml: port: 70000 is not a valid port (1-65535)",
+        ),
+        (
+            "",
+            "port: abc\n",
+            "natsup.yaml: port: abc is not a valid port (1-65535)",
+        ),
+        (
+            "",
+            "cert:\n  lifetime_days: 0\n",
+            "natsup.yaml: cert.lifetime_days: 0 is out of range: a certificate lives 1 to 825 \
+             days (825 is the most Apple's TLS clients accept)",
+        ),
+        (
+            "",
+            "cert:\n  lifetime_days: 826\n",
+            "natsup.yaml: cert.lifetime_days: 826 is out of range: a certificate lives 1 to 825 \
+             days (825 is the most Apple's TLS clients accept)",
+        ),
+        (
+            "",
+            "bind: 300.1.1.1\n",
+            "natsup.yaml: bind: not an IP address (0.0.0.0 for every interface, 127.0.0.1 for \
+             this machine only)",
+        ),
+        (
+            "name: t\n",
+            "name: t\nssh:\n  destination: u@h\n  host_key_policy: yolo\n",
+            "natsup.yaml: ssh.host_key_policy: unknown variant `yolo`, expected `strict` or \
+             `accept-new`",
+        ),
+        (
+            "name: t\n",
+            "name: t\nssh:\n  destination: \"\"\n",
+            "natsup.yaml: ssh.destination: \"\" is not an SSH destination (user@host, an \
+             ~/.ssh/config alias, or ssh://user@host:port)",
+        ),
+        (
+            "name: t\n",
+            "name: \"\"\n",
+            "natsup.yaml: name: \"\" is not a valid deployment name (1-64 letters, digits, _ and \
+             -, not starting with -)",
+        ),
+        (
+            "",
+            "jetstream:\n  max_memory_store: lots\n",
+            "natsup.yaml: jetstream.max_memory_store: invalid type: string \"lots\", expected a \
+             whole number",
+        ),
+        (
+            "- name: webhook\n",
+            "- name: webhook\n  permissions:\n    publish: foo\n",
+            "natsup.yaml: users[2].permissions.publish: invalid type: string \"foo\", expected a \
+             map with `allow` and/or `deny` lists of subjects",
+        ),
+        (
+            "- name: webhook\n",
+            "- name: webhook\n  permissions:\n    publish:\n      allow: [\"foo.>.bar\"]\n",
+            "natsup.yaml: users[2].permissions.publish.allow[0]: \"foo.>.bar\" is not a NATS \
+             subject (dot-separated tokens, no spaces, `>` only at the end)",
+        ),
+        (
+            "",
+            "extra_sans: [\"bad name!\"]\n",
+            "natsup.yaml: extra_sans[0]: \"bad name!\" is not a valid hostname or IP address",
+        ),
+        (
+            "",
+            "remote_dir: \"\"\n",
+            "natsup.yaml: remote_dir: \"\" is not a usable directory (a path relative to the SSH \
+             user's home, or absolute; no `..`)",
+        ),
+        ("name: t\n", "", "natsup.yaml: missing field `name`"),
+    ];
+    let mut wrong = Vec::new();
+    for (from, to, expected) in table {
+        let got = error(&variant(from, to));
+        if got != *expected {
+            wrong.push(format!(
+                "for {to:?}\n  expected: {expected}\n  got:      {got}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_config_that_loads_is_valid_and_round_trips() {
+    let config = Config::parse(BASE, Path::new("natsup.yaml")).unwrap();
+    assert_eq!(config.port, 4222);
+    assert_eq!(config.remote_dir, "nats-bits");
+    assert_eq!(config.image, "nats:2.10.21");
+    assert_eq!(config.cert.lifetime_days, 365);
+    assert_eq!(config.jetstream.max_memory_store, 100 * 1024 * 1024);
+    assert_eq!(config.jetstream.max_file_store, 100 * 1024 * 1024);
+    assert_eq!(
+        config.sans(),
+        ["nats.example.com", "localhost", "::1", "nats"],
+        "the host comes first: the tutorial's SAN list lacks it"
+    );
+    let again = Config::parse(&config.to_yaml(), Path::new("natsup.yaml")).unwrap();
+    assert_eq!(again.to_yaml(), config.to_yaml());
+}
+
+#[test]
+fn the_users_default_to_the_tutorials_four() {
+    let config = Config::parse("name: t\nhost: 203.0.113.7\n", Path::new("natsup.yaml")).unwrap();
+    let names: Vec<_> = config.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"]
+    );
+}
+
+#[test]
+fn the_file_name_is_the_one_given() {
+    let e = Config::parse("name: t\nhost: h\nport: 0\n", Path::new("deploy/prod.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("deploy/prod.yaml: port: "), "{e}");
+}
