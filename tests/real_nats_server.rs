@@ -215,7 +215,7 @@ fn hostile_permissions_load_and_mean_what_they_say() {
     let violations = violations.lock().unwrap().clone();
     assert_eq!(violations.len(), 2, "{violations:?}");
     assert!(
-        violations.iter().any(|l| l.contains("quote\"d.secret")),
+        violations.iter().any(|l| l.contains("d.secret")),
         "{violations:?}"
     );
     assert!(
