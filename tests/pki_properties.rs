@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 use std::process::Command;
 
-use natsup::pki::{self, CertifiedKey};
 use ::time::{Duration, OffsetDateTime};
+use natsup::pki::{self, CertifiedKey};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
 use x509_parser::prelude::*;
