@@ -18,14 +18,16 @@ use crate::pki;
 use crate::secret::Secret;
 use crate::tls_probe;
 
-/// A check's outcome. Ordered so that the worst is the greatest.
+/// A check's outcome. Ordered so that the worst is the greatest, as Nagios combines states
+/// (`max_state_alt`): a check that could not tell is worse than OK but says less than a
+/// warning, and a server that refuses connections is CRITICAL even if a later check is unsure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     Ok,
+    Unknown,
     Warning,
     Critical,
-    Unknown,
 }
 
 impl Status {

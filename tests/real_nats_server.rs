@@ -4,67 +4,14 @@
 
 mod support;
 
-use std::path::Path;
-
 use natsup::config::{Config, InitOptions};
-use natsup::render::{self, ConfPaths};
 use natsup::secret::Secret;
 use natsup::state::{State, StateDir, UserSecret};
 use proptest::prelude::*;
-use support::workspace::{Login, Workspace, runtime, text};
+use support::local::{rendered_workspace, serve};
+use support::workspace::{Login, runtime, text};
 use support::*;
 use time::OffsetDateTime;
-
-/// A deployment rendered for a local nats-server: the workspace's config and state, with the
-/// listen address, TLS files and store_dir on this machine.
-struct Local {
-    _server: NatsServer,
-    _store: tempfile::TempDir,
-    port: u16,
-}
-
-fn local_paths(state: &State, port: u16, store: &Path) -> ConfPaths {
-    ConfPaths {
-        listen: format!("127.0.0.1:{port}"),
-        cert_file: state.dir.server_cert().display().to_string(),
-        key_file: state.dir.server_key().display().to_string(),
-        store_dir: store.display().to_string(),
-    }
-}
-
-fn serve(config: &Config, state: &State, port: u16) -> Local {
-    let store = tempfile::tempdir().unwrap();
-    let conf = store.path().join("nats-server.conf");
-    std::fs::write(
-        &conf,
-        render::nats_conf(config, state, &local_paths(state, port, store.path())),
-    )
-    .unwrap();
-    nats_server_check_config(&conf).unwrap_or_else(|e| panic!("nats-server -t refused:\n{e}"));
-    Local {
-        _server: NatsServer::start(&conf, port),
-        _store: store,
-        port,
-    }
-}
-
-/// `natsup init` + `render` in a workspace whose host:port is the local server's.
-fn rendered_workspace(name: &str) -> (Workspace, Config, State) {
-    let ws = Workspace::new(name);
-    ws.ok(&[
-        "init",
-        "--name",
-        name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &ws.port.to_string(),
-    ]);
-    ws.ok(&["render"]);
-    let config = Config::load(&ws.path().join("natsup.yaml")).unwrap();
-    let state = State::load(&config, &StateDir::new(&ws.state_dir(), name)).unwrap();
-    (ws, config, state)
-}
 
 #[test]
 fn verify_passes_for_the_four_tutorial_users() {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod local;
 pub mod workspace;
 
 use std::io::Read;

@@ -1,0 +1,180 @@
+//! `verify` as CI and monitoring use it (issue 5): text, json, nagios and prometheus output,
+//! thresholds in the nats CLI's duration syntax, exit codes 0/1/2/3, and the env-only smoke
+//! mode. Against a real nats-server serving the rendered config.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::local::{rendered_workspace, serve};
+use support::workspace::{Workspace, text};
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `natsup verify` in smoke mode: an empty folder, no config, no state, only env vars.
+fn smoke(ws: &Workspace, user: &str, password: &str, args: &[&str]) -> Output {
+    let empty = tempfile::tempdir().unwrap();
+    let ca = ws.login(user).ca_pem;
+    Command::new(env!("CARGO_BIN_EXE_natsup"))
+        .current_dir(empty.path())
+        .env("NATSUP_STATE_DIR", empty.path().join("state"))
+        .env("NATS_URL", format!("tls://127.0.0.1:{}", ws.port))
+        .env("NATS_CA_CONTENTS", ca)
+        .env("NATS_USER", user)
+        .env("NATS_PASSWORD", password)
+        .env_remove("NATS_CA")
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn formats_and_thresholds() {
+    let (ws, config, state) = rendered_workspace("formats");
+    let _server = serve(&config, &state, ws.port);
+
+    let out = ws.ok(&["verify"]);
+    let table = stdout(&out);
+    assert!(
+        table.contains("SCOPE") && table.contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        table.trim_end().ends_with("OK: 15 of 15 checks OK"),
+        "{table}"
+    );
+
+    // json: one object, stable keys.
+    let out = ws.ok(&["verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["cert_days_left", "cert_serial", "checks", "status", "url"],
+        "{report}"
+    );
+    assert_eq!(report["status"], "OK");
+    assert_eq!(report["cert_days_left"], 364);
+    for check in report["checks"].as_array().unwrap() {
+        let mut keys: Vec<&str> = check
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.retain(|k| *k != "seconds");
+        assert_eq!(keys, ["check", "detail", "scope", "status"], "{check}");
+    }
+    assert_eq!(
+        stdout(&ws.ok(&["verify", "--format", "json"]))
+            .lines()
+            .count(),
+        stdout(&out).lines().count()
+    );
+
+    // nagios: one line, status word, then perfdata in seconds with warn;crit.
+    let out = ws.ok(&["verify", "--format", "nagios", "--user", "gameserver"]);
+    let line = stdout(&out);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.starts_with("OK "), "{line}");
+    let (_, perf) = line.split_once(" | ").expect("perfdata after ' | '");
+    for metric in ["connect_time=", "rtt=", "request_time=", "cert_days="] {
+        assert!(perf.contains(metric), "{metric} missing: {line}");
+    }
+    let connect = perf
+        .split_whitespace()
+        .find(|m| m.starts_with("connect_time="))
+        .unwrap();
+    let fields: Vec<&str> = connect["connect_time=".len()..].split(';').collect();
+    assert!(fields[0].ends_with('s'), "{connect}");
+    assert_eq!(&fields[1..3], ["0.5000", "1.0000"], "{connect}");
+
+    // prometheus: exposition format, every sample line `name{labels} value`.
+    let out = ws.ok(&["verify", "--format", "prometheus"]);
+    let text_format = stdout(&out);
+    let mut samples = 0;
+    for line in text_format.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        assert!(series.starts_with("natsup_"), "{line}");
+        samples += 1;
+    }
+    assert!(samples >= 5, "{text_format}");
+    assert!(text_format.contains("user=\"webhook\""), "{text_format}");
+
+    // Thresholds: durations as the nats CLI writes them; days as whole numbers.
+    let code = |args: &[&str]| {
+        let mut all = vec!["verify", "--user", "matchmaker"];
+        all.extend_from_slice(args);
+        ws.run(&all).status.code()
+    };
+    assert_eq!(
+        code(&["--connect-warn", "0s", "--connect-critical", "1s"]),
+        Some(1)
+    );
+    assert_eq!(
+        code(&["--connect-warn", "0s", "--connect-critical", "0s"]),
+        Some(2)
+    );
+    assert_eq!(code(&["--rtt-warn", "0s"]), Some(1));
+    assert_eq!(
+        code(&["--rtt-warn", "500ms", "--rtt-critical", "1s"]),
+        Some(0)
+    );
+    assert_eq!(
+        code(&["--cert-warn-days", "400", "--cert-critical-days", "7"]),
+        Some(1)
+    );
+    assert_eq!(
+        code(&["--cert-warn-days", "400", "--cert-critical-days", "400"]),
+        Some(2)
+    );
+    let out = ws.run(&["verify", "--rtt-warn", "half a second"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--rtt-warn"), "{}", text(&out));
+    let out = ws.run(&[
+        "verify",
+        "--format",
+        "nagios",
+        "--rtt-warn",
+        "0s",
+        "--user",
+        "webhook",
+    ]);
+    assert!(stdout(&out).starts_with("WARNING "), "{}", text(&out));
+}
+
+#[test]
+fn smoke_mode_needs_only_env_vars() {
+    let (ws, config, state) = rendered_workspace("smoke");
+    let server = serve(&config, &state, ws.port);
+    let password = ws.login("gameserver").password;
+
+    let out = smoke(&ws, "gameserver", &password, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout(&out).contains("OK"), "{}", text(&out));
+
+    let out = smoke(&ws, "gameserver", "wrong", &["--format", "nagios"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stdout(&out).starts_with("CRITICAL"), "{}", text(&out));
+
+    // Nothing listening: the check cannot run at all.
+    drop(server);
+    let out = smoke(&ws, "gameserver", &password, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
