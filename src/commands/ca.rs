@@ -56,10 +56,15 @@ fn import(
     key: &Path,
     force: bool,
 ) -> Result<i32> {
-    let bad = |file: &Path, message: String| Error::Config {
-        file: file.to_path_buf(),
-        path: String::new(),
-        message,
+    let bad = |file: &Path, message: String| {
+        Error::usage(
+            format!("{}: {message}", file.display()),
+            Some(
+                "pass a CA certificate and its own key; for mkcert's CA: \
+                 natsup ca import --cert \"$(mkcert -CAROOT)/rootCA.pem\" --key \"$(mkcert -CAROOT)/rootCA-key.pem\""
+                    .to_string(),
+            ),
+        )
     };
     let cert_pem = read_to_string(cert)?;
     let key_pem = read_to_string(key)?;
