@@ -162,10 +162,6 @@ fn the_cron_line_and_the_systemd_unit_converge_the_server() {
         .unwrap();
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(&fields[..5], ["23", "4", "*", "*", "1"], "{line}");
-    let command = line
-        .splitn(6, char::is_whitespace)
-        .filter(|s| !s.is_empty())
-        .nth(5);
     let command = line[line.find("cd ").unwrap()..].to_string();
     assert!(
         command.contains("natsup") && command.contains(" up"),
