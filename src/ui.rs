@@ -18,12 +18,16 @@ fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-/// Whether to draw spinners and colors: a terminal, and nobody asked for plain output.
-pub fn fancy() -> bool {
+/// Whether to draw spinners: stderr is a terminal that can redraw a line, and not --quiet.
+pub fn spinners() -> bool {
     !quiet()
         && std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+/// Whether to use colors: a terminal, and NO_COLOR (https://no-color.org) unset or empty.
+pub fn colors() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// A progress line.
@@ -43,12 +47,14 @@ pub struct Step {
 impl Step {
     pub fn start(name: impl Into<String>) -> Step {
         let name = name.into();
-        let bar = if fancy() {
+        let bar = if spinners() {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {msg} ({elapsed})")
-                    .expect("a valid template"),
-            );
+            let template = if colors() {
+                "{spinner:.cyan} {msg} ({elapsed})"
+            } else {
+                "{spinner} {msg} ({elapsed})"
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
             bar.set_message(name.clone());
             bar.enable_steady_tick(Duration::from_millis(100));
             Some(bar)
@@ -109,7 +115,7 @@ pub fn init_logging(verbose: u8) {
             tracing_subscriber::fmt::layer()
                 .with_target(false)
                 .with_writer(std::io::stderr)
-                .with_ansi(fancy()),
+                .with_ansi(colors()),
         )
         .with(filter)
         .try_init();

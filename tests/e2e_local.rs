@@ -23,6 +23,20 @@ fn up_local_with_a_config_needs_no_ssh() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--local"), "{}", text(&out));
     ws.ok(&["verify"]);
+
+    // A stopped container is started again: same container, and readiness is judged on this
+    // start's log lines, not the old "Server is ready".
+    let id = ws.project.container_id();
+    run(std::process::Command::new("docker").args(["stop", &id]));
+    let out = ws.ok(&["up", "--local"]);
+    assert!(
+        text(&out).contains("the container is exited"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("started in"), "{}", text(&out));
+    assert_eq!(ws.project.container_id(), id);
+    ws.ok(&["verify"]);
 }
 
 /// With no natsup.yaml at all: the built-in `local` deployment on 127.0.0.1:4222, files in

@@ -89,19 +89,25 @@ wait_reload() {
 }
 
 # Waits until the container runs and nats-server says it is ready, reading only the logs of
-# its current start (a restarted container still has its old "ready" lines). A restart count
-# that moves while we wait is a crash loop.
+# its current start: a container started again keeps its old "ready" lines, so those of the
+# container that was there before ($1, which had $2 log lines) are skipped. (Docker's
+# `logs --since StartedAt` would miss lines nats-server writes before Docker records the
+# start.) A restart count that moves while we wait is a crash loop.
 wait_ready() {
   i=0
   first=""
+  before_id=$1
+  before_lines=$2
   while [ $i -lt $((TIMEOUT * 10)) ]; do
     id=$(find_container)
     if [ -n "$id" ]; then
-      st=$($DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}|{{.State.StartedAt}}' "$id" 2>/dev/null)
-      status=${st%%|*}; rest=${st#*|}; restarts=${rest%%|*}; started=${rest#*|}
+      st=$($DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}' "$id" 2>/dev/null)
+      status=${st%%|*}; restarts=${st#*|}
       [ -n "$first" ] || first=$restarts
       if [ "$status" = running ] && [ "$restarts" = "$first" ]; then
-        $DOCKER logs --since "$started" "$id" 2>&1 | grep -q "Server is ready" && return 0
+        skip=0
+        [ "$id" = "$before_id" ] && skip=$before_lines
+        $DOCKER logs "$id" 2>&1 | tail -n +$((skip + 1)) | grep -q "Server is ready" && return 0
       elif [ $i -gt 10 ] && { [ "$restarts" != "$first" ] || [ "$status" = exited ] || [ "$status" = dead ]; }; then
         say failure "$($DOCKER logs --tail 30 "$id" 2>&1 | b64)"
         return 1
@@ -121,10 +127,13 @@ act() {
       id=$(find_container)
       n=$(log_lines "$id")
       $DOCKER kill -s HUP "$id" >/dev/null && wait_reload "$id" "$n" ;;
-    start)
-      $COMPOSE up -d >&2 && wait_ready ;;
-    recreate)
-      $COMPOSE up -d --force-recreate >&2 && wait_ready ;;
+    start | recreate)
+      id=$(find_container)
+      n=0
+      [ -z "$id" ] || n=$(log_lines "$id")
+      flag=""
+      [ "$1" = start ] || flag=--force-recreate
+      $COMPOSE up -d $flag >&2 && wait_ready "$id" "$n" ;;
     none)
       return 0 ;;
   esac
