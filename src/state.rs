@@ -330,18 +330,21 @@ impl State {
 
     /// Loads existing state; anything missing is an error that says how to create it.
     pub fn load(config: &Config, dir: &StateDir) -> Result<State> {
+        let all: Vec<String> = config.users.iter().map(|u| u.name.clone()).collect();
+        State::load_for(dir, &all)
+    }
+
+    /// Like [`load`](Self::load), but only `users` need a password: `natsup env gameserver`
+    /// works while a user just added to natsup.yaml has none yet.
+    pub fn load_for(dir: &StateDir, users: &[String]) -> Result<State> {
         let (ca, next_ca, trust_pem) = load_cas(dir)?.ok_or_else(|| dir.missing("CA"))?;
         let server = load_pair(&dir.server_cert(), &dir.server_key())?
             .ok_or_else(|| dir.missing("server certificate"))?;
         let server_info =
             pki::inspect(&server.cert_pem).map_err(|e| Error::corrupt(dir.server_cert(), e.0))?;
         let secrets = load_secrets(&dir.secrets())?.ok_or_else(|| dir.missing("passwords"))?;
-        if let Some(user) = config
-            .users
-            .iter()
-            .find(|u| !secrets.users.contains_key(&u.name))
-        {
-            return Err(dir.missing(&format!("password for user `{}`", user.name)));
+        if let Some(user) = users.iter().find(|u| !secrets.users.contains_key(*u)) {
+            return Err(dir.missing(&format!("password for user `{user}`")));
         }
         Ok(State {
             dir: dir.clone(),

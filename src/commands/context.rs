@@ -40,8 +40,8 @@ pub fn nats_config_dir() -> Result<PathBuf> {
 
 pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
     let config = ctx.load_config()?;
-    let state = State::load(&config, &ctx.state_dir(&config))?;
     let users = config.select_users(&args.users)?;
+    let state = State::load_for(&ctx.state_dir(&config), &users)?;
     if args.select && users.len() != 1 {
         return Err(Error::usage(
             "--select needs exactly one context",
@@ -62,7 +62,7 @@ pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
             password: state
                 .secrets
                 .password(user)
-                .expect("State::load checked every user")
+                .expect("State::load_for checked these users")
                 .expose()
                 .to_string(),
             ca: ca.display().to_string(),

@@ -100,7 +100,11 @@ fn read_ca(path: &Path) -> std::result::Result<String, String> {
 /// Config and state errors are bad input (exit 2), as for every other command.
 fn deployment_target(ctx: &Context, args: &VerifyArgs) -> Result<Plan> {
     let config = ctx.load_config()?;
-    let state = State::load(&config, &ctx.state_dir(&config))?;
+    let users = match &args.user {
+        Some(user) => config.select_users(std::slice::from_ref(user))?,
+        None => config.users.iter().map(|u| u.name.clone()).collect(),
+    };
+    let state = State::load_for(&ctx.state_dir(&config), &users)?;
     Ok(deployment_logins(&config, &state, args))
 }
 
