@@ -19,7 +19,7 @@ use std::time::Duration;
 use harness::clients::{ConnectLoop, Crowd, Server, Window, wait_for_tls};
 use harness::natsup::NatsupDeployment;
 use harness::tutorial::TutorialDeployment;
-use harness::{ms, ratio};
+use harness::{SshEndpoint, ms, ratio};
 use support::{Sshd, test_image};
 use tokio::runtime::Runtime;
 
@@ -68,8 +68,9 @@ fn main() {
     let rt = Runtime::new().expect("tokio");
     let image = test_image();
     let sshd = Sshd::start();
+    let ssh = SshEndpoint::direct(&sshd);
 
-    let ours = NatsupDeployment::new(&sshd, &image);
+    let ours = NatsupDeployment::new(&ssh, &image);
     ours.run_ok(&["up"]);
     let our_server = Server {
         port: ours.port,
@@ -77,7 +78,7 @@ fn main() {
     };
     let our_password = |user: &str| ours.password(user);
 
-    let mut theirs = TutorialDeployment::new(&sshd, &image);
+    let mut theirs = TutorialDeployment::new(&ssh, &image);
     theirs.step("bootstrap");
     let their_server = Server {
         port: theirs.port,

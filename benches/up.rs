@@ -19,7 +19,7 @@ use std::time::Duration;
 use harness::clients::{Server, wait_for_tls};
 use harness::natsup::NatsupDeployment;
 use harness::tutorial::TutorialDeployment;
-use harness::{median, ms, ratio};
+use harness::{SshEndpoint, median, ms, ratio};
 use support::{Sshd, test_image};
 
 const ROUNDS: usize = 3;
@@ -58,13 +58,23 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let image = test_image();
     let sshd = Sshd::start();
-    let delay = std::env::var("NATSUP_BENCH_NETEM").unwrap_or_else(|_| "none".into());
+    // NATSUP_BENCH_SSH_DELAY_MS: every byte of SSH waits this long each way (see
+    // harness/delay_proxy.py); NATS traffic stays on plain loopback.
+    let delay_ms: u32 = std::env::var("NATSUP_BENCH_SSH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let ssh = if delay_ms > 0 {
+        SshEndpoint::delayed(&sshd, delay_ms)
+    } else {
+        SshEndpoint::direct(&sshd)
+    };
     let (mut fresh, mut rerun, mut change) = (Case::default(), Case::default(), Case::default());
 
     for round in 0..ROUNDS {
         eprintln!("round {} of {ROUNDS}", round + 1);
 
-        let ours = NatsupDeployment::new(&sshd, &image);
+        let ours = NatsupDeployment::new(&ssh, &image);
         let before = counts(&sshd);
         let (took, _) = ours.run_ok(&["up"]);
         let server = Server {
@@ -92,7 +102,7 @@ fn main() {
             .record(took, &sshd, before, ours.project.started_at(&id) != started);
         drop(ours);
 
-        let mut theirs = TutorialDeployment::new(&sshd, &image);
+        let mut theirs = TutorialDeployment::new(&ssh, &image);
         let before = counts(&sshd);
         let took = theirs.step("bootstrap");
         let server = Server {
@@ -121,7 +131,11 @@ fn main() {
         change.tutorial.record(took, &sshd, before, restarted);
     }
 
-    println!("### `up` vs the tutorial's steps (loopback delay: {delay}; median of {ROUNDS})\n");
+    let delay = match delay_ms {
+        0 => "none".to_string(),
+        ms => format!("{ms} ms each way on SSH"),
+    };
+    println!("### `up` vs the tutorial's steps (added delay: {delay}; median of {ROUNDS})\n");
     println!(
         "| case | natsup | tutorial script | ratio | SSH connections (natsup / tutorial) \
          | remote sessions (natsup / tutorial) | container restarts (natsup / tutorial) |"

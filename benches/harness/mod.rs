@@ -27,3 +27,79 @@ pub fn ms(d: Duration) -> String {
 pub fn ratio(ours: Duration, theirs: Duration) -> String {
     format!("{:.2}×", ours.as_secs_f64() / theirs.as_secs_f64())
 }
+
+/// Where both deployments reach the sshd: directly, or through `delay_proxy.py`, which adds a
+/// fixed delay each way to every byte (a distant VPS, where round trips dominate).
+pub struct SshEndpoint {
+    pub port: u16,
+    pub user: String,
+    pub identity: std::path::PathBuf,
+    pub known_hosts: std::path::PathBuf,
+    proxy: Option<std::process::Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl SshEndpoint {
+    pub fn direct(sshd: &crate::support::Sshd) -> SshEndpoint {
+        SshEndpoint {
+            port: sshd.port(),
+            user: sshd.user(),
+            identity: sshd.identity(),
+            known_hosts: sshd.known_hosts(),
+            proxy: None,
+            _dir: None,
+        }
+    }
+
+    pub fn delayed(sshd: &crate::support::Sshd, delay_ms: u32) -> SshEndpoint {
+        use std::io::BufRead;
+        let port = crate::support::free_port();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/harness/delay_proxy.py");
+        let mut proxy = std::process::Command::new("python3")
+            .arg(script)
+            .args([
+                port.to_string(),
+                sshd.port().to_string(),
+                delay_ms.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start delay_proxy.py");
+        let mut ready = String::new();
+        std::io::BufReader::new(proxy.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .expect("delay proxy ready");
+        // The same host key, recorded for the proxy's port.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let known = std::fs::read_to_string(sshd.known_hosts())
+            .expect("known_hosts")
+            .replace(
+                &format!("[127.0.0.1]:{}", sshd.port()),
+                &format!("[127.0.0.1]:{port}"),
+            );
+        let known_hosts = dir.path().join("known_hosts");
+        std::fs::write(&known_hosts, known).expect("write known_hosts");
+        SshEndpoint {
+            port,
+            user: sshd.user(),
+            identity: sshd.identity(),
+            known_hosts,
+            proxy: Some(proxy),
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn destination(&self) -> String {
+        format!("ssh://{}@127.0.0.1:{}", self.user, self.port)
+    }
+}
+
+impl Drop for SshEndpoint {
+    fn drop(&mut self) {
+        if let Some(mut proxy) = self.proxy.take() {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+        }
+    }
+}

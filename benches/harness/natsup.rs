@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{ComposeProject, Sshd, free_port, unique_name};
+use super::SshEndpoint;
+use crate::support::{ComposeProject, free_port, unique_name};
 
 pub struct NatsupDeployment {
     work: tempfile::TempDir,
@@ -21,7 +22,7 @@ fn natsup_bin() -> PathBuf {
 
 impl NatsupDeployment {
     /// `natsup init` for a deployment over the test sshd, published on 127.0.0.1.
-    pub fn new(sshd: &Sshd, image: &str) -> NatsupDeployment {
+    pub fn new(ssh: &SshEndpoint, image: &str) -> NatsupDeployment {
         let work = tempfile::tempdir().expect("tempdir");
         let remote_dir = work.path().join("server").join(unique_name("natsup"));
         let port = free_port();
@@ -45,11 +46,11 @@ impl NatsupDeployment {
             "--remote-dir",
             &remote_dir.display().to_string(),
             "--ssh",
-            &sshd.destination(),
+            &ssh.destination(),
             "--identity",
-            &sshd.identity().display().to_string(),
+            &ssh.identity.display().to_string(),
             "--known-hosts",
-            &sshd.known_hosts().display().to_string(),
+            &ssh.known_hosts.display().to_string(),
         ]);
         deployment
     }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{ComposeProject, Sshd, free_port, unique_name};
+use super::SshEndpoint;
+use crate::support::{ComposeProject, free_port, unique_name};
 
 pub struct TutorialDeployment {
     work: tempfile::TempDir,
@@ -19,7 +20,7 @@ pub struct TutorialDeployment {
 }
 
 impl TutorialDeployment {
-    pub fn new(sshd: &Sshd, image: &str) -> TutorialDeployment {
+    pub fn new(ssh: &SshEndpoint, image: &str) -> TutorialDeployment {
         let work = tempfile::tempdir().expect("tempdir");
         let remote_dir = work.path().join("server").join(unique_name("tutorial"));
         std::fs::create_dir_all(remote_dir.parent().unwrap()).expect("server dir");
@@ -30,12 +31,12 @@ impl TutorialDeployment {
                 "WORK".into(),
                 work.path().join("local").display().to_string(),
             ),
-            ("SSH_DEST".into(), format!("{}@127.0.0.1", sshd.user())),
-            ("SSH_PORT".into(), sshd.port().to_string()),
-            ("SSH_KEY".into(), sshd.identity().display().to_string()),
+            ("SSH_DEST".into(), format!("{}@127.0.0.1", ssh.user)),
+            ("SSH_PORT".into(), ssh.port.to_string()),
+            ("SSH_KEY".into(), ssh.identity.display().to_string()),
             (
                 "KNOWN_HOSTS".into(),
-                sshd.known_hosts().display().to_string(),
+                ssh.known_hosts.display().to_string(),
             ),
             ("REMOTE_DIR".into(), remote_dir.display().to_string()),
             ("IMAGE".into(), image.to_string()),
