@@ -23,7 +23,14 @@ use harness::{SshEndpoint, ms, ratio};
 use support::{Sshd, test_image};
 use tokio::runtime::Runtime;
 
-const CLIENTS: usize = 20;
+/// Connected clients of unaffected users (NATSUP_BENCH_CLIENTS overrides: the reload stall
+/// grows with it).
+fn clients() -> usize {
+    std::env::var("NATSUP_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
 const UNAFFECTED: [&str; 3] = ["matchmaker", "matchmaker_httpd", "webhook"];
 
 struct Outcome {
@@ -43,7 +50,7 @@ fn watched(
         .iter()
         .map(|u| (u.to_string(), password(u)))
         .collect();
-    let crowd = Crowd::start(rt, server, &logins, CLIENTS);
+    let crowd = Crowd::start(rt, server, &logins, clients());
     let probe = ConnectLoop::start(rt, server, "matchmaker", &password("matchmaker"));
     std::thread::sleep(Duration::from_millis(500));
     let took = operation();
@@ -53,7 +60,7 @@ fn watched(
     let window = probe.stop(rt);
     let (disconnects, received) = crowd.stop(rt);
     assert!(
-        received > 0,
+        received > 0 || clients() == 0,
         "the crowd received nothing: the benchmark is broken"
     );
     Outcome {
@@ -128,7 +135,10 @@ fn main() {
         watched(&rt, &their_server, &lookup, &mut operation)
     };
 
-    println!("### Day-2 operations with {CLIENTS} connected clients of unaffected users\n");
+    println!(
+        "### Day-2 operations with {} connected clients of unaffected users\n",
+        clients()
+    );
     println!(
         "| operation | disconnects (natsup / tutorial) | failed-connect window (natsup / tutorial) \
          | failed attempts (natsup / tutorial) | slowest connect (natsup / tutorial) \
