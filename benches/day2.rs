@@ -103,21 +103,13 @@ fn main() {
         ours.run_ok(&["rotate-passwords", "--user", "gameserver"]).0
     });
     let theirs_rotate = {
-        let passwords: Vec<(String, String)> =
-            ["matchmaker", "matchmaker_httpd", "webhook", "gameserver"]
-                .iter()
-                .map(|u| (u.to_string(), theirs.password(u)))
-                .collect();
-        let lookup = |user: &str| {
-            if user == "gameserver" {
-                // After the edit, the new password is the one that must work.
-                format!("{}-2", passwords[3].1)
-            } else {
-                passwords.iter().find(|(u, _)| u == user).unwrap().1.clone()
-            }
-        };
-        let mut operation = || theirs.step("rotate-password");
-        watched(&rt, &their_server, &lookup, &mut operation)
+        // After the edit, gameserver's new password is the one that must work.
+        let mut after = theirs.passwords();
+        after.gameserver_rotated = true;
+        let lookup = |user: &str| after.get(user);
+        watched(&rt, &their_server, &lookup, &mut || {
+            theirs.step("rotate-password")
+        })
     };
 
     eprintln!("certificate renewal");
@@ -125,14 +117,11 @@ fn main() {
         ours.run_ok(&["renew-cert", "--force"]).0
     });
     let theirs_renew = {
-        let passwords: Vec<(String, String)> =
-            ["matchmaker", "matchmaker_httpd", "webhook", "gameserver"]
-                .iter()
-                .map(|u| (u.to_string(), theirs.password(u)))
-                .collect();
-        let lookup = |user: &str| passwords.iter().find(|(u, _)| u == user).unwrap().1.clone();
-        let mut operation = || theirs.step("renew-cert");
-        watched(&rt, &their_server, &lookup, &mut operation)
+        let now = theirs.passwords();
+        let lookup = |user: &str| now.get(user);
+        watched(&rt, &their_server, &lookup, &mut || {
+            theirs.step("renew-cert")
+        })
     };
 
     println!(

@@ -34,10 +34,7 @@ impl TutorialDeployment {
             ("SSH_DEST".into(), format!("{}@127.0.0.1", ssh.user)),
             ("SSH_PORT".into(), ssh.port.to_string()),
             ("SSH_KEY".into(), ssh.identity.display().to_string()),
-            (
-                "KNOWN_HOSTS".into(),
-                ssh.known_hosts.display().to_string(),
-            ),
+            ("KNOWN_HOSTS".into(), ssh.known_hosts.display().to_string()),
             ("REMOTE_DIR".into(), remote_dir.display().to_string()),
             ("IMAGE".into(), image.to_string()),
             ("PORT".into(), port.to_string()),
@@ -78,10 +75,14 @@ impl TutorialDeployment {
     }
 
     pub fn password(&self, user: &str) -> String {
-        match user {
-            "analytics" => "analytics".to_string(),
-            "gameserver" if self.gameserver_rotated => format!("{}-gameserver-2", self.prefix),
-            _ => format!("{}-{user}", self.prefix),
+        self.passwords().get(user)
+    }
+
+    /// The passwords as they are now, detached from the deployment (which a step borrows).
+    pub fn passwords(&self) -> Passwords {
+        Passwords {
+            prefix: self.prefix.clone(),
+            gameserver_rotated: self.gameserver_rotated,
         }
     }
 
@@ -89,5 +90,22 @@ impl TutorialDeployment {
     pub fn ca_pem(&self) -> String {
         let path = self.work.path().join("local/mkcert/rootCA.pem");
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+}
+
+/// The tutorial's passwords: `<prefix>-<user>`, gameserver's with `-2` once rotated.
+#[derive(Clone)]
+pub struct Passwords {
+    prefix: String,
+    pub gameserver_rotated: bool,
+}
+
+impl Passwords {
+    pub fn get(&self, user: &str) -> String {
+        match user {
+            "analytics" => "analytics".to_string(),
+            "gameserver" if self.gameserver_rotated => format!("{}-gameserver-2", self.prefix),
+            _ => format!("{}-{user}", self.prefix),
+        }
     }
 }

@@ -55,21 +55,8 @@ impl Crowd {
         let mut tasks = Vec::new();
         for i in 0..count {
             let login = logins[i % logins.len()].clone();
-            let counter = disconnects.clone();
             let client = rt
-                .block_on(
-                    login
-                        .options()
-                        .event_callback(move |event| {
-                            let counter = counter.clone();
-                            async move {
-                                if matches!(event, async_nats::Event::Disconnected) {
-                                    counter.fetch_add(1, Ordering::SeqCst);
-                                }
-                            }
-                        })
-                        .connect(login.url()),
-                )
+                .block_on(counting_disconnects(&login, &disconnects).connect(login.url()))
                 .unwrap_or_else(|e| panic!("crowd client {i} ({}): {e}", login.user));
             let (acked, read_back, errors, stop) = (
                 acked.clone(),
@@ -147,24 +134,24 @@ pub struct Watched {
 
 pub fn watched(rt: &Runtime, login: &Login) -> Watched {
     let disconnects = Arc::new(AtomicUsize::new(0));
-    let counter = disconnects.clone();
     let client = rt
-        .block_on(
-            login
-                .options()
-                .event_callback(move |event| {
-                    let counter = counter.clone();
-                    async move {
-                        if matches!(event, async_nats::Event::Disconnected) {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                })
-                .connect(login.url()),
-        )
+        .block_on(counting_disconnects(login, &disconnects).connect(login.url()))
         .expect("connect");
     Watched {
         client,
         disconnects,
     }
+}
+
+/// The login's options, counting every disconnect the client library reports into `counter`.
+fn counting_disconnects(login: &Login, counter: &Arc<AtomicUsize>) -> async_nats::ConnectOptions {
+    let counter = counter.clone();
+    login.options().event_callback(move |event| {
+        let counter = counter.clone();
+        async move {
+            if matches!(event, async_nats::Event::Disconnected) {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    })
 }
