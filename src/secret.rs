@@ -1,25 +1,36 @@
 //! A string that must never be printed: passwords and private keys.
 //!
-//! `Debug` and `Display` print `[REDACTED]`, and the type deliberately does not implement
-//! `Serialize`: a secret reaches a file only through [`exposed`], which the one place that
-//! stores secrets (`state::secrets`) opts into by name. Everything else (plans, JSON reports,
-//! logs) can hold a `Secret` without being able to leak it.
+//! The `secrecy` crate holds the value (wiped from memory when dropped, and its `Debug`
+//! redacted); this wrapper adds natsup's policy. `Display` prints `[REDACTED]` too, and the type
+//! deliberately does not implement `Serialize`: a secret reaches a file only through
+//! [`exposed`], which the one place that stores secrets (`state::secrets`) opts into by name.
+//! Everything else (plans, JSON reports, logs) can hold a `Secret` without being able to leak it.
 
 use std::fmt;
 
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Clone)]
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(SecretString::from(value.into()))
     }
 
     /// The plaintext. Call sites are the renderer, the NATS client and the secrets file.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -43,7 +54,7 @@ pub mod exposed {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        String::deserialize(d).map(Secret)
+        String::deserialize(d).map(Secret::new)
     }
 }
 

@@ -334,3 +334,38 @@ fn an_mkcert_ca_can_be_imported_and_bad_ones_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("rotate-ca"), "{}", text(&out));
 }
+
+/// The dotenv form read back by `dotenvy` (what Rust services, bevygap among them, load with),
+/// with a state dir whose path needs quoting and a multi-line PEM.
+#[test]
+fn dotenv_output_reads_back_with_dotenvy() {
+    let ws = Workspace::new("dotenvy");
+    ws.ok(&["init", "--name", "dotenvy", "--host", "nats.example.com"]);
+    let odd_state = ws.path().join("my state $HOME \"quoted\" `x`");
+    let natsup = |args: &[&str]| {
+        let out = ws
+            .natsup()
+            .env("NATSUP_STATE_DIR", &odd_state)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        out.stdout
+    };
+    natsup(&["render"]);
+    for extra in [&[][..], &["--ca-contents"][..]] {
+        let mut args = vec!["env", "matchmaker"];
+        args.extend_from_slice(extra);
+        let dotenv = natsup(&args);
+        let json: serde_json::Value =
+            serde_json::from_slice(&natsup(&[args.as_slice(), &["--format", "json"]].concat()))
+                .unwrap();
+        let parsed: Vec<(String, String)> = dotenvy::from_read_iter(dotenv.as_slice())
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("dotenvy refused {extra:?}: {e}"));
+        assert_eq!(parsed.len(), 4);
+        for (key, value) in parsed {
+            assert_eq!(json[&key].as_str().unwrap(), value, "{key}");
+        }
+    }
+}

@@ -91,7 +91,8 @@ fn is_plain(v: &str) -> bool {
 }
 
 /// Plain when safe; otherwise double-quoted, which docker compose's env_file and the dotenv
-/// crates both read with `\\`, `\"` and `\$` escapes.
+/// crates both read with `\\`, `\"` and `\$` escapes (a backtick needs none, and dotenvy
+/// refuses `\``; tests/interop.rs reads the output back with dotenvy).
 pub fn dotenv_quote(v: &str) -> String {
     if is_plain(v) {
         return v.to_string();
@@ -99,7 +100,7 @@ pub fn dotenv_quote(v: &str) -> String {
     let mut out = String::from("\"");
     for c in v.chars() {
         match c {
-            '"' | '\\' | '$' | '`' => {
+            '"' | '\\' | '$' => {
                 out.push('\\');
                 out.push(c);
             }
