@@ -1,6 +1,6 @@
-//! The files in examples/ run as written (issue 5), against real servers: the GitHub Actions
-//! smoke check against a deployment in this machine's Docker, the cron line and the systemd
-//! unit's command over the real sshd, and the bevygap natsup.yaml loads.
+//! The files in examples/ run as written (issue 5), against real servers deployed over the real
+//! sshd into Docker: the GitHub Actions smoke check, the cron line and the systemd unit's
+//! command; and the bevygap natsup.yaml loads.
 //!
 //! One substitution: the workflow's install step (`cargo install --git ...`) is replaced by
 //! the binary this test suite built, put first on PATH.
@@ -72,9 +72,11 @@ fn run_step(step: &serde_yaml::Value, secrets: &BTreeMap<&str, String>, bin: &Pa
 
 #[test]
 fn the_github_actions_smoke_check_runs_as_written() {
+    // The server, set up as in part 2: over the real sshd into Docker.
+    let sshd = Sshd::start();
     let ws = Workspace::new("actions");
-    ws.init_local("actions");
-    ws.ok(&["up", "--local"]);
+    ws.init_ssh("actions", &sshd);
+    ws.ok(&["up"]);
 
     let workflow: serde_yaml::Value =
         serde_yaml::from_str(&example("github-actions-smoke.yml")).expect("the workflow is YAML");
