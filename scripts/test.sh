@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (scripts/setup-test-deps.sh), then runs the
 # whole suite with cargo-nextest, against a real nats-server, a real sshd and the real Docker
-# engine. Extra arguments go to nextest, e.g. `./scripts/test.sh --test e2e_up`.
+# engine. Extra arguments go to nextest, e.g. `./scripts/test.sh --test e2e_ssh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
