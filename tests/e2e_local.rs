@@ -18,6 +18,28 @@ fn up_local_with_a_config_needs_no_ssh() {
         "{}",
         text(&out)
     );
+    // status --json: the documented keys (README, "JSON output").
+    let out = ws.ok(&["status", "--local", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = status.as_object().unwrap().keys().map(String::as_str).collect();
+    for key in [
+        "deployment",
+        "target",
+        "container",
+        "certificate",
+        "in_sync",
+        "pending_action",
+        "files_differing",
+        "ca_phase",
+        "users",
+    ] {
+        assert!(keys.contains(&key), "status --json lacks {key}: {status}");
+    }
+    assert_eq!(status["in_sync"], true);
+    assert_eq!(status["pending_action"], "nothing");
+    assert_eq!(status["certificate"]["matches_local"], true);
+    assert_eq!(status["container"]["state"], "running");
+
     // Without --local, a config with no ssh section says what to do.
     let out = ws.run(&["up"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
