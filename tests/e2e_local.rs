@@ -21,7 +21,12 @@ fn up_local_with_a_config_needs_no_ssh() {
     // status --json: the documented keys (README, "JSON output").
     let out = ws.ok(&["status", "--local", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let keys: Vec<&str> = status.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = status
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     for key in [
         "deployment",
         "target",
