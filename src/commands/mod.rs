@@ -51,6 +51,10 @@ impl Context {
         if !self.config_path.exists() {
             let local = Config::local_default();
             if self.state_dir(&local).root.is_dir() {
+                crate::ui::note(format!(
+                    "no {} here: using the built-in `local` deployment that `up --local` made",
+                    self.config_path.display()
+                ));
                 return Ok(local);
             }
         }
