@@ -247,7 +247,7 @@ pub async fn verify(
     depth: Depth,
 ) -> Report {
     let certificate = check_certificate(target, limits);
-    let (cert, days, serial, mut rest) = match depth {
+    let (cert, days, serial, rest) = match depth {
         Depth::Thorough => {
             let (cert, days, serial) = certificate.await;
             let mut rest = vec![check_plaintext_refused(target).await];
@@ -291,8 +291,7 @@ pub async fn verify(
             (cert, days, serial, per_user)
         }
     };
-    let mut checks = vec![cert];
-    checks.append(&mut rest);
+    let checks: Vec<Check> = std::iter::once(cert).chain(rest).collect();
     let status = checks
         .iter()
         .map(|c| c.status)
