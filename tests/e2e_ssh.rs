@@ -437,3 +437,23 @@ fn ssh_cut_mid_upload_leaves_the_old_config_live_and_the_next_up_clean() {
     assert_eq!(ws.project.started_at(&id), started);
     ws.ok(&["verify"]);
 }
+
+#[test]
+fn a_first_start_that_fails_leaves_nothing_running_and_the_next_up_starts() {
+    let crashy = CrashyImage::build();
+    let sshd = Sshd::start();
+    let ws = Workspace::new("firstfail");
+    ws.init_ssh("sshfirstfail", &sshd);
+
+    let out = ws.run(&["up", "--image", &crashy.0, "--timeout", "10"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("did not start"), "{}", text(&out));
+    assert!(
+        ws.project.container_ids().is_empty(),
+        "a crash-looping first container was left behind"
+    );
+
+    let out = ws.ok(&["up"]);
+    assert!(stderr(&out).contains("started in"), "{}", text(&out));
+    ws.ok(&["verify"]);
+}
