@@ -255,3 +255,39 @@ fn bad_input_is_exit_2_with_the_file_or_field_and_a_hint() {
     assert!(!text(&out).contains("Error {"), "{}", text(&out));
     assert!(!text(&out).contains("backtrace"), "{}", text(&out));
 }
+
+#[test]
+fn a_second_run_on_the_same_deployment_waits_for_the_first() {
+    let ws = Workspace::new("lock");
+    ws.ok(&["init", "--name", "lock", "--host", "nats.example.com"]);
+    ws.ok(&["render"]);
+    // Another natsup run holds the deployment's lock.
+    let held = natsup::state::StateDir::new(&ws.state_dir(), "lock")
+        .lock()
+        .unwrap();
+    let mut child = ws
+        .natsup()
+        .args(["render", "--out", "second"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "render ran while the lock was held"
+    );
+    assert!(!ws.path().join("second").exists());
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting for another natsup run on `lock`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ws.path()
+            .join("second/nats-config/nats-server.conf")
+            .is_file()
+    );
+}
