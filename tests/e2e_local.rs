@@ -44,6 +44,9 @@ fn up_local_with_a_config_needs_no_ssh() {
     assert_eq!(status["pending_action"], "nothing");
     assert_eq!(status["certificate"]["matches_local"], true);
     assert_eq!(status["container"]["state"], "running");
+    let rotated = status["users"][0]["password_rotated_at"].as_str().unwrap();
+    time::OffsetDateTime::parse(rotated, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("password_rotated_at {rotated:?} is not RFC 3339: {e}"));
 
     // Without --local, a config with no ssh section says what to do.
     let out = ws.run(&["up"]);

@@ -52,7 +52,9 @@ pub struct CertStatus {
 #[derive(Debug, Serialize)]
 pub struct UserStatus {
     pub user: String,
-    pub password_rotated_at: String,
+    /// RFC 3339, for scripts; the text output shows it to the second.
+    #[serde(with = "time::serde::rfc3339")]
+    pub password_rotated_at: time::OffsetDateTime,
     pub rotation_pending: bool,
 }
 
@@ -114,12 +116,7 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
                 .filter_map(|u| state.secrets.users.get(&u.name).map(|s| (u, s)))
                 .map(|(u, s)| UserStatus {
                     user: u.name.clone(),
-                    password_rotated_at: s
-                        .rotated_at
-                        .format(time::macros::format_description!(
-                            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-                        ))
-                        .unwrap_or_default(),
+                    password_rotated_at: s.rotated_at,
                     rotation_pending: s.pending.is_some(),
                 })
                 .collect(),
@@ -201,7 +198,11 @@ fn print_status(s: &Status) {
         println!(
             "user:        {:<20} password rotated {}{}",
             u.user,
-            u.password_rotated_at,
+            u.password_rotated_at
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+                ))
+                .unwrap_or_default(),
             if u.rotation_pending {
                 " (rotation pending)"
             } else {
