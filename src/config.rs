@@ -447,10 +447,10 @@ impl<T> At<T> for Result<T, String> {
 fn strip_path(path: &str, message: &str) -> String {
     let mut prefix = path;
     loop {
-        if !prefix.is_empty() {
-            if let Some(rest) = message.strip_prefix(&format!("{prefix}: ")) {
-                return rest.to_string();
-            }
+        if !prefix.is_empty()
+            && let Some(rest) = message.strip_prefix(&format!("{prefix}: "))
+        {
+            return rest.to_string();
         }
         match prefix.rfind(['.', '[']) {
             Some(i) => prefix = &prefix[..i],

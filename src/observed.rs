@@ -59,10 +59,10 @@ impl Observed {
     pub fn parse(stdout: &str, target: &str) -> Result<Observed> {
         let mut kv: Vec<(&str, &str)> = Vec::new();
         for line in stdout.lines() {
-            if let Some(rest) = line.strip_prefix("natsup.") {
-                if let Some((k, v)) = rest.split_once('=') {
-                    kv.push((k, v));
-                }
+            if let Some(rest) = line.strip_prefix("natsup.")
+                && let Some((k, v)) = rest.split_once('=')
+            {
+                kv.push((k, v));
             }
         }
         let get = |key: &str| kv.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v);

@@ -183,12 +183,12 @@ impl Secrets {
 
     /// The server proved it holds the pending password: it becomes the current one.
     pub fn promote(&mut self, user: &str, now: OffsetDateTime) {
-        if let Some(s) = self.users.get_mut(user) {
-            if let Some(p) = s.pending.take() {
-                s.password = p.password;
-                s.bcrypt = p.bcrypt;
-                s.rotated_at = now;
-            }
+        if let Some(s) = self.users.get_mut(user)
+            && let Some(p) = s.pending.take()
+        {
+            s.password = p.password;
+            s.bcrypt = p.bcrypt;
+            s.rotated_at = now;
         }
     }
 
@@ -378,13 +378,12 @@ fn load_cas(dir: &StateDir) -> Result<Option<(CertifiedKey, Option<CertifiedKey>
     if let (Some(key), Some(next_key)) = (
         read_optional(&dir.ca_key())?,
         read_optional(&dir.next_ca_key())?,
-    ) {
-        if key == next_key {
-            if let Some(next_cert) = read_optional(&dir.next_ca_cert())? {
-                write_atomic(&dir.ca_cert(), next_cert.as_bytes(), 0o644)?;
-            }
-            remove_next_ca(dir)?;
+    ) && key == next_key
+    {
+        if let Some(next_cert) = read_optional(&dir.next_ca_cert())? {
+            write_atomic(&dir.ca_cert(), next_cert.as_bytes(), 0o644)?;
         }
+        remove_next_ca(dir)?;
     }
     let Some(mut ca) = load_pair(&dir.ca_cert(), &dir.ca_key())? else {
         return Ok(None);

@@ -76,9 +76,8 @@ impl Step {
             outcome.as_ref(),
             self.started.elapsed().as_secs_f64()
         );
-        match &self.bar {
-            Some(bar) => bar.finish_and_clear(),
-            None => {}
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear()
         }
         note(line);
     }

@@ -71,7 +71,8 @@ fn errors_are_one_sentence_and_a_hint() {
     let out = ws.run(&["up"]);
     assert_eq!(out.status.code(), Some(2));
     settings.bind(|| insta::assert_snapshot!("error_no_ssh_section", stderr(&out)));
-    for out in [&out] {
+    {
+        let out = &out;
         assert!(!text(out).contains("panicked") && !text(out).contains("Error {"));
     }
 }

@@ -78,13 +78,13 @@ fn import(
             "is not a CA certificate (its basicConstraints do not say CA:TRUE)".into(),
         ));
     }
-    if let Ok(Some(ku)) = x509.key_usage() {
-        if !ku.value.key_cert_sign() {
-            return Err(bad(
-                cert,
-                "is a CA certificate that may not sign certificates (no keyCertSign usage)".into(),
-            ));
-        }
+    if let Ok(Some(ku)) = x509.key_usage()
+        && !ku.value.key_cert_sign()
+    {
+        return Err(bad(
+            cert,
+            "is a CA certificate that may not sign certificates (no keyCertSign usage)".into(),
+        ));
     }
     let pair = rcgen::KeyPair::from_pem(&key_pem)
         .map_err(|e| bad(key, format!("is not a private key natsup can use: {e}")))?;

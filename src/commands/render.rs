@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32> {
 pub fn report_created(created: &[Created]) {
     for c in created {
         match c {
-            Created::Ca => crate::ui::note(format!("created a new CA")),
+            Created::Ca => crate::ui::note("created a new CA"),
             Created::ServerCert { reason } => {
                 crate::ui::note(format!("issued a server certificate: {reason}"))
             }

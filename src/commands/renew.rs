@@ -57,7 +57,7 @@ pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
 
     crate::runtime().block_on(async {
         let deployed = deploy(&via, &config, &state, false, Duration::from_secs(30)).await?;
-        crate::ui::note(format!("{}", deployed.summary()));
+        crate::ui::note(deployed.summary());
         let served = served_serial(&config).await?;
         if served != state.server_info.serial {
             return Err(Error::failed(

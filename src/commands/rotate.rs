@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         failpoint::hit("rotate-passwords:applied");
         let settled = settle_pending(&config, &mut state).await?;
         let deployed = deployed?;
-        crate::ui::note(format!("{}", deployed.summary()));
+        crate::ui::note(deployed.summary());
         let rotated: Vec<&Settled> = settled.iter().filter(|s| s.outcome == Outcome::Promoted).collect();
         if rotated.len() != pending.len() {
             return Err(Error::failed(

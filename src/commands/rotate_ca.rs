@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, args: RotateCaArgs) -> Result<i32> {
     crate::runtime().block_on(async {
         let via = via.expect("--finish resolved the server");
         let deployed = deploy(&via, &config, &state, false, Duration::from_secs(30)).await?;
-        crate::ui::note(format!("{}", deployed.summary()));
+        crate::ui::note(deployed.summary());
         let served = super::renew::served_serial(&config).await?;
         if served != state.server_info.serial {
             return Err(Error::failed(

@@ -106,17 +106,14 @@ impl Workspace {
 
     pub fn init_ssh(&self, name: &str, sshd: &Sshd) {
         let mut args = self.init_args(name);
-        args.extend(
-            [
-                "--ssh".to_string(),
-                sshd.destination(),
-                "--identity".to_string(),
-                sshd.identity().display().to_string(),
-                "--known-hosts".to_string(),
-                sshd.known_hosts().display().to_string(),
-            ]
-            .into_iter(),
-        );
+        args.extend([
+            "--ssh".to_string(),
+            sshd.destination(),
+            "--identity".to_string(),
+            sshd.identity().display().to_string(),
+            "--known-hosts".to_string(),
+            sshd.known_hosts().display().to_string(),
+        ]);
         self.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
