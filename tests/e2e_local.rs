@@ -12,6 +12,20 @@ fn up_local_with_a_config_needs_no_ssh() {
     let ws = Workspace::new("local");
     ws.init_local("localcfg");
     assert!(!ws.config().contains("ssh:"), "{}", ws.config());
+
+    // --dry-run shows the plan and starts nothing.
+    let out = ws.ok(&["up", "--local", "--dry-run"]);
+    assert!(text(&out).contains("plan: start"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Added nats-config/nats-server.conf"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        ws.project.container_ids().is_empty(),
+        "--dry-run started a container"
+    );
+    assert!(!ws.remote_dir.exists(), "--dry-run wrote to the server");
     let out = ws.ok(&["up", "--local"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("OK: 15 of 15 checks OK"),
@@ -47,6 +61,29 @@ fn up_local_with_a_config_needs_no_ssh() {
     let rotated = status["users"][0]["password_rotated_at"].as_str().unwrap();
     time::OffsetDateTime::parse(rotated, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("password_rotated_at {rotated:?} is not RFC 3339: {e}"));
+
+    // rotate-passwords --dry-run changes no password, here or on the server.
+    let before = ws.login("webhook").password;
+    let live = ws.live_conf();
+    let out = ws.ok(&[
+        "rotate-passwords",
+        "--local",
+        "--user",
+        "webhook",
+        "--dry-run",
+    ]);
+    assert!(
+        text(&out).contains("would rotate the passwords of: webhook"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ws.login("webhook").password, before);
+    assert_eq!(ws.live_conf(), live);
+    let secrets = std::fs::read_to_string(ws.state_dir().join("localcfg/secrets.yaml")).unwrap();
+    assert!(
+        !secrets.contains("pending"),
+        "--dry-run saved a pending password"
+    );
 
     // Without --local, a config with no ssh section says what to do.
     let out = ws.run(&["up"]);
