@@ -85,6 +85,18 @@ fn up_local_with_a_config_needs_no_ssh() {
         "--dry-run saved a pending password"
     );
 
+    // renew-cert: not due, so nothing without --force; --dry-run says what it would do.
+    let cert = std::fs::read(ws.state_dir().join("localcfg/server/nats-server-cert.pem")).unwrap();
+    let out = ws.ok(&["renew-cert", "--local"]);
+    assert!(text(&out).contains("no renewal needed"), "{}", text(&out));
+    let out = ws.ok(&["renew-cert", "--local", "--force", "--dry-run"]);
+    assert!(text(&out).contains("would renew"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(ws.state_dir().join("localcfg/server/nats-server-cert.pem")).unwrap(),
+        cert
+    );
+    assert_eq!(ws.live_conf(), live);
+
     // Without --local, a config with no ssh section says what to do.
     let out = ws.run(&["up"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
