@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{HostKeyPolicy, SshConfig};
@@ -95,6 +95,12 @@ impl SshRemote {
         })
         .connect_timeout(Duration::from_secs(15))
         .server_alive_interval(Duration::from_secs(15))
+        // The master outlives a natsup that is killed or interrupted (Ctrl-C runs no Drop), and
+        // the crate's default keeps it forever: an ssh process here and a session on the
+        // server per interruption. Idle for 30 s, it exits; a run never idles that long.
+        .control_persist(ControlPersist::IdleFor(
+            std::num::NonZeroUsize::new(30).expect("30 is not zero"),
+        ))
         .control_directory(control_dir());
         if let Some(port) = target.port {
             b.port(port);
