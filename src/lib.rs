@@ -23,6 +23,7 @@ pub mod remote;
 pub mod remote_script;
 pub mod render;
 pub mod secret;
+pub mod ssh_master;
 pub mod state;
 pub mod tls_probe;
 pub mod ui;

@@ -3,7 +3,7 @@
 //! system `ssh`, so `~/.ssh/config`, agents and ProxyJump work); [`LocalRemote`] runs on this
 //! machine for `up --local`. Scripts carry no secret: secrets travel on stdin only.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{HostKeyPolicy, SshConfig};
 use crate::error::{Error, Result};
+use crate::ssh_master;
 
 /// What a script printed and how it ended.
 #[derive(Debug, Clone)]
@@ -45,7 +46,11 @@ pub trait Remote {
 
 pub struct SshRemote {
     session: Option<Session>,
-    destination: String,
+    target: SshTarget,
+    /// Picked up from an earlier run rather than opened by this one.
+    reused: bool,
+    /// Left open at the end for the next run (see [`crate::ssh_master`]).
+    keep: bool,
     commands: usize,
 }
 
@@ -75,51 +80,57 @@ impl SshTarget {
     }
 }
 
-/// The control socket path must fit in 108 bytes with the master's suffixes (FACTS.md: keep
-/// the directory under ~61 bytes), so prefer the short runtime dir over a long $TMPDIR.
-fn control_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(d) if d.as_os_str().len() <= 40 && d.is_dir() => d,
-        _ => PathBuf::from("/tmp"),
-    }
-}
-
 impl SshRemote {
-    /// Opens the one SSH master connection this run uses.
+    /// Opens the one SSH master connection this run uses, or picks up the one an earlier run
+    /// on the same target left open (see [`crate::ssh_master`]).
     pub async fn connect(target: &SshTarget) -> Result<SshRemote> {
-        let mut b = SessionBuilder::default();
-        b.known_hosts_check(match target.policy {
-            HostKeyPolicy::Strict => KnownHosts::Strict,
-            // accept-new: a first contact is recorded; a changed key is still refused.
-            HostKeyPolicy::AcceptNew => KnownHosts::Add,
-        })
-        .connect_timeout(Duration::from_secs(15))
-        .server_alive_interval(Duration::from_secs(15))
-        // The master outlives a natsup that is killed or interrupted (Ctrl-C runs no Drop), and
-        // the crate's default keeps it forever: an ssh process here and a session on the
-        // server per interruption. Idle for 30 s, it exits; a run never idles that long.
-        .control_persist(ControlPersist::IdleFor(
-            std::num::NonZeroUsize::new(30).expect("30 is not zero"),
-        ))
-        .control_directory(control_dir());
-        if let Some(port) = target.port {
-            b.port(port);
+        let persist = ssh_master::persist();
+        let folder = if persist.is_zero() {
+            None
+        } else {
+            ssh_master::folder_for(target)
+        };
+        if let Some(folder) = &folder
+            && let Some(session) = ssh_master::resume(folder).await
+        {
+            tracing::info!(
+                "{}: reusing the SSH connection of an earlier run",
+                target.destination
+            );
+            return Ok(SshRemote {
+                session: Some(session),
+                target: target.clone(),
+                reused: true,
+                keep: true,
+                commands: 0,
+            });
         }
-        if let Some(key) = &target.identity {
-            b.keyfile(key);
-        }
-        if let Some(kh) = &target.known_hosts {
-            b.user_known_hosts_file(kh);
-        }
-        let session = b
-            .connect(&target.destination)
-            .await
-            .map_err(|e| ssh_error(target, e))?;
+        let session = launch(target, persist, folder.as_deref()).await?;
         Ok(SshRemote {
             session: Some(session),
-            destination: target.destination.clone(),
+            target: target.clone(),
+            reused: false,
+            keep: folder.is_some(),
             commands: 0,
         })
+    }
+
+    /// A master that was alive when checked can still have lost its TCP connection (the
+    /// server rebooted within the persist window): then the first command fails before it
+    /// starts, and one new connection is opened in its place.
+    async fn reconnect(&mut self) -> Result<()> {
+        if let Some(stale) = self.session.take() {
+            ssh_master::close(stale).await;
+        }
+        let folder = ssh_master::folder_for(&self.target);
+        self.session = Some(launch(&self.target, ssh_master::persist(), folder.as_deref()).await?);
+        self.reused = false;
+        Ok(())
+    }
+
+    /// Whether this run picked up an earlier run's connection instead of opening one.
+    pub fn reused(&self) -> bool {
+        self.reused
     }
 
     /// The control socket of the master, so tests can cut the connection mid-run.
@@ -127,6 +138,48 @@ impl SshRemote {
         self.session
             .as_ref()
             .map(|s| s.control_socket().to_path_buf())
+    }
+}
+
+/// Opens a master connection: strict host keys unless told otherwise, no prompts, and an
+/// idle timeout so that it never outlives its use by long.
+async fn launch(target: &SshTarget, persist: Duration, folder: Option<&Path>) -> Result<Session> {
+    let mut b = SessionBuilder::default();
+    b.known_hosts_check(match target.policy {
+        HostKeyPolicy::Strict => KnownHosts::Strict,
+        // accept-new: a first contact is recorded; a changed key is still refused.
+        HostKeyPolicy::AcceptNew => KnownHosts::Add,
+    })
+    .connect_timeout(Duration::from_secs(15))
+    .server_alive_interval(Duration::from_secs(15))
+    // Idle for this long, the master exits. The crate's default keeps it forever, and a
+    // natsup that is killed or interrupted (Ctrl-C runs no Drop) would leave an ssh process
+    // here and a session on the server each time. A run never idles for 30 s.
+    .control_persist(ControlPersist::IdleFor(
+        std::num::NonZeroUsize::new(idle_secs(persist)).expect("never zero"),
+    ))
+    .control_directory(folder.map_or_else(ssh_master::runtime_dir, Path::to_path_buf));
+    if let Some(port) = target.port {
+        b.port(port);
+    }
+    if let Some(key) = &target.identity {
+        b.keyfile(key);
+    }
+    if let Some(kh) = &target.known_hosts {
+        b.user_known_hosts_file(kh);
+    }
+    b.connect(&target.destination)
+        .await
+        .map_err(|e| ssh_error(target, e))
+}
+
+/// With persistence off, the master is closed at the end of the run, and the idle timeout
+/// only matters for a run that was killed.
+fn idle_secs(persist: Duration) -> usize {
+    if persist.is_zero() {
+        30
+    } else {
+        persist.as_secs() as usize
     }
 }
 
@@ -194,11 +247,50 @@ fn ssh_error(target: &SshTarget, e: openssh::Error) -> Error {
 
 impl Remote for SshRemote {
     async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
+        let first = self.commands == 0;
+        self.commands += 1;
+        match self.run_once(step, script, stdin).await {
+            // Only a read-only first command (no upload on stdin) is safe to run twice.
+            Err(e) if first && self.reused && stdin.is_empty() => {
+                tracing::info!(
+                    "{}: the earlier run's connection is gone ({e}); reconnecting",
+                    self.target.destination
+                );
+                self.reconnect().await?;
+                self.run_once(step, script, stdin).await
+            }
+            result => result,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.target.destination.clone()
+    }
+
+    fn commands(&self) -> usize {
+        self.commands
+    }
+
+    /// Leaves the master open for the next run, or closes it (Drop would only try
+    /// `ssh -O exit`, FACTS.md).
+    async fn close(mut self) {
+        if let Some(s) = self.session.take() {
+            if self.keep {
+                // It exits by itself once idle for NATSUP_SSH_PERSIST seconds.
+                let _ = s.detach();
+            } else {
+                ssh_master::close(s).await;
+            }
+        }
+    }
+}
+
+impl SshRemote {
+    async fn run_once(&self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
         let session = self
             .session
             .as_ref()
             .expect("session is open until close()");
-        self.commands += 1;
         let started = Instant::now();
         let mut child = session
             .command("sh")
@@ -220,7 +312,7 @@ impl Remote for SshRemote {
             .await
             .map_err(|e| self.broken(step, e))?;
         log_command(
-            &self.destination,
+            &self.target.destination,
             step,
             script,
             started.elapsed(),
@@ -234,26 +326,9 @@ impl Remote for SshRemote {
         })
     }
 
-    fn describe(&self) -> String {
-        self.destination.clone()
-    }
-
-    fn commands(&self) -> usize {
-        self.commands
-    }
-
-    /// Closes the master connection; Drop would only try `ssh -O exit` (FACTS.md).
-    async fn close(mut self) {
-        if let Some(s) = self.session.take() {
-            let _ = s.close().await;
-        }
-    }
-}
-
-impl SshRemote {
     fn broken(&self, step: &str, e: openssh::Error) -> Error {
         Error::Remote {
-            target: self.destination.clone(),
+            target: self.target.destination.clone(),
             step: step.to_string(),
             message: format!("the SSH connection broke: {e}"),
             hint: Some("run the same command again: natsup picks up where it stopped".into()),
@@ -340,7 +415,11 @@ impl Via {
             Via::Ssh(target) => {
                 let step = crate::ui::Step::start(format!("connecting to {}", target.destination));
                 let remote = SshRemote::connect(target).await?;
-                step.done("connected");
+                step.done(if remote.reused() {
+                    "connected (the connection of an earlier run, still open)"
+                } else {
+                    "connected"
+                });
                 Ok(AnyRemote::Ssh(remote))
             }
         }

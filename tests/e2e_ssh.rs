@@ -58,7 +58,33 @@ fn bootstrap_then_noop_plan_and_reload_over_one_ssh_connection() {
         started,
         "a no-op up restarted the server"
     );
+    // ... over the connection the first run left open, with no new SSH handshake.
+    assert!(stderr(&out).contains("an earlier run"), "{}", text(&out));
+    assert_eq!(sshd.connections(), 1, "the second run opened a connection");
+    assert_eq!(ws.runtime.masters().len(), 1, "one master is left open");
+
+    // A master that died without cleaning up (killed, or its host rebooted) is noticed and
+    // replaced.
+    kill_master(&ws.runtime.masters()[0]);
+    let out = ws.ok(&["up"]);
+    assert!(stderr(&out).contains("nothing to do"), "{}", text(&out));
     assert_eq!(sshd.connections(), 2);
+    assert_eq!(ws.runtime.masters().len(), 1, "{}", text(&out));
+
+    // With NATSUP_SSH_PERSIST=0 a run leaves nothing open behind it.
+    exit_master(&ws.runtime.masters()[0]);
+    let out = ws
+        .natsup()
+        .args(["plan"])
+        .env("NATSUP_SSH_PERSIST", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(sshd.connections(), 3);
+    assert!(
+        ws.runtime.masters().is_empty(),
+        "NATSUP_SSH_PERSIST=0 left a master open"
+    );
 
     let out = ws.ok(&["plan"]);
     assert!(
@@ -304,6 +330,40 @@ fn a_server_that_will_not_start_is_rolled_back() {
     ws.ok(&["verify"]);
     let out = ws.ok(&["up"]);
     assert!(stderr(&out).contains("nothing to do"), "{}", text(&out));
+}
+
+/// Ends the master behind `socket` the clean way.
+fn exit_master(socket: &Path) {
+    run(Command::new("ssh")
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "exit", "x"]));
+}
+
+/// SIGKILLs the master behind `socket`, which leaves the socket file behind as a crash would.
+fn kill_master(socket: &Path) {
+    let out = run(Command::new("ssh")
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "check", "x"]));
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let pid: i32 = text
+        .split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {text:?}"));
+    run(Command::new("kill").args(["-9", &pid.to_string()]));
+    for _ in 0..50 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        socket.exists(),
+        "the socket of a killed master stays behind"
+    );
 }
 
 /// Forwards to the real SSH remote, but cuts the connection during the apply: either the

@@ -295,6 +295,62 @@ impl Sshd {
     }
 }
 
+/// A short XDG_RUNTIME_DIR of a test's own (0700), where natsup keeps the SSH master it
+/// leaves open for the next run; [`RuntimeDir`]'s Drop closes every master in it.
+pub struct RuntimeDir(pub PathBuf);
+
+impl RuntimeDir {
+    pub fn new(parent: &Path) -> RuntimeDir {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = parent.join("run");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .expect("runtime dir");
+        RuntimeDir(dir)
+    }
+
+    /// The control sockets of the masters natsup left open here.
+    pub fn masters(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for user in read_dirs(&self.0) {
+            for target in read_dirs(&user) {
+                for conn in read_dirs(&target) {
+                    let socket = conn.join("master");
+                    if socket.exists() {
+                        found.push(socket);
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        for socket in self.masters() {
+            let _ = Command::new("ssh")
+                .arg("-S")
+                .arg(&socket)
+                .args(["-O", "exit", "natsup-test"])
+                .output();
+        }
+    }
+}
+
 /// Removes, on Drop, every container and the default network of the compose project that
 /// lives in `dir`, found by the label Compose puts on them (v1 and v2 alike).
 pub struct ComposeProject {

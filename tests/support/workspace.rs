@@ -5,9 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{ComposeProject, Sshd, free_port, test_image, unique_name};
+use super::{ComposeProject, RuntimeDir, Sshd, free_port, test_image, unique_name};
 
 pub struct Workspace {
+    /// Closes the SSH masters natsup left open for its next run, when the test ends (first:
+    /// fields drop in order, and `dir` holds their sockets).
+    pub runtime: RuntimeDir,
     pub dir: tempfile::TempDir,
     /// The absolute remote_dir (on this machine: sshd and Docker run here).
     pub remote_dir: PathBuf,
@@ -17,7 +20,7 @@ pub struct Workspace {
 }
 
 /// The env a natsup run must not inherit from the developer's shell.
-const FOREIGN_ENV: [&str; 7] = [
+const FOREIGN_ENV: [&str; 8] = [
     "NATS_URL",
     "NATS_USER",
     "NATS_PASSWORD",
@@ -25,6 +28,7 @@ const FOREIGN_ENV: [&str; 7] = [
     "NATS_CA_CONTENTS",
     "NATSUP_CONFIG",
     "NATSUP_FAILPOINT",
+    "NATSUP_SSH_PERSIST",
 ];
 
 impl Workspace {
@@ -33,6 +37,7 @@ impl Workspace {
         let remote_dir = dir.path().join("server").join(unique_name(prefix));
         Workspace {
             project: ComposeProject::new(&remote_dir),
+            runtime: RuntimeDir::new(dir.path()),
             remote_dir,
             port: free_port(),
             dir,
@@ -54,6 +59,7 @@ impl Workspace {
             .env("NATSUP_STATE_DIR", self.state_dir())
             .env("HOME", self.path().join("home"))
             .env("XDG_CONFIG_HOME", self.path().join("xdg"))
+            .env("XDG_RUNTIME_DIR", &self.runtime.0)
             .env("NO_COLOR", "1");
         for var in FOREIGN_ENV {
             cmd.env_remove(var);

@@ -1,0 +1,111 @@
+//! Where the SSH master connection lives between runs. A run leaves its master open for a
+//! short while (`NATSUP_SSH_PERSIST` seconds of idleness, 30 by default, as Ansible does with
+//! ControlPersist), and the next run on the same target picks it up instead of paying for a
+//! new TCP + SSH handshake: `natsup up` followed by `status` or another `up` costs one round
+//! trip, not three.
+//!
+//! Each target (destination, port, identity, known_hosts, host-key policy) gets a folder of
+//! its own under a per-user 0700 folder, so a master is only ever reused for exactly the
+//! connection it was opened as. Nothing here is a secret: the sockets are guarded by the
+//! folder's mode, as ssh's own ControlPath is.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openssh::Session;
+use sha2::{Digest, Sha256};
+
+use crate::remote::SshTarget;
+
+/// The name openssh gives the folders it launches masters in.
+const MASTER_PREFIX: &str = ".ssh-connection";
+
+/// How long an idle master outlives the run that opened it; zero closes it at the end of
+/// the run. From `NATSUP_SSH_PERSIST` (seconds), 30 by default.
+pub fn persist() -> Duration {
+    let secs = std::env::var("NATSUP_SSH_PERSIST")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// The control socket path must fit in 108 bytes with openssh's folder and ssh's own
+/// suffixes (FACTS.md: keep the directory under ~61 bytes), so prefer the short runtime dir
+/// over a long $TMPDIR.
+pub fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(d) if d.as_os_str().len() <= 24 && d.is_dir() => d,
+        _ => PathBuf::from("/tmp"),
+    }
+}
+
+/// The folder this target's masters live in, created if needed; `None` when it cannot be
+/// trusted (another user's, or open to others), and the run then keeps its master to itself.
+pub fn folder_for(target: &SshTarget) -> Option<PathBuf> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mine = private_dir(&runtime_dir().join(format!("natsup-{uid}")), uid)?;
+    private_dir(&mine.join(target_key(target)), uid)
+}
+
+/// Twelve hex digits naming everything that makes two connections the same connection.
+fn target_key(target: &SshTarget) -> String {
+    let mut h = Sha256::new();
+    h.update(
+        format!(
+            "{}\0{:?}\0{:?}\0{:?}\0{:?}",
+            target.destination, target.port, target.identity, target.known_hosts, target.policy
+        )
+        .as_bytes(),
+    );
+    hex::encode(&h.finalize()[..6])
+}
+
+/// Creates `dir` with mode 0700, or accepts it as it is only if it is a real folder of ours
+/// that nobody else can enter (in /tmp, anyone could have made it first).
+fn private_dir(dir: &Path, uid: u32) -> Option<PathBuf> {
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    let private = meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o077 == 0;
+    private.then(|| dir.to_path_buf())
+}
+
+/// A live master a previous run left in `folder`, if any. Dead ones are cleared away.
+pub async fn resume(folder: &Path) -> Option<Session> {
+    let entries = std::fs::read_dir(folder).ok()?;
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(MASTER_PREFIX)
+        {
+            continue;
+        }
+        let socket = dir.join("master");
+        if socket.exists() {
+            let session = Session::resume(socket.into(), Some(dir.join("log").into()));
+            if session.check().await.is_ok() {
+                return Some(session);
+            }
+        }
+        // The master exited (idle, killed, or its connection dropped): nothing to keep.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    None
+}
+
+/// Ends a master for good and removes its folder (a resumed session owns no folder, so
+/// openssh leaves it behind).
+pub async fn close(session: Session) {
+    let folder = session.control_socket().parent().map(Path::to_path_buf);
+    let _ = session.close().await;
+    if let Some(folder) = folder.filter(|f| {
+        f.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(MASTER_PREFIX))
+    }) {
+        let _ = std::fs::remove_dir_all(folder);
+    }
+}
