@@ -3,8 +3,12 @@
 //!
 //! Three cases, each run ROUNDS times with natsup and the baseline interleaved:
 //! - fresh bootstrap: nothing on the server yet, until a TLS client connects;
-//! - re-run: the same command again, with nothing changed;
-//! - config change: one user added, until that user can connect.
+//! - re-run: the same command again, with nothing changed: right after, when it reuses the SSH
+//!   connection the first run left open, and cold (`NATSUP_SSH_PERSIST=0`), on its own;
+//! - config change: one user added, until that user can connect (cold).
+//!
+//! Then the no-op re-run alone against its ≤ 0.3 s target: `natsup -q up` with nothing to do,
+//! reusing the open connection and cold, beside a bare `ssh HOST true` (median of 10 each).
 //!
 //! For each: wall time, SSH connections and remote sessions (counted from the sshd's own log,
 //! scp/sftp transfers included), and container restarts (Docker's StartedAt).
@@ -69,7 +73,12 @@ fn main() {
     } else {
         SshEndpoint::direct(&sshd)
     };
-    let (mut fresh, mut rerun, mut change) = (Case::default(), Case::default(), Case::default());
+    let (mut fresh, mut rerun, mut cold, mut change) = (
+        Case::default(),
+        Case::default(),
+        Case::default(),
+        Case::default(),
+    );
 
     for round in 0..ROUNDS {
         eprintln!("round {} of {ROUNDS}", round + 1);
@@ -93,9 +102,15 @@ fn main() {
             .natsup
             .record(took, &sshd, before, ours.project.started_at(&id) != started);
 
+        let before = counts(&sshd);
+        let (took, _) = ours.run_cold(&["up"]);
+        let took = took + wait_for_tls(&rt, &server, "matchmaker", &ours.password("matchmaker"));
+        cold.natsup
+            .record(took, &sshd, before, ours.project.started_at(&id) != started);
+
         ours.add_user("analytics");
         let before = counts(&sshd);
-        let (took, _) = ours.run_ok(&["up"]);
+        let (took, _) = ours.run_cold(&["up"]);
         let took = took + wait_for_tls(&rt, &server, "analytics", &ours.password("analytics"));
         change
             .natsup
@@ -125,6 +140,16 @@ fn main() {
         );
 
         let before = counts(&sshd);
+        let took = theirs.step("rerun");
+        let took = took + wait_for_tls(&rt, &server, "matchmaker", &theirs.password("matchmaker"));
+        cold.tutorial.record(
+            took,
+            &sshd,
+            before,
+            theirs.project.started_at(&id) != started,
+        );
+
+        let before = counts(&sshd);
         let took = theirs.step("change-config");
         let took = took + wait_for_tls(&rt, &server, "analytics", &theirs.password("analytics"));
         let restarted = theirs.project.started_at(&id) != started;
@@ -143,8 +168,9 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for (name, case) in [
         ("fresh bootstrap", &fresh),
-        ("re-run, nothing changed", &rerun),
-        ("config change (add a user)", &change),
+        ("re-run, nothing changed (right after)", &rerun),
+        ("re-run, nothing changed (cold)", &cold),
+        ("config change (add a user, cold)", &change),
     ] {
         let (a, b) = (
             median(case.natsup.wall.clone()),
@@ -163,4 +189,36 @@ fn main() {
             case.tutorial.restarts,
         );
     }
+
+    noop_alone(&ssh);
+}
+
+/// `natsup -q up` with nothing to do, on its own (no TLS client added to its time), warm and
+/// cold, beside the cost of one bare SSH command on the same endpoint.
+fn noop_alone(ssh: &SshEndpoint) {
+    const RUNS: usize = 10;
+    let image = test_image();
+    let ours = NatsupDeployment::new(ssh, &image);
+    ours.run_ok(&["-q", "up"]);
+    let (mut warm, mut cold, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        warm.push(ours.run_ok(&["-q", "up"]).0);
+        cold.push(ours.run_cold(&["-q", "up"]).0);
+        bare.push(ssh.bare_command());
+    }
+    let (warm, cold, bare) = (median(warm), median(cold), median(bare));
+    println!("\n### no-op `natsup -q up` on its own (median of {RUNS}; target ≤ 300 ms)\n");
+    println!("| run | wall time | vs a bare `ssh HOST true` |");
+    println!("|---|---|---|");
+    println!(
+        "| reusing the connection an earlier run left open | {} | {} |",
+        ms(warm),
+        ratio(warm, bare)
+    );
+    println!(
+        "| cold (`NATSUP_SSH_PERSIST=0`) | {} | {} |",
+        ms(cold),
+        ratio(cold, bare)
+    );
+    println!("| bare `ssh HOST true` | {} | 1.00× |", ms(bare));
 }

@@ -5,9 +5,11 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use super::SshEndpoint;
-use crate::support::{ComposeProject, free_port, unique_name};
+use crate::support::{ComposeProject, RuntimeDir, free_port, unique_name};
 
 pub struct NatsupDeployment {
+    /// natsup's SSH masters live here; dropped (and closed) before `work`, which holds them.
+    runtime: RuntimeDir,
     work: tempfile::TempDir,
     pub port: u16,
     pub project: ComposeProject,
@@ -28,6 +30,7 @@ impl NatsupDeployment {
         let port = free_port();
         let deployment = NatsupDeployment {
             project: ComposeProject::new(&remote_dir),
+            runtime: RuntimeDir::new(work.path()),
             work,
             port,
         };
@@ -59,6 +62,7 @@ impl NatsupDeployment {
         let mut cmd = Command::new(natsup_bin());
         cmd.current_dir(self.work.path())
             .env("NATSUP_STATE_DIR", self.work.path().join("state"))
+            .env("XDG_RUNTIME_DIR", &self.runtime.0)
             .env("NO_COLOR", "1")
             .args(args);
         for var in [
@@ -67,6 +71,7 @@ impl NatsupDeployment {
             "NATS_PASSWORD",
             "NATS_CA",
             "NATSUP_CONFIG",
+            "NATSUP_SSH_PERSIST",
         ] {
             cmd.env_remove(var);
         }
@@ -75,8 +80,20 @@ impl NatsupDeployment {
 
     /// Runs natsup, panics if it fails, and returns its wall time and output.
     pub fn run_ok(&self, args: &[&str]) -> (Duration, Output) {
+        self.timed(self.command(args), args)
+    }
+
+    /// As [`run_ok`](Self::run_ok), on a connection of its own: no master of an earlier run
+    /// is reused, and none is left open (`NATSUP_SSH_PERSIST=0`).
+    pub fn run_cold(&self, args: &[&str]) -> (Duration, Output) {
+        let mut cmd = self.command(args);
+        cmd.env("NATSUP_SSH_PERSIST", "0");
+        self.timed(cmd, args)
+    }
+
+    fn timed(&self, mut cmd: Command, args: &[&str]) -> (Duration, Output) {
         let started = Instant::now();
-        let out = self.command(args).output().expect("run natsup");
+        let out = cmd.output().expect("run natsup");
         let took = started.elapsed();
         assert!(
             out.status.success(),
