@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::observed::{Observed, base64_decode};
 use crate::plan::{self, Action, Plan, sha256_hex};
-use crate::remote::{Remote, Via};
+use crate::remote::{AnyRemote, Remote, Via};
 use crate::remote_script::{self, ApplyAction};
 use crate::render::{self, Bundle, TlsNames};
 use crate::state::State;
@@ -197,8 +197,21 @@ pub async fn deploy(
     dry_run: bool,
     timeout: Duration,
 ) -> Result<Deployed> {
+    deploy_over(via, via.open(), config, state, dry_run, timeout).await
+}
+
+/// As [`deploy`], over a connection that may already be on its way: `up` starts opening it
+/// while it makes the local state ([`Via::open`]).
+pub async fn deploy_over(
+    via: &Via,
+    opening: impl Future<Output = Result<AnyRemote>>,
+    config: &Config,
+    state: &State,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<Deployed> {
     let started = Instant::now();
-    let mut remote = via.connect().await?;
+    let mut remote = via.connected(opening).await?;
     let result = converge(&mut remote, config, state, dry_run, timeout).await;
     let commands = remote.commands();
     remote.close().await;

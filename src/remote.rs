@@ -409,20 +409,37 @@ pub enum Via {
 }
 
 impl Via {
+    /// Opens the connection, showing it as a step.
     pub async fn connect(&self) -> Result<AnyRemote> {
+        self.connected(self.open()).await
+    }
+
+    /// Opens the connection without a word, so it can run in the background while the
+    /// terminal shows other work; [`connected`](Self::connected) shows it when it is awaited.
+    pub async fn open(&self) -> Result<AnyRemote> {
         match self {
             Via::Local => Ok(AnyRemote::Local(LocalRemote::default())),
-            Via::Ssh(target) => {
-                let step = crate::ui::Step::start(format!("connecting to {}", target.destination));
-                let remote = SshRemote::connect(target).await?;
-                step.done(if remote.reused() {
-                    "connected (the connection of an earlier run, still open)"
-                } else {
-                    "connected"
-                });
-                Ok(AnyRemote::Ssh(remote))
-            }
+            Via::Ssh(target) => Ok(AnyRemote::Ssh(SshRemote::connect(target).await?)),
         }
+    }
+
+    /// Waits for `opening` (from [`open`](Self::open)) under a "connecting" step.
+    pub async fn connected(
+        &self,
+        opening: impl Future<Output = Result<AnyRemote>>,
+    ) -> Result<AnyRemote> {
+        let Via::Ssh(target) = self else {
+            return opening.await;
+        };
+        let step = crate::ui::Step::start(format!("connecting to {}", target.destination));
+        let remote = opening.await?;
+        step.done(match &remote {
+            AnyRemote::Ssh(ssh) if ssh.reused() => {
+                "connected (the connection of an earlier run, still open)"
+            }
+            _ => "connected",
+        });
+        Ok(remote)
     }
 }
 

@@ -140,6 +140,7 @@ fn rotate_passwords_with_ssh_cut_keeps_working_credentials_and_converges_later()
     // the old one, so the pending one is dropped and nothing is half-done.
     let old_port = sshd.port();
     drop(sshd);
+    ws.runtime.close_masters();
     let out = ws.run(&["rotate-passwords", "--user", "webhook"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("hint:"), "{}", text(&out));

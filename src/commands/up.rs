@@ -65,6 +65,10 @@ pub struct Opened {
 
 pub fn open(ctx: &Context, args: &TargetArgs) -> Result<Opened> {
     let (config, via) = target(ctx, args)?;
+    open_for(ctx, config, via)
+}
+
+fn open_for(ctx: &Context, config: Config, via: Via) -> Result<Opened> {
     let dir = ctx.state_dir(&config);
     let lock = dir.lock()?;
     let now = OffsetDateTime::now_utc();
@@ -81,6 +85,15 @@ pub fn open(ctx: &Context, args: &TargetArgs) -> Result<Opened> {
 }
 
 pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
+    let runtime = crate::runtime();
+    let (config, via) = target(ctx, &args.target)?;
+    // Opening the SSH connection takes a few round trips and needs nothing from the local
+    // state, so it goes on while the state is made (a first run's CA, certificate and bcrypt
+    // hashes). Nothing is sent to the server before the state is on disk.
+    let opening = runtime.spawn({
+        let via = via.clone();
+        async move { via.open().await }
+    });
     let Opened {
         config,
         via,
@@ -88,7 +101,7 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
         now,
         lock: _lock,
         ..
-    } = open(ctx, &args.target)?;
+    } = open_for(ctx, config, via)?;
     // A routine `up` keeps the certificate fresh.
     if let Some(reason) = state.server_info.renewal_reason(now) {
         if args.dry_run {
@@ -104,7 +117,7 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     // is inspected, so a no-op `up` costs the longer of the two instead of their sum. It is
     // only kept if the plan is "nothing", when it checked exactly what stays served.
     let speculate = !args.dry_run && state.secrets.pending_users().is_empty();
-    crate::runtime().block_on(async {
+    runtime.block_on(async {
         let early = speculate
             .then(|| verify::deployment_logins(&config, &state, None).ok())
             .flatten()
@@ -113,7 +126,13 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
                     verify::verify(&target, &logins, &Thresholds::works(), Depth::Quick).await
                 })
             });
-        let deployed = deploy::deploy(&via, &config, &state, args.dry_run, timeout).await;
+        let opening = async {
+            opening
+                .await
+                .expect("opening the connection does not panic")
+        };
+        let deployed =
+            deploy::deploy_over(&via, opening, &config, &state, args.dry_run, timeout).await;
         if args.dry_run {
             return deployed.map(|_| 0);
         }
