@@ -125,6 +125,7 @@ impl SshRemote {
         let folder = ssh_master::folder_for(&self.target);
         self.session = Some(launch(&self.target, ssh_master::persist(), folder.as_deref()).await?);
         self.reused = false;
+        self.keep = folder.is_some();
         Ok(())
     }
 

@@ -188,6 +188,11 @@ fn read(path: &Path) -> String {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// With extra sshd_config lines.
+    pub fn start_with(extra_config: &str) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(sshd.is_file(), "/usr/sbin/sshd is missing: {HINT}");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -202,7 +207,7 @@ impl Sshd {
              AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
-             Subsystem sftp internal-sftp\nLogLevel VERBOSE\n",
+             Subsystem sftp internal-sftp\nLogLevel VERBOSE\n{extra_config}",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).expect("sshd_config");
