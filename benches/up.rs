@@ -100,26 +100,25 @@ fn main() {
         let id = ours.project.container_id();
         let started = ours.project.started_at(&id);
 
-        let before = counts(&sshd);
-        let (took, _) = ours.run_ok(&["up"]);
-        let took = took + wait_for_tls(&rt, &server, "matchmaker", &ours.password("matchmaker"));
-        rerun
-            .natsup
-            .record(took, &sshd, before, ours.project.started_at(&id) != started);
-
-        let before = counts(&sshd);
-        let (took, _) = ours.run_cold(&["up"]);
-        let took = took + wait_for_tls(&rt, &server, "matchmaker", &ours.password("matchmaker"));
-        cold.natsup
-            .record(took, &sshd, before, ours.project.started_at(&id) != started);
-
+        // One natsup run until `user` connects over TLS, and the sshd's counts before it.
+        let timed = |cold_run: bool, user: &str| {
+            let before = counts(&sshd);
+            let (took, _) = if cold_run {
+                ours.run_cold(&["up"])
+            } else {
+                ours.run_ok(&["up"])
+            };
+            let took = took + wait_for_tls(&rt, &server, user, &ours.password(user));
+            let restarted = ours.project.started_at(&id) != started;
+            (took, before, restarted)
+        };
+        let (took, before, restarted) = timed(false, "matchmaker");
+        rerun.natsup.record(took, &sshd, before, restarted);
+        let (took, before, restarted) = timed(true, "matchmaker");
+        cold.natsup.record(took, &sshd, before, restarted);
         ours.add_user("analytics");
-        let before = counts(&sshd);
-        let (took, _) = ours.run_cold(&["up"]);
-        let took = took + wait_for_tls(&rt, &server, "analytics", &ours.password("analytics"));
-        change
-            .natsup
-            .record(took, &sshd, before, ours.project.started_at(&id) != started);
+        let (took, before, restarted) = timed(true, "analytics");
+        change.natsup.record(took, &sshd, before, restarted);
         drop(ours);
 
         let mut theirs = TutorialDeployment::new(&ssh, &image);
@@ -134,30 +133,19 @@ fn main() {
         let id = theirs.project.container_id();
         let started = theirs.project.started_at(&id);
 
-        let before = counts(&sshd);
-        let took = theirs.step("rerun");
-        let took = took + wait_for_tls(&rt, &server, "matchmaker", &theirs.password("matchmaker"));
-        rerun.tutorial.record(
-            took,
-            &sshd,
-            before,
-            theirs.project.started_at(&id) != started,
-        );
-
-        let before = counts(&sshd);
-        let took = theirs.step("rerun");
-        let took = took + wait_for_tls(&rt, &server, "matchmaker", &theirs.password("matchmaker"));
-        cold.tutorial.record(
-            took,
-            &sshd,
-            before,
-            theirs.project.started_at(&id) != started,
-        );
-
-        let before = counts(&sshd);
-        let took = theirs.step("change-config");
-        let took = took + wait_for_tls(&rt, &server, "analytics", &theirs.password("analytics"));
-        let restarted = theirs.project.started_at(&id) != started;
+        // One step of the script until `user` connects over TLS, and the sshd's counts before.
+        let mut timed = |step: &str, user: &str| {
+            let before = counts(&sshd);
+            let took = theirs.step(step);
+            let took = took + wait_for_tls(&rt, &server, user, &theirs.password(user));
+            let restarted = theirs.project.started_at(&id) != started;
+            (took, before, restarted)
+        };
+        let (took, before, restarted) = timed("rerun", "matchmaker");
+        rerun.tutorial.record(took, &sshd, before, restarted);
+        let (took, before, restarted) = timed("rerun", "matchmaker");
+        cold.tutorial.record(took, &sshd, before, restarted);
+        let (took, before, restarted) = timed("change-config", "analytics");
         change.tutorial.record(took, &sshd, before, restarted);
     }
 
