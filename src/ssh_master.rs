@@ -77,11 +77,7 @@ pub async fn resume(folder: &Path) -> Option<Session> {
     let entries = std::fs::read_dir(folder).ok()?;
     for entry in entries.flatten() {
         let dir = entry.path();
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(MASTER_PREFIX)
-        {
+        if !is_master_folder(&dir) {
             continue;
         }
         let socket = dir.join("master");
@@ -102,10 +98,15 @@ pub async fn resume(folder: &Path) -> Option<Session> {
 pub async fn close(session: Session) {
     let folder = session.control_socket().parent().map(Path::to_path_buf);
     let _ = session.close().await;
-    if let Some(folder) = folder.filter(|f| {
-        f.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(MASTER_PREFIX))
-    }) {
+    if let Some(folder) = folder
+        && is_master_folder(&folder)
+    {
         let _ = std::fs::remove_dir_all(folder);
     }
+}
+
+/// Whether `dir` is one of the folders openssh launches a master in (and nothing else of ours).
+fn is_master_folder(dir: &Path) -> bool {
+    dir.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(MASTER_PREFIX))
 }
