@@ -110,3 +110,57 @@ fn is_master_folder(dir: &Path) -> bool {
     dir.file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with(MASTER_PREFIX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HostKeyPolicy;
+
+    fn target(identity: &str, policy: HostKeyPolicy) -> SshTarget {
+        SshTarget {
+            destination: "deploy@nats.example.com".into(),
+            port: Some(22),
+            identity: Some(identity.into()),
+            known_hosts: None,
+            policy,
+        }
+    }
+
+    #[test]
+    fn a_master_is_only_shared_by_the_same_connection() {
+        let strict = target("~/.ssh/a", HostKeyPolicy::Strict);
+        assert_eq!(target_key(&strict), target_key(&strict.clone()));
+        assert_ne!(
+            target_key(&strict),
+            target_key(&target("~/.ssh/b", HostKeyPolicy::Strict))
+        );
+        assert_ne!(
+            target_key(&strict),
+            target_key(&target("~/.ssh/a", HostKeyPolicy::AcceptNew))
+        );
+    }
+
+    #[test]
+    fn only_a_private_folder_of_ours_is_used() {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let tmp = tempfile::tempdir().unwrap();
+
+        let made = private_dir(&tmp.path().join("new"), uid).expect("a new folder is ours");
+        assert_eq!(
+            std::fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(private_dir(&open, uid), None, "a folder others can enter");
+
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&made, &link).unwrap();
+        assert_eq!(private_dir(&link, uid), None, "a symlink someone planted");
+
+        assert_eq!(private_dir(&made, uid + 1), None, "another user's folder");
+    }
+}
