@@ -435,9 +435,7 @@ impl Via {
         let step = crate::ui::Step::start(format!("connecting to {}", target.destination));
         let remote = opening.await?;
         step.done(match &remote {
-            AnyRemote::Ssh(ssh) if ssh.reused() => {
-                "connected (the connection of an earlier run, still open)"
-            }
+            AnyRemote::Ssh(ssh) if ssh.reused() => "reused the open connection of an earlier run",
             _ => "connected",
         });
         Ok(remote)

@@ -155,20 +155,22 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
             (Depth::AllAtOnce, "verifying every user over TLS")
         };
         let step = ui::Step::start(what);
-        let report = match early {
-            Some(early) if deployed.plan.action == Action::Nothing => {
-                early.await.expect("the early check does not panic")
-            }
+        let (report, early_note) = match early {
+            Some(early) if deployed.plan.action == Action::Nothing => (
+                early.await.expect("the early check does not panic"),
+                ", run while the server was inspected",
+            ),
             early => {
                 if let Some(early) = early {
                     early.abort();
                 }
                 let (target, logins) = verify::deployment_logins(&config, &state, None)
                     .map_err(|e| Error::failed(e, None))?;
-                verify::verify(&target, &logins, &Thresholds::works(), depth).await
+                let report = verify::verify(&target, &logins, &Thresholds::works(), depth).await;
+                (report, "")
             }
         };
-        step.done(report.status.label());
+        step.done(format!("{}{early_note}", report.status.label()));
         super::verify::print_report(&report, false);
         Ok(if report.status >= Status::Critical {
             1
