@@ -332,6 +332,39 @@ fn a_server_that_will_not_start_is_rolled_back() {
     assert!(stderr(&out).contains("nothing to do"), "{}", text(&out));
 }
 
+#[test]
+fn a_kept_connection_that_fails_its_first_command_is_replaced() {
+    let sshd = Sshd::start();
+    let ws = Workspace::new("stale");
+    ws.init_ssh("sshstale", &sshd);
+    ws.ok(&["up"]);
+    assert_eq!(ws.runtime.masters().len(), 1);
+
+    // Where natsup looks for kept connections. nextest runs each test in a process of its
+    // own, so nothing else reads the environment meanwhile.
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &ws.runtime.0) };
+    let config = Config::load(&ws.path().join("natsup.yaml")).unwrap();
+    let target = SshTarget::from_config(config.ssh.as_ref().unwrap(), false);
+    workspace::runtime().block_on(async {
+        let mut remote = SshRemote::connect(&target).await.expect("connect");
+        assert!(remote.reused(), "the kept connection was not picked up");
+        // It dies between the check and the first command, as a master does whose server
+        // rebooted: the check only asks the local master process, the command reaches the
+        // server and gets a reset.
+        exit_master(&remote.control_socket().unwrap());
+        let out = remote
+            .run("probe", "echo still-here", b"")
+            .await
+            .expect("the read-only first command runs on a new connection");
+        assert_eq!(out.stdout.trim(), "still-here");
+        assert!(!remote.reused());
+        assert_eq!(remote.commands(), 1);
+        remote.close().await;
+    });
+    assert_eq!(sshd.connections(), 2);
+    assert_eq!(ws.runtime.masters().len(), 1, "the new connection is kept");
+}
+
 /// Ends the master behind `socket` the clean way.
 fn exit_master(socket: &Path) {
     run(Command::new("ssh")
