@@ -148,7 +148,10 @@ fn sh_as_cron(home: &Home, command: &str) -> Output {
         .env_clear()
         .env("HOME", &home.home)
         .env("PATH", "/usr/bin:/bin")
-        .env("NATSUP_STATE_DIR", home.ws.state_dir());
+        .env("NATSUP_STATE_DIR", home.ws.state_dir())
+        // Where natsup keeps its SSH connection for the next run: the test's own, so that
+        // the test closes it (cron would have none and use /tmp/natsup-UID).
+        .env("XDG_RUNTIME_DIR", &home.ws.runtime.0);
     cmd.output().unwrap()
 }
 

@@ -340,9 +340,7 @@ fn a_kept_connection_that_fails_its_first_command_is_replaced() {
     ws.ok(&["up"]);
     assert_eq!(ws.runtime.masters().len(), 1);
 
-    // Where natsup looks for kept connections. nextest runs each test in a process of its
-    // own, so nothing else reads the environment meanwhile.
-    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &ws.runtime.0) };
+    keep_connections_in(&ws);
     let config = Config::load(&ws.path().join("natsup.yaml")).unwrap();
     let target = SshTarget::from_config(config.ssh.as_ref().unwrap(), false);
     workspace::runtime().block_on(async {
@@ -363,6 +361,14 @@ fn a_kept_connection_that_fails_its_first_command_is_replaced() {
     });
     assert_eq!(sshd.connections(), 2);
     assert_eq!(ws.runtime.masters().len(), 1, "the new connection is kept");
+}
+
+/// Makes this test process (which drives `SshRemote` itself) look for and keep SSH
+/// connections in the workspace's runtime dir, which the workspace closes at the end.
+fn keep_connections_in(ws: &Workspace) {
+    // SAFETY: nextest runs each test in a process of its own, and this runs before the test
+    // starts any thread that reads the environment.
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", &ws.runtime.0) };
 }
 
 /// Ends the master behind `socket` the clean way.
@@ -483,6 +489,7 @@ fn cut_up(ws: &Workspace, how: Cut) -> natsup::error::Result<()> {
 fn ssh_cut_mid_upload_leaves_the_old_config_live_and_the_next_up_clean() {
     let sshd = Sshd::start();
     let ws = Workspace::new("cut");
+    keep_connections_in(&ws);
     ws.init_ssh("sshcut", &sshd);
     ws.ok(&["up"]);
     let id = ws.project.container_id();
