@@ -84,7 +84,7 @@ impl SshRemote {
     /// Opens the one SSH master connection this run uses, or picks up the one an earlier run
     /// on the same target left open (see [`crate::ssh_master`]).
     pub async fn connect(target: &SshTarget) -> Result<SshRemote> {
-        let persist = ssh_master::persist();
+        let persist = ssh_master::persist()?;
         let folder = if persist.is_zero() {
             None
         } else {
@@ -123,7 +123,7 @@ impl SshRemote {
             ssh_master::close(stale).await;
         }
         let folder = ssh_master::folder_for(&self.target);
-        self.session = Some(launch(&self.target, ssh_master::persist(), folder.as_deref()).await?);
+        self.session = Some(launch(&self.target, ssh_master::persist()?, folder.as_deref()).await?);
         self.reused = false;
         self.keep = folder.is_some();
         Ok(())

@@ -16,19 +16,35 @@ use std::time::Duration;
 use openssh::Session;
 use sha2::{Digest, Sha256};
 
+use crate::error::{Error, Result};
 use crate::remote::SshTarget;
 
 /// The name openssh gives the folders it launches masters in.
 const MASTER_PREFIX: &str = ".ssh-connection";
 
 /// How long an idle master outlives the run that opened it; zero closes it at the end of
-/// the run. From `NATSUP_SSH_PERSIST` (seconds), 30 by default.
-pub fn persist() -> Duration {
-    let secs = std::env::var("NATSUP_SSH_PERSIST")
+/// the run. From `NATSUP_SSH_PERSIST`: seconds (`30`) or a duration (`30s`, `2m`); 30 s when
+/// unset.
+pub fn persist() -> Result<Duration> {
+    match std::env::var("NATSUP_SSH_PERSIST") {
+        Err(_) => Ok(Duration::from_secs(30)),
+        Ok(value) => parse_persist(&value).ok_or_else(|| {
+            Error::usage(
+                format!("NATSUP_SSH_PERSIST={value:?} is not a duration"),
+                "write seconds (30) or a duration (30s, 2m); 0 closes the SSH connection at the end of each run"
+                    .to_string(),
+            )
+        }),
+    }
+}
+
+fn parse_persist(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    value
+        .parse::<u64>()
+        .map(Duration::from_secs)
         .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(30);
-    Duration::from_secs(secs)
+        .or_else(|| humantime::parse_duration(value).ok())
 }
 
 /// The control socket path must fit in 108 bytes with openssh's folder and ssh's own
@@ -124,6 +140,15 @@ mod tests {
             known_hosts: None,
             policy,
         }
+    }
+
+    #[test]
+    fn persist_takes_seconds_or_a_duration() {
+        assert_eq!(parse_persist("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_persist(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse_persist("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_persist("thirty"), None);
+        assert_eq!(parse_persist("-5"), None);
     }
 
     #[test]

@@ -254,6 +254,22 @@ fn bad_input_is_exit_2_with_the_file_or_field_and_a_hint() {
     // Errors are one sentence and a hint, not a debug dump.
     assert!(!text(&out).contains("Error {"), "{}", text(&out));
     assert!(!text(&out).contains("backtrace"), "{}", text(&out));
+
+    // A bad NATSUP_SSH_PERSIST is named before any SSH connection is tried.
+    ws.set_config("name: t\nhost: nats.example.com\nssh:\n  destination: deploy@192.0.2.1\n");
+    let out = ws
+        .natsup()
+        .args(["plan"])
+        .env("NATSUP_SSH_PERSIST", "thirty")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("NATSUP_SSH_PERSIST=\"thirty\" is not a duration")
+            && text(&out).contains("hint:"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
