@@ -1,8 +1,8 @@
 //! Where the SSH master connection lives between runs. A run leaves its master open for a
 //! short while (`NATSUP_SSH_PERSIST` seconds of idleness, 30 by default, as Ansible does with
 //! ControlPersist), and the next run on the same target picks it up instead of paying for a
-//! new TCP + SSH handshake: `natsup up` followed by `status` or another `up` costs one round
-//! trip, not three.
+//! new TCP + SSH handshake (several round trips): `natsup up` followed by `status` or another
+//! `up` goes straight to its remote command.
 //!
 //! Each target (destination, port, identity, known_hosts, host-key policy) gets a folder of
 //! its own under a per-user 0700 folder, so a master is only ever reused for exactly the
@@ -48,8 +48,9 @@ fn parse_persist(value: &str) -> Option<Duration> {
 }
 
 /// The control socket path must fit in 108 bytes with openssh's folder and ssh's own
-/// suffixes (FACTS.md: keep the directory under ~61 bytes), so prefer the short runtime dir
-/// over a long $TMPDIR.
+/// suffixes (FACTS.md: keep the directory under ~61 bytes). Ours is this dir, `/natsup-UID`
+/// and a 12-digit key: a runtime dir of up to 24 bytes (`/run/user/1000` is 14) fits;
+/// a longer one is passed over for /tmp.
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(d) if d.as_os_str().len() <= 24 && d.is_dir() => d,
