@@ -47,10 +47,12 @@ pub trait Remote {
 pub struct SshRemote {
     session: Option<Session>,
     target: SshTarget,
+    /// How long the master stays open after the run (see [`crate::ssh_master`]).
+    persist: Duration,
+    /// Where this target's masters wait for the next run; `None` closes it at the end.
+    folder: Option<PathBuf>,
     /// Picked up from an earlier run rather than opened by this one.
     reused: bool,
-    /// Left open at the end for the next run (see [`crate::ssh_master`]).
-    keep: bool,
     commands: usize,
 }
 
@@ -90,27 +92,27 @@ impl SshRemote {
         } else {
             ssh_master::folder_for(target)
         };
-        if let Some(folder) = &folder
-            && let Some(session) = ssh_master::resume(folder).await
-        {
-            tracing::info!(
-                "{}: reusing the SSH connection of an earlier run",
-                target.destination
-            );
-            return Ok(SshRemote {
-                session: Some(session),
-                target: target.clone(),
-                reused: true,
-                keep: true,
-                commands: 0,
-            });
-        }
-        let session = launch(target, persist, folder.as_deref()).await?;
+        let kept = match &folder {
+            Some(folder) => ssh_master::resume(folder).await,
+            None => None,
+        };
+        let reused = kept.is_some();
+        let session = match kept {
+            Some(session) => {
+                tracing::info!(
+                    "{}: reusing the SSH connection of an earlier run",
+                    target.destination
+                );
+                session
+            }
+            None => launch(target, persist, folder.as_deref()).await?,
+        };
         Ok(SshRemote {
             session: Some(session),
             target: target.clone(),
-            reused: false,
-            keep: folder.is_some(),
+            persist,
+            folder,
+            reused,
             commands: 0,
         })
     }
@@ -122,10 +124,8 @@ impl SshRemote {
         if let Some(stale) = self.session.take() {
             ssh_master::close(stale).await;
         }
-        let folder = ssh_master::folder_for(&self.target);
-        self.session = Some(launch(&self.target, ssh_master::persist()?, folder.as_deref()).await?);
+        self.session = Some(launch(&self.target, self.persist, self.folder.as_deref()).await?);
         self.reused = false;
-        self.keep = folder.is_some();
         Ok(())
     }
 
@@ -276,7 +276,7 @@ impl Remote for SshRemote {
     /// `ssh -O exit`, FACTS.md).
     async fn close(mut self) {
         if let Some(s) = self.session.take() {
-            if self.keep {
+            if self.folder.is_some() {
                 // It exits by itself once idle for NATSUP_SSH_PERSIST seconds.
                 let _ = s.detach();
             } else {

@@ -72,7 +72,7 @@ fn bootstrap_then_noop_plan_and_reload_over_one_ssh_connection() {
     assert_eq!(ws.runtime.masters().len(), 1, "{}", text(&out));
 
     // With NATSUP_SSH_PERSIST=0 a run leaves nothing open behind it.
-    exit_master(&ws.runtime.masters()[0]);
+    assert!(exit_master(&ws.runtime.masters()[0]).status.success());
     let out = ws
         .natsup()
         .args(["plan"])
@@ -349,7 +349,11 @@ fn a_kept_connection_that_fails_its_first_command_is_replaced() {
         // It dies between the check and the first command, as a master does whose server
         // rebooted: the check only asks the local master process, the command reaches the
         // server and gets a reset.
-        exit_master(&remote.control_socket().unwrap());
+        assert!(
+            exit_master(&remote.control_socket().unwrap())
+                .status
+                .success()
+        );
         let out = remote
             .run("probe", "echo still-here", b"")
             .await
@@ -369,14 +373,6 @@ fn keep_connections_in(ws: &Workspace) {
     // SAFETY: nextest runs each test in a process of its own, and this runs before the test
     // starts any thread that reads the environment.
     unsafe { std::env::set_var("XDG_RUNTIME_DIR", &ws.runtime.0) };
-}
-
-/// Ends the master behind `socket` the clean way.
-fn exit_master(socket: &Path) {
-    run(Command::new("ssh")
-        .arg("-S")
-        .arg(socket)
-        .args(["-O", "exit", "x"]));
 }
 
 /// SIGKILLs the master behind `socket`, which leaves the socket file behind as a crash would.
@@ -439,11 +435,7 @@ impl Remote for Cutting {
                 let socket = self.inner.control_socket().expect("control socket");
                 let killer = std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_millis(300));
-                    let _ = Command::new("ssh")
-                        .arg("-S")
-                        .arg(socket)
-                        .args(["-O", "exit", "cut"])
-                        .output();
+                    exit_master(&socket);
                 });
                 let result = self.inner.run(step, script, stdin).await;
                 killer.join().unwrap();

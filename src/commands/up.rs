@@ -122,9 +122,9 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
             .then(|| verify::deployment_logins(&config, &state, None).ok())
             .flatten()
             .map(|(target, logins)| {
-                tokio::spawn(async move {
+                AbortOnDrop(tokio::spawn(async move {
                     verify::verify(&target, &logins, &Thresholds::works(), Depth::Quick).await
-                })
+                }))
             });
         let opening = async {
             opening
@@ -138,11 +138,7 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
         }
         // Finishes (or undoes) a password rotation an earlier run left pending.
         super::rotate::settle_pending(&config, &mut state).await?;
-        let deployed = deployed.inspect_err(|_| {
-            if let Some(early) = &early {
-                early.abort();
-            }
-        })?;
+        let deployed = deployed?;
         ui::note(deployed.summary());
         // A server whose files are byte-identical to ours only has to show it still answers;
         // after a change, every check runs (at once: the timings are not the point here).
@@ -155,15 +151,10 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
             (Depth::AllAtOnce, "verifying every user over TLS")
         };
         let step = ui::Step::start(what);
-        let (report, early_note) = match early {
-            Some(early) if deployed.plan.action == Action::Nothing => (
-                early.await.expect("the early check does not panic"),
-                ", run while the server was inspected",
-            ),
-            early => {
-                if let Some(early) = early {
-                    early.abort();
-                }
+        // `filter` drops (and so stops) an early check that does not apply.
+        let (report, early_note) = match early.filter(|_| deployed.plan.action == Action::Nothing) {
+            Some(early) => (early.finish().await, ", run while the server was inspected"),
+            None => {
                 let (target, logins) = verify::deployment_logins(&config, &state, None)
                     .map_err(|e| Error::failed(e, None))?;
                 let report = verify::verify(&target, &logins, &Thresholds::works(), depth).await;
@@ -178,6 +169,22 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
             0
         })
     })
+}
+
+/// A background task that is stopped when its handle is dropped: the early check must not go
+/// on logging in while the full one runs, or after `up` has failed.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn finish(mut self) -> T {
+        (&mut self.0).await.expect("the task does not panic")
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {

@@ -330,6 +330,24 @@ impl RuntimeDir {
         }
         found
     }
+
+    /// Ends every master natsup left open here (a server that becomes unreachable must not
+    /// stay reachable through a connection an earlier run kept).
+    pub fn close_masters(&self) {
+        for socket in self.masters() {
+            let _ = exit_master(&socket);
+        }
+    }
+}
+
+/// Ends the SSH master behind a control socket, the clean way (`ssh -O exit`).
+pub fn exit_master(socket: &Path) -> Output {
+    Command::new("ssh")
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "exit", "natsup-test"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ssh: {e}"))
 }
 
 fn read_dirs(dir: &Path) -> Vec<PathBuf> {
@@ -342,20 +360,6 @@ fn read_dirs(dir: &Path) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-impl RuntimeDir {
-    /// Ends every master natsup left open here (a server that becomes unreachable must not
-    /// stay reachable through a connection an earlier run kept).
-    pub fn close_masters(&self) {
-        for socket in self.masters() {
-            let _ = Command::new("ssh")
-                .arg("-S")
-                .arg(&socket)
-                .args(["-O", "exit", "natsup-test"])
-                .output();
-        }
-    }
 }
 
 impl Drop for RuntimeDir {
