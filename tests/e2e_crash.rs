@@ -11,13 +11,6 @@ use std::time::Duration;
 use support::workspace::{Workspace, runtime, text};
 use support::*;
 
-fn deployed(name: &str, sshd: &Sshd) -> Workspace {
-    let ws = Workspace::new(name);
-    ws.init_ssh(name, sshd);
-    ws.ok(&["up"]);
-    ws
-}
-
 fn crash_at(ws: &Workspace, point: &str, args: &[&str]) {
     let out = ws
         .natsup()
@@ -87,7 +80,7 @@ fn assert_converged(ws: &Workspace, name: &str) {
 fn rotate_passwords_killed_before_and_after_the_server_took_them() {
     let sshd = Sshd::start();
     let name = "crashrot";
-    let ws = deployed(name, &sshd);
+    let ws = Workspace::deployed(name, &sshd);
     let rotate = ["rotate-passwords", "--user", "gameserver"];
 
     // Killed after saving the new password, before the server saw it.
@@ -132,7 +125,7 @@ fn rotate_passwords_killed_before_and_after_the_server_took_them() {
 fn rotate_passwords_with_ssh_cut_keeps_working_credentials_and_converges_later() {
     let sshd = Sshd::start();
     let name = "crashssh";
-    let ws = deployed(name, &sshd);
+    let ws = Workspace::deployed(name, &sshd);
     let original = ws.login("webhook").password;
 
     // The server becomes unreachable over SSH: the run fails cleanly. It saved the new
@@ -182,7 +175,7 @@ fn rotate_passwords_with_ssh_cut_keeps_working_credentials_and_converges_later()
 fn renew_cert_killed_after_issuing_converges_on_the_next_up() {
     let sshd = Sshd::start();
     let name = "crashrenew";
-    let ws = deployed(name, &sshd);
+    let ws = Workspace::deployed(name, &sshd);
     let serial = |ws: &Workspace| {
         let out = ws.ok(&["verify", "--json", "--user", "matchmaker"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -203,7 +196,7 @@ fn renew_cert_killed_after_issuing_converges_on_the_next_up() {
 fn rotate_ca_finish_killed_at_each_step_converges_when_run_again() {
     let sshd = Sshd::start();
     let name = "crashca";
-    let ws = deployed(name, &sshd);
+    let ws = Workspace::deployed(name, &sshd);
     let old_ca = ws.login("matchmaker").ca_pem;
 
     for point in ["rotate-ca:issued", "rotate-ca:applied"] {
@@ -232,7 +225,7 @@ fn rotate_ca_finish_killed_at_each_step_converges_when_run_again() {
 fn up_killed_mid_change_leaves_a_working_server_and_converges() {
     let sshd = Sshd::start();
     let name = "crashup";
-    let ws = deployed(name, &sshd);
+    let ws = Workspace::deployed(name, &sshd);
     let id = ws.project.container_id();
     ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
     for delay_ms in [150u64, 400, 800] {

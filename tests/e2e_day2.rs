@@ -16,13 +16,6 @@ const CLIENTS: usize = 20;
 /// and `verify` is asked whether things work, not how fast.
 const LOADED: [&str; 4] = ["--connect-warn", "4s", "--connect-critical", "5s"];
 
-fn deployed(name: &str, sshd: &Sshd) -> Workspace {
-    let ws = Workspace::new(name);
-    ws.init_ssh(name, sshd);
-    ws.ok(&["up"]);
-    ws
-}
-
 fn logins(ws: &Workspace, users: &[&str]) -> Vec<Login> {
     users.iter().map(|u| ws.login(u)).collect()
 }
@@ -40,7 +33,7 @@ fn served_serial(ws: &Workspace) -> String {
 #[test]
 fn password_rotation_under_load_disconnects_only_the_rotated_user() {
     let sshd = Sshd::start();
-    let ws = deployed("rotload", &sshd);
+    let ws = Workspace::deployed("rotload", &sshd);
     let id = ws.project.container_id();
     let started = ws.project.started_at(&id);
     let rt = runtime();
@@ -104,7 +97,7 @@ fn password_rotation_under_load_disconnects_only_the_rotated_user() {
 #[test]
 fn certificate_renewal_under_load_disconnects_nobody() {
     let sshd = Sshd::start();
-    let ws = deployed("renewload", &sshd);
+    let ws = Workspace::deployed("renewload", &sshd);
     let id = ws.project.container_id();
     let started = ws.project.started_at(&id);
     let rt = runtime();
@@ -143,7 +136,7 @@ fn certificate_renewal_under_load_disconnects_nobody() {
 #[test]
 fn ca_rotation_keeps_bundle_clients_and_then_refuses_the_old_ca() {
     let sshd = Sshd::start();
-    let ws = deployed("carot", &sshd);
+    let ws = Workspace::deployed("carot", &sshd);
     let rt = runtime();
     let old_ca = ws.login("matchmaker").ca_pem;
 
@@ -185,7 +178,7 @@ fn ca_rotation_keeps_bundle_clients_and_then_refuses_the_old_ca() {
 #[test]
 fn up_renews_a_certificate_near_expiry() {
     let sshd = Sshd::start();
-    let ws = deployed("nearexp", &sshd);
+    let ws = Workspace::deployed("nearexp", &sshd);
     let id = ws.project.container_id();
     let started = ws.project.started_at(&id);
 

@@ -74,9 +74,7 @@ fn run_step(step: &serde_yaml::Value, secrets: &BTreeMap<&str, String>, bin: &Pa
 fn the_github_actions_smoke_check_runs_as_written() {
     // The server, set up as in part 2: over the real sshd into Docker.
     let sshd = Sshd::start();
-    let ws = Workspace::new("actions");
-    ws.init_ssh("actions", &sshd);
-    ws.ok(&["up"]);
+    let ws = Workspace::deployed("actions", &sshd);
 
     let workflow: serde_yaml::Value =
         serde_yaml::from_str(&example("github-actions-smoke.yml")).expect("the workflow is YAML");

@@ -127,9 +127,7 @@ fn bootstrap_then_noop_plan_and_reload_over_one_ssh_connection() {
 #[test]
 fn a_change_that_needs_a_new_container_keeps_jetstream_messages() {
     let sshd = Sshd::start();
-    let ws = Workspace::new("recreate");
-    ws.init_ssh("sshrecreate", &sshd);
-    ws.ok(&["up"]);
+    let ws = Workspace::deployed("sshrecreate", &sshd);
     let id = ws.project.container_id();
     let started = ws.project.started_at(&id);
 
@@ -313,9 +311,7 @@ impl Drop for CrashyImage {
 fn a_server_that_will_not_start_is_rolled_back() {
     let crashy = CrashyImage::build();
     let sshd = Sshd::start();
-    let ws = Workspace::new("rollback");
-    ws.init_ssh("sshrollback", &sshd);
-    ws.ok(&["up"]);
+    let ws = Workspace::deployed("sshrollback", &sshd);
     let good_image = test_image();
 
     let out = ws.run(&["up", "--image", &crashy.0, "--timeout", "10"]);
@@ -335,9 +331,7 @@ fn a_server_that_will_not_start_is_rolled_back() {
 #[test]
 fn a_kept_connection_that_fails_its_first_command_is_replaced() {
     let sshd = Sshd::start();
-    let ws = Workspace::new("stale");
-    ws.init_ssh("sshstale", &sshd);
-    ws.ok(&["up"]);
+    let ws = Workspace::deployed("sshstale", &sshd);
     assert_eq!(ws.runtime.masters().len(), 1);
 
     keep_connections_in(&ws);
@@ -480,10 +474,8 @@ fn cut_up(ws: &Workspace, how: Cut) -> natsup::error::Result<()> {
 #[test]
 fn ssh_cut_mid_upload_leaves_the_old_config_live_and_the_next_up_clean() {
     let sshd = Sshd::start();
-    let ws = Workspace::new("cut");
+    let ws = Workspace::deployed("sshcut", &sshd);
     keep_connections_in(&ws);
-    ws.init_ssh("sshcut", &sshd);
-    ws.ok(&["up"]);
     let id = ws.project.container_id();
     let started = ws.project.started_at(&id);
     let live_before = ws.live_conf();

@@ -43,25 +43,14 @@ impl SshEndpoint {
     /// The wall time of one bare `ssh HOST true`: a new connection, one command.
     pub fn bare_command(&self) -> Duration {
         let started = std::time::Instant::now();
-        let out = std::process::Command::new("ssh")
-            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
-            .arg(&self.identity)
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-l",
-                &self.user,
-                "127.0.0.1",
-                "true",
-            ])
-            .output()
-            .expect("run ssh");
-        assert!(
-            out.status.success(),
-            "ssh true: {}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::support::run(
+            std::process::Command::new("ssh")
+                .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+                .arg(&self.identity)
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+                .args(["-p", &self.port.to_string(), "-l", &self.user])
+                .args(["127.0.0.1", "true"]),
         );
         started.elapsed()
     }

@@ -110,6 +110,14 @@ impl Workspace {
         self.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
+    /// A workspace whose deployment `name` is already up on the server behind `sshd`.
+    pub fn deployed(name: &str, sshd: &Sshd) -> Workspace {
+        let ws = Workspace::new(name);
+        ws.init_ssh(name, sshd);
+        ws.ok(&["up"]);
+        ws
+    }
+
     pub fn init_ssh(&self, name: &str, sshd: &Sshd) {
         let mut args = self.init_args(name);
         args.extend([
