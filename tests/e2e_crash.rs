@@ -60,7 +60,7 @@ fn assert_credentials_stored(ws: &Workspace, name: &str, user: &str, original: &
 }
 
 fn assert_converged(ws: &Workspace, name: &str) {
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
     for user in ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"] {
         assert_eq!(
             stored(ws, name, user).len(),
@@ -177,7 +177,7 @@ fn renew_cert_killed_after_issuing_converges_on_the_next_up() {
     let name = "crashrenew";
     let ws = Workspace::deployed(name, &sshd);
     let serial = |ws: &Workspace| {
-        let out = ws.ok(&["verify", "--json", "--user", "matchmaker"]);
+        let out = ws.verify(&["--json", "--user", "matchmaker"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["cert_serial"].as_str().unwrap().to_string()
     };
@@ -185,7 +185,7 @@ fn renew_cert_killed_after_issuing_converges_on_the_next_up() {
     crash_at(&ws, "renew-cert:issued", &["renew-cert", "--force"]);
     // The server still presents the old certificate, which still chains to the same CA.
     assert_eq!(serial(&ws), before);
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
     let out = ws.ok(&["up"]);
     assert!(text(&out).contains("reloaded"), "{}", text(&out));
     assert_ne!(serial(&ws), before);

@@ -12,17 +12,13 @@ use support::*;
 const UNAFFECTED: [&str; 3] = ["matchmaker", "matchmaker_httpd", "webhook"];
 const CLIENTS: usize = 20;
 
-/// These tests load the server (and the machine) on purpose: a slow connect is expected there,
-/// and `verify` is asked whether things work, not how fast.
-const LOADED: [&str; 4] = ["--connect-warn", "4s", "--connect-critical", "5s"];
-
 fn logins(ws: &Workspace, users: &[&str]) -> Vec<Login> {
     users.iter().map(|u| ws.login(u)).collect()
 }
 
 /// The serial of the certificate the server presents (natsup verify's own probe).
 fn served_serial(ws: &Workspace) -> String {
-    let out = ws.ok(&[&["verify", "--json", "--user", "matchmaker"][..], &LOADED].concat());
+    let out = ws.verify(&["--json", "--user", "matchmaker"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     report["cert_serial"]
         .as_str()
@@ -91,7 +87,7 @@ fn password_rotation_under_load_disconnects_only_the_rotated_user() {
     assert!(e.to_lowercase().contains("authorization"), "{e}");
     // The others' passwords did not change.
     assert_eq!(ws.login("matchmaker").password, crowd_logins[0].password);
-    ws.ok(&[&["verify"][..], &LOADED].concat());
+    ws.verify(&[]);
 }
 
 #[test]
@@ -172,7 +168,7 @@ fn ca_rotation_keeps_bundle_clients_and_then_refuses_the_old_ca() {
         e.contains("UnknownIssuer") || e.contains("certificate"),
         "{e}"
     );
-    ws.ok(&[&["verify"][..], &LOADED].concat());
+    ws.verify(&[]);
 }
 
 #[test]

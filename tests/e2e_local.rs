@@ -101,7 +101,7 @@ fn up_local_with_a_config_needs_no_ssh() {
     let out = ws.run(&["up"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--local"), "{}", text(&out));
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
 
     // A stopped container is started again: same container, and readiness is judged on this
     // start's log lines, not the old "Server is ready".
@@ -115,7 +115,7 @@ fn up_local_with_a_config_needs_no_ssh() {
     );
     assert!(text(&out).contains("started in"), "{}", text(&out));
     assert_eq!(ws.project.container_id(), id);
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
 }
 
 /// With no natsup.yaml at all: the built-in `local` deployment on 127.0.0.1:4222, files in
@@ -148,7 +148,7 @@ fn up_local_without_a_config_uses_the_built_in_deployment() {
     let out = ws.ok(&["env", "gameserver"]);
     let env = String::from_utf8_lossy(&out.stdout);
     assert!(env.contains("NATS_HOST=localhost"), "{env}");
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
     let out = ws.ok(&["up", "--local", "--image", &test_image()]);
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 }

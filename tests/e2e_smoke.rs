@@ -65,5 +65,5 @@ fn local_bootstrap_then_noop() {
         "a no-op up must not restart the server"
     );
 
-    natsup().arg("verify").assert().success();
+    natsup().arg("verify").args(UNTIMED).assert().success();
 }

@@ -121,7 +121,7 @@ fn bootstrap_then_noop_plan_and_reload_over_one_ssh_connection() {
     workspace::runtime()
         .block_on(analytics.connect())
         .expect("the new user logs in after the reload");
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn a_server_that_will_not_start_is_rolled_back() {
     assert_eq!(String::from_utf8_lossy(&image.stdout).trim(), good_image);
     let compose = std::fs::read_to_string(ws.remote_dir.join("docker-compose.yaml")).unwrap();
     assert!(!compose.contains("crashy"), "{compose}");
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
     let out = ws.ok(&["up"]);
     assert!(stderr(&out).contains("nothing to do"), "{}", text(&out));
 }
@@ -519,7 +519,7 @@ fn ssh_cut_mid_upload_leaves_the_old_config_live_and_the_next_up_clean() {
     );
     assert!(ws.live_conf().contains("billing"));
     assert_eq!(ws.project.started_at(&id), started);
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
 }
 
 #[test]
@@ -539,5 +539,5 @@ fn a_first_start_that_fails_leaves_nothing_running_and_the_next_up_starts() {
 
     let out = ws.ok(&["up"]);
     assert!(stderr(&out).contains("started in"), "{}", text(&out));
-    ws.ok(&["verify"]);
+    ws.verify(&[]);
 }

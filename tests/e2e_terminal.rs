@@ -101,7 +101,7 @@ fn progress_plan_and_verify_read_well() {
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["action"], "reload");
 
-    let out = ws.ok(&["verify", "--user", "matchmaker"]);
+    let out = ws.verify(&["--user", "matchmaker"]);
     settings.bind(|| insta::assert_snapshot!("verify_one_user", stdout(&out)));
 
     // --quiet: results only.

@@ -19,7 +19,7 @@ fn verify_passes_for_the_four_tutorial_users() {
     let _local = serve(&config, &state, ws.port);
 
     // Deployment mode: every user from config and state.
-    let out = ws.ok(&["verify"]);
+    let out = ws.verify(&[]);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("OK: 15 of 15 checks OK"), "{}", text(&out));
     for user in ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"] {
@@ -38,6 +38,7 @@ fn verify_passes_for_the_four_tutorial_users() {
         .env("NATS_USER", "gameserver")
         .env("NATS_PASSWORD", &login.password)
         .arg("verify")
+        .args(UNTIMED)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -82,7 +83,7 @@ fn wrong_passwords_plaintext_clients_and_other_cas_are_refused() {
     assert!(!e.is_empty());
 
     // verify sees the same three refusals as checks.
-    let out = ws.ok(&["verify", "--json"]);
+    let out = ws.verify(&["--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let checks = report["checks"].as_array().unwrap();
     for name in [

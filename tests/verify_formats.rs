@@ -7,6 +7,7 @@ mod support;
 use std::process::{Command, Output};
 
 use support::local::{rendered_workspace, serve};
+use support::untimed;
 use support::workspace::{Workspace, text};
 
 fn stdout(out: &Output) -> String {
@@ -26,7 +27,7 @@ fn smoke(ws: &Workspace, user: &str, password: &str, args: &[&str]) -> Output {
         .env("NATS_PASSWORD", password)
         .env_remove("NATS_CA")
         .arg("verify")
-        .args(args)
+        .args(untimed(args))
         .output()
         .unwrap()
 }
@@ -36,7 +37,7 @@ fn formats_and_thresholds() {
     let (ws, config, state) = rendered_workspace("formats");
     let _server = serve(&config, &state, ws.port);
 
-    let out = ws.ok(&["verify"]);
+    let out = ws.verify(&[]);
     let table = stdout(&out);
     assert!(
         table.contains("SCOPE") && table.contains("STATUS"),
@@ -48,7 +49,7 @@ fn formats_and_thresholds() {
     );
 
     // json: one object, stable keys.
-    let out = ws.ok(&["verify", "--json"]);
+    let out = ws.verify(&["--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let keys: Vec<&str> = report
         .as_object()
@@ -74,14 +75,21 @@ fn formats_and_thresholds() {
         assert_eq!(keys, ["check", "detail", "scope", "status"], "{check}");
     }
     assert_eq!(
-        stdout(&ws.ok(&["verify", "--format", "json"]))
-            .lines()
-            .count(),
+        stdout(&ws.verify(&["--format", "json"])).lines().count(),
         stdout(&out).lines().count()
     );
 
     // nagios: one line, status word, then perfdata in seconds with warn;crit.
-    let out = ws.ok(&["verify", "--format", "nagios", "--user", "gameserver"]);
+    let out = ws.verify(&[
+        "--format",
+        "nagios",
+        "--user",
+        "gameserver",
+        "--connect-warn",
+        "4s",
+        "--connect-critical",
+        "5s",
+    ]);
     let line = stdout(&out);
     assert_eq!(line.lines().count(), 1, "{line}");
     assert!(line.starts_with("OK "), "{line}");
@@ -95,10 +103,16 @@ fn formats_and_thresholds() {
         .unwrap();
     let fields: Vec<&str> = connect["connect_time=".len()..].split(';').collect();
     assert!(fields[0].ends_with('s'), "{connect}");
-    assert_eq!(&fields[1..3], ["0.5000", "1.0000"], "{connect}");
+    assert_eq!(&fields[1..3], ["4.0000", "5.0000"], "{connect}");
+    // Without flags the limits are the nats CLI's: WARNING at 500 ms, CRITICAL at 1 s.
+    let help = stdout(&ws.ok(&["verify", "--help"]));
+    assert!(
+        help.contains("[default: 500ms]") && help.contains("[default: 1s]"),
+        "{help}"
+    );
 
     // prometheus: exposition format, every sample line `name{labels} value`.
-    let out = ws.ok(&["verify", "--format", "prometheus"]);
+    let out = ws.verify(&["--format", "prometheus"]);
     let text_format = stdout(&out);
     let mut samples = 0;
     for line in text_format.lines().filter(|l| !l.is_empty()) {
@@ -121,10 +135,10 @@ fn formats_and_thresholds() {
     let code = |args: &[&str]| {
         let mut all = vec!["verify", "--user", "matchmaker"];
         all.extend_from_slice(args);
-        ws.run(&all).status.code()
+        ws.run(&untimed(&all)).status.code()
     };
     assert_eq!(
-        code(&["--connect-warn", "0s", "--connect-critical", "1s"]),
+        code(&["--connect-warn", "0s", "--connect-critical", "10s"]),
         Some(1)
     );
     assert_eq!(
@@ -147,7 +161,7 @@ fn formats_and_thresholds() {
     let out = ws.run(&["verify", "--rtt-warn", "half a second"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--rtt-warn"), "{}", text(&out));
-    let out = ws.run(&[
+    let out = ws.run(&untimed(&[
         "verify",
         "--format",
         "nagios",
@@ -155,7 +169,7 @@ fn formats_and_thresholds() {
         "0s",
         "--user",
         "webhook",
-    ]);
+    ]));
     assert!(stdout(&out).starts_with("WARNING "), "{}", text(&out));
 }
 

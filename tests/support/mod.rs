@@ -78,6 +78,32 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// `verify`'s latency limits, for tests that ask whether the server works rather than how
+/// fast. Every login pays a bcrypt check (~0.2 s here), and with the suite's servers, sshd and
+/// containers sharing two cores one login took 535 ms in CI: past the nats CLI's 500 ms
+/// warning, which made `verify` exit 1 on a server that was fine.
+pub const UNTIMED: [&str; 8] = [
+    "--connect-warn",
+    "10s",
+    "--connect-critical",
+    "10s",
+    "--rtt-warn",
+    "10s",
+    "--rtt-critical",
+    "10s",
+];
+
+/// `args` with each of [`UNTIMED`]'s limits the caller did not set itself appended.
+pub fn untimed<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    for limit in UNTIMED.chunks(2) {
+        if !args.contains(&limit[0]) {
+            all.extend_from_slice(limit);
+        }
+    }
+    all
+}
+
 /// Runs a command and panics with its output if it fails.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd

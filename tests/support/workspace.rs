@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{ComposeProject, RuntimeDir, Sshd, free_port, test_image, unique_name};
+use super::{ComposeProject, RuntimeDir, Sshd, free_port, test_image, unique_name, untimed};
 
 pub struct Workspace {
     /// Closes the SSH masters natsup left open for its next run, when the test ends (first:
@@ -82,6 +82,12 @@ impl Workspace {
             text(&out)
         );
         out
+    }
+
+    /// `natsup verify ARGS`, graded on whether the server works (see [`super::UNTIMED`]);
+    /// panics with its output unless every check passes.
+    pub fn verify(&self, args: &[&str]) -> Output {
+        self.ok(&untimed(&[&["verify"][..], args].concat()))
     }
 
     /// `natsup init` for a server on 127.0.0.1 at this workspace's port, with the test image.
