@@ -156,9 +156,7 @@ async fn launch(target: &SshTarget, persist: Duration, folder: Option<&Path>) ->
     // Idle for this long, the master exits. The crate's default keeps it forever, and a
     // natsup that is killed or interrupted (Ctrl-C runs no Drop) would leave an ssh process
     // here and a session on the server each time. A run never idles for 30 s.
-    .control_persist(ControlPersist::IdleFor(
-        std::num::NonZeroUsize::new(idle_secs(persist)).expect("never zero"),
-    ))
+    .control_persist(ControlPersist::IdleFor(idle_secs(persist)))
     .control_directory(folder.map_or_else(ssh_master::runtime_dir, Path::to_path_buf));
     if let Some(port) = target.port {
         b.port(port);
@@ -174,14 +172,16 @@ async fn launch(target: &SshTarget, persist: Duration, folder: Option<&Path>) ->
         .map_err(|e| ssh_error(target, e))
 }
 
-/// With persistence off, the master is closed at the end of the run, and the idle timeout
-/// only matters for a run that was killed.
-fn idle_secs(persist: Duration) -> usize {
-    if persist.is_zero() {
+/// ssh counts ControlPersist in whole seconds, so a part of one rounds up (`500ms` is 1 s, not
+/// 0, which would mean "forever"). With persistence off, the master is closed at the end of the
+/// run, and the idle timeout only matters for a run that was killed.
+fn idle_secs(persist: Duration) -> std::num::NonZeroUsize {
+    let secs = if persist.is_zero() {
         30
     } else {
-        persist.as_secs() as usize
-    }
+        persist.as_secs_f64().ceil() as usize
+    };
+    std::num::NonZeroUsize::new(secs).expect("a duration over zero rounds up to at least 1 s")
 }
 
 /// Turns ssh's own stderr into one sentence and a next step.
@@ -475,5 +475,20 @@ impl Remote for AnyRemote {
             AnyRemote::Local(r) => r.close().await,
             AnyRemote::Ssh(r) => r.close().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_timeout_is_whole_seconds_and_never_zero() {
+        let secs = |d: Duration| idle_secs(d).get();
+        assert_eq!(secs(Duration::from_millis(500)), 1);
+        assert_eq!(secs(Duration::from_millis(1500)), 2);
+        assert_eq!(secs(Duration::from_secs(120)), 120);
+        // Persistence off: the run closes its master; 30 s only bounds a killed run's.
+        assert_eq!(secs(Duration::ZERO), 30);
     }
 }
