@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use super::SshEndpoint;
+use crate::support::workspace::FOREIGN_ENV;
 use crate::support::{ComposeProject, RuntimeDir, free_port, unique_name};
 
 pub struct NatsupDeployment {
@@ -65,14 +66,7 @@ impl NatsupDeployment {
             .env("XDG_RUNTIME_DIR", &self.runtime.0)
             .env("NO_COLOR", "1")
             .args(args);
-        for var in [
-            "NATS_URL",
-            "NATS_USER",
-            "NATS_PASSWORD",
-            "NATS_CA",
-            "NATSUP_CONFIG",
-            "NATSUP_SSH_PERSIST",
-        ] {
+        for var in FOREIGN_ENV {
             cmd.env_remove(var);
         }
         cmd

@@ -155,6 +155,8 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
         let (report, early_note) = match early.filter(|_| deployed.plan.action == Action::Nothing) {
             Some(early) => (early.finish().await, ", run while the server was inspected"),
             None => {
+                // Made again, not reused from the early check: settling a pending rotation
+                // may have changed which password the server holds.
                 let (target, logins) = verify::deployment_logins(&config, &state, None)
                     .map_err(|e| Error::failed(e, None))?;
                 let report = verify::verify(&target, &logins, &Thresholds::works(), depth).await;

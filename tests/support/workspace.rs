@@ -19,8 +19,8 @@ pub struct Workspace {
     pub project: ComposeProject,
 }
 
-/// The env a natsup run must not inherit from the developer's shell.
-const FOREIGN_ENV: [&str; 8] = [
+/// The env a natsup run must not inherit from the developer's shell (the bench's runs too).
+pub const FOREIGN_ENV: [&str; 8] = [
     "NATS_URL",
     "NATS_USER",
     "NATS_PASSWORD",
