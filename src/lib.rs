@@ -9,6 +9,7 @@
 //!   connection for the next run) and in [`verify`] and [`tls_probe`] (NATS clients).
 
 pub mod cli;
+pub mod client_env;
 pub mod commands;
 pub mod config;
 pub mod deploy;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fsutil;
 pub mod observed;
+pub mod operation;
 pub mod passwords;
 pub mod pki;
 pub mod plan;
@@ -23,11 +25,13 @@ pub mod remote;
 pub mod remote_script;
 pub mod render;
 pub mod secret;
+pub mod session;
 pub mod ssh_master;
 pub mod state;
 pub mod tls_probe;
 pub mod ui;
 pub mod verify;
+pub mod verify_output;
 
 use cli::{Cli, Command};
 use error::Result;

@@ -2,12 +2,11 @@
 //! CA, and a README. Made for baking into a gameserver or service image.
 
 use crate::cli::{BundleArgs, EnvFormat};
+use crate::client_env::{format_vars, vars};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_private_dir, write_atomic};
+use crate::session::Context;
 use crate::state::State;
-
-use super::Context;
-use super::env::{format_vars, vars};
 
 pub fn run(ctx: &Context, args: BundleArgs) -> Result<i32> {
     let config = ctx.load_config()?;

@@ -1,14 +1,11 @@
 //! `natsup env USER`: one user's connection settings as the env vars bevygap reads
 //! (`NATS_HOST`, `NATS_USER`, `NATS_PASSWORD`, `NATS_CA`).
 
-use std::net::IpAddr;
-
-use crate::cli::{EnvArgs, EnvFormat};
-use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::cli::EnvArgs;
+use crate::client_env::{ca_arg, format_vars, vars};
+use crate::error::Result;
+use crate::session::Context;
 use crate::state::State;
-
-use super::Context;
 
 pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
     let config = ctx.load_config()?;
@@ -25,107 +22,4 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
     }
     print!("{}", format_vars(&vars, args.format));
     Ok(0)
-}
-
-/// The variables bevygap reads, for one user, with the password the server has confirmed.
-pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static str, String)>> {
-    let ca_path = state.dir.ca_cert();
-    let ca = std::path::absolute(&ca_path).map_err(|e| Error::io("resolve", &ca_path, e))?;
-    let password = state
-        .secrets
-        .password(user)
-        .ok_or_else(|| Error::MissingState {
-            name: config.name.clone(),
-            what: format!("password for user `{user}`"),
-            dir: state.dir.root.clone(),
-        })?;
-    Ok(vec![
-        ("NATS_HOST", nats_host(config)),
-        ("NATS_USER", user.to_string()),
-        ("NATS_PASSWORD", password.expose().to_string()),
-        ("NATS_CA", ca.display().to_string()),
-    ])
-}
-
-/// bevygap's `NATS_HOST` is `host` or `host:port` (its README: `nats.example.com:4222` or
-/// `1.2.3.4`); the port is left out when it is NATS's default.
-pub fn nats_host(config: &Config) -> String {
-    let host = match config.host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(ip)) if config.port != 4222 => format!("[{ip}]"),
-        _ => config.host.clone(),
-    };
-    if config.port == 4222 {
-        host
-    } else {
-        format!("{host}:{}", config.port)
-    }
-}
-
-pub fn format_vars(vars: &[(&str, String)], format: EnvFormat) -> String {
-    match format {
-        EnvFormat::Dotenv => vars
-            .iter()
-            .map(|(k, v)| format!("{k}={}\n", dotenv_quote(v)))
-            .collect(),
-        EnvFormat::Shell => vars
-            .iter()
-            .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
-            .collect(),
-        EnvFormat::Json => {
-            let map: serde_json::Map<String, serde_json::Value> = vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
-                .collect();
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(&map).expect("strings serialize")
-            )
-        }
-    }
-}
-
-fn is_plain(v: &str) -> bool {
-    !v.is_empty()
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:@+,=[]".contains(c))
-}
-
-/// Plain when safe; otherwise double-quoted, which docker compose's env_file and the dotenv
-/// crates both read with `\\`, `\"` and `\$` escapes (a backtick needs none, and dotenvy
-/// refuses `\``; tests/interop.rs reads the output back with dotenvy).
-pub fn dotenv_quote(v: &str) -> String {
-    if is_plain(v) {
-        return v.to_string();
-    }
-    let mut out = String::from("\"");
-    for c in v.chars() {
-        match c {
-            '"' | '\\' | '$' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The gameserver argument `--ca_contents '<PEM>'`, shell-quoted. The PEM keeps its newlines:
-/// rustls (and so async-nats and bevygap) refuses a PEM whose lines were joined.
-pub fn ca_arg(pem: &str) -> String {
-    format!(
-        "--ca_contents {}",
-        crate::remote_script::sh_quote(pem.trim_end())
-    )
-}
-
-/// POSIX single quotes: nothing inside is special but `'` itself.
-pub fn shell_quote(v: &str) -> String {
-    if is_plain(v) {
-        v.to_string()
-    } else {
-        format!("'{}'", v.replace('\'', r"'\''"))
-    }
 }

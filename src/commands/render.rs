@@ -2,23 +2,15 @@
 
 use std::path::Path;
 
-use time::OffsetDateTime;
-
 use crate::cli::RenderArgs;
 use crate::error::Result;
 use crate::fsutil::{create_dir, write_atomic};
 use crate::render::{self, Bundle, TlsNames};
-use crate::state::{Created, State};
-
-use super::Context;
+use crate::session::{Context, Session};
 
 pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32> {
-    let config = ctx.load_config()?;
-    let dir = ctx.state_dir(&config);
-    let _lock = dir.lock()?;
-    let (state, created) = State::ensure(&config, &dir, OffsetDateTime::now_utc())?;
-    report_created(&created);
-    let bundle = render::bundle(&config, &state, &TlsNames::plain());
+    let session = Session::open(ctx, ctx.load_config()?)?;
+    let bundle = render::bundle(&session.config, &session.state, &TlsNames::plain());
     let changed = write_bundle(&bundle, &args.out)?;
     if changed == 0 {
         println!("{} is up to date", args.out.display());
@@ -26,20 +18,6 @@ pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32> {
         println!("wrote {changed} file(s) to {}", args.out.display());
     }
     Ok(0)
-}
-
-pub fn report_created(created: &[Created]) {
-    for c in created {
-        match c {
-            Created::Ca => crate::ui::note("created a new CA"),
-            Created::ServerCert { reason } => {
-                crate::ui::note(format!("issued a server certificate: {reason}"))
-            }
-            Created::Passwords { users } => {
-                crate::ui::note(format!("generated passwords for {}", users.join(", ")))
-            }
-        }
-    }
 }
 
 /// Writes each file atomically, skipping those already identical; returns how many changed.

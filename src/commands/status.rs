@@ -12,11 +12,10 @@ use crate::plan::Action;
 use crate::state::State;
 use crate::tls_probe;
 
-use super::Context;
-use super::up::target;
+use crate::session::{self, Context};
 
 #[derive(Debug, Serialize)]
-pub struct Status {
+pub struct ServerStatus {
     pub deployment: String,
     pub target: String,
     pub container: Option<ContainerStatus>,
@@ -59,7 +58,7 @@ pub struct UserStatus {
 }
 
 pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
-    let (config, via) = target(ctx, &args.target)?;
+    let (config, via) = session::server(ctx, &args.target)?;
     let state = State::load(&config, &ctx.state_dir(&config))?;
     let now = OffsetDateTime::now_utc();
 
@@ -89,7 +88,7 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
                     }),
                 Err(_) => None,
             };
-        let status = Status {
+        let status = ServerStatus {
             deployment: config.name.clone(),
             target: format!(
                 "{target}:{}",
@@ -144,7 +143,7 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
     })
 }
 
-fn print_status(s: &Status) {
+fn print_status(s: &ServerStatus) {
     println!("deployment:  {} ({})", s.deployment, s.target);
     match &s.container {
         Some(c) => println!(

@@ -2,91 +2,19 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
-use crate::cli::{PlanArgs, TargetArgs, UpArgs};
-use crate::config::Config;
+use crate::cli::{PlanArgs, UpArgs};
 use crate::deploy;
 use crate::error::{Error, Result};
+use crate::operation::{self, Proof};
 use crate::plan::Action;
-use crate::remote::{SshTarget, Via};
-use crate::state::State;
+use crate::session::{self, Context, Session};
 use crate::ui;
 use crate::verify::{self, Depth, Status, Thresholds};
-
-use super::Context;
-use super::render::report_created;
-
-/// The config and how to reach its server. `--local` without a natsup.yaml uses the built-in
-/// local deployment; `--image` overrides the config's image for this run.
-pub fn target(ctx: &Context, args: &TargetArgs) -> Result<(Config, Via)> {
-    let mut config = if args.local && !ctx.config_path.exists() {
-        Config::local_default()
-    } else {
-        ctx.load_config()?
-    };
-    if let Some(image) = &args.image {
-        config.image = image.clone();
-    }
-    let via = if args.local {
-        Via::Local
-    } else {
-        match &config.ssh {
-            Some(ssh) => Via::Ssh(SshTarget::from_config(ssh, args.accept_new_host_key)),
-            None => {
-                return Err(Error::usage(
-                    format!(
-                        "deployment `{}` has no ssh section, so natsup does not know which server to use",
-                        config.name
-                    ),
-                    Some(
-                        "add `ssh: {destination: user@host}` to natsup.yaml, or run with --local for this machine's Docker"
-                            .to_string(),
-                    ),
-                ));
-            }
-        }
-    };
-    Ok((config, via))
-}
-
-/// What every command that changes the server starts from: the config, the way to the
-/// server, and the state, locked and with whatever was missing created. Local state comes
-/// first: whatever the server is about to get already exists on this disk.
-pub struct Opened {
-    pub config: Config,
-    pub via: Via,
-    pub state: State,
-    pub created: Vec<crate::state::Created>,
-    pub now: OffsetDateTime,
-    /// Held until the command ends: no other natsup run touches this deployment meanwhile.
-    pub lock: std::fs::File,
-}
-
-pub fn open(ctx: &Context, args: &TargetArgs) -> Result<Opened> {
-    let (config, via) = target(ctx, args)?;
-    open_for(ctx, config, via)
-}
-
-fn open_for(ctx: &Context, config: Config, via: Via) -> Result<Opened> {
-    let dir = ctx.state_dir(&config);
-    let lock = dir.lock()?;
-    let now = OffsetDateTime::now_utc();
-    let (state, created) = State::ensure(&config, &dir, now)?;
-    report_created(&created);
-    Ok(Opened {
-        config,
-        via,
-        state,
-        created,
-        now,
-        lock,
-    })
-}
+use crate::verify_output::print_report;
 
 pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     let runtime = crate::runtime();
-    let (config, via) = target(ctx, &args.target)?;
+    let (config, via) = session::server(ctx, &args.target)?;
     // Opening the SSH connection takes a few round trips and needs nothing from the local
     // state, so it goes on while the state is made (a first run's CA, certificate and bcrypt
     // hashes). Nothing is sent to the server before the state is on disk.
@@ -94,21 +22,19 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
         let via = via.clone();
         async move { via.open().await }
     });
-    let Opened {
-        config,
-        via,
-        mut state,
-        now,
-        lock: _lock,
-        ..
-    } = open_for(ctx, config, via)?;
-    // A routine `up` keeps the certificate fresh.
-    if let Some(reason) = state.server_info.renewal_reason(now) {
+    let mut session = Session::open(ctx, config)?;
+    let Session {
+        config, state, now, ..
+    } = &mut session;
+    // A routine `up` keeps the certificate fresh, and then proves the server presents it.
+    let mut proof = Proof::Settled;
+    if let Some(reason) = state.server_info.renewal_reason(*now) {
         if args.dry_run {
             ui::note(format!("the server certificate would be renewed: {reason}"));
         } else {
             ui::note(format!("renewing the server certificate: {reason}"));
-            state.reissue_server_cert(&config, now)?;
+            state.reissue_server_cert(config, *now)?;
+            proof = Proof::ServesCertificate { retry: "up" };
         }
     }
     let timeout = Duration::from_secs(args.timeout);
@@ -119,7 +45,7 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     let speculate = !args.dry_run && state.secrets.pending_users().is_empty();
     runtime.block_on(async {
         let early = speculate
-            .then(|| verify::deployment_logins(&config, &state, None).ok())
+            .then(|| verify::deployment_logins(config, state, None).ok())
             .flatten()
             .map(|(target, logins)| {
                 AbortOnDrop(tokio::spawn(async move {
@@ -132,14 +58,14 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
                 .expect("opening the connection does not panic")
         };
         let deployed =
-            deploy::deploy_over(&via, opening, &config, &state, args.dry_run, timeout).await;
+            deploy::deploy_over(&via, opening, config, state, args.dry_run, timeout).await;
         if args.dry_run {
             return deployed.map(|_| 0);
         }
-        // Finishes (or undoes) a password rotation an earlier run left pending.
-        super::rotate::settle_pending(&config, &mut state).await?;
-        let deployed = deployed?;
-        ui::note(deployed.summary());
+        // Also finishes (or undoes) a password rotation an earlier run left pending.
+        let deployed = operation::prove(deployed, config, state, proof)
+            .await?
+            .deployed;
         // A server whose files are byte-identical to ours only has to show it still answers;
         // after a change, every check runs (at once: the timings are not the point here).
         let (depth, what) = if matches!(deployed.plan.action, Action::Nothing | Action::Files) {
@@ -157,14 +83,14 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
             None => {
                 // Made again, not reused from the early check: settling a pending rotation
                 // may have changed which password the server holds.
-                let (target, logins) = verify::deployment_logins(&config, &state, None)
+                let (target, logins) = verify::deployment_logins(config, state, None)
                     .map_err(|e| Error::failed(e, None))?;
                 let report = verify::verify(&target, &logins, &Thresholds::works(), depth).await;
                 (report, "")
             }
         };
         step.done(format!("{}{early_note}", report.status.label()));
-        super::verify::print_report(&report, false);
+        print_report(&report, false);
         Ok(if report.status >= Status::Critical {
             1
         } else {
@@ -192,14 +118,9 @@ impl<T> Drop for AbortOnDrop<T> {
 pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
     // Missing local state (a new user's password, a certificate for new names) is made here
     // as `render` would make it: the plan then shows exactly what `up` will send.
-    let Opened {
-        config,
-        via,
-        state,
-        lock: _lock,
-        ..
-    } = open(ctx, &args.target)?;
-    let (_, plan, _) = crate::runtime().block_on(deploy::inspect(&via, &config, &state))?;
+    let (session, via) = Session::open_server(ctx, &args.target)?;
+    let (_, plan, _) =
+        crate::runtime().block_on(deploy::inspect(&via, &session.config, &session.state))?;
     if args.json {
         println!(
             "{}",
