@@ -71,7 +71,7 @@ fn watched(
 }
 
 fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    natsup::install_crypto_provider();
     let rt = Runtime::new().expect("tokio");
     let image = test_image();
     let sshd = Sshd::start();

@@ -58,7 +58,7 @@ fn counts(sshd: &Sshd) -> (usize, usize) {
 }
 
 fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    natsup::install_crypto_provider();
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let image = test_image();
     // NATSUP_BENCH_PLAIN_SHELL=1: the remote login shell skips ~/.bashrc (bash reads it for

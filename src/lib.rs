@@ -38,9 +38,7 @@ use error::Result;
 
 /// Runs one parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    // async-nats and our probes use ring; installing it explicitly avoids rustls' panic when
-    // more than one provider is compiled in (FACTS.md).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     ui::set_quiet(cli.quiet);
     ui::init_logging(cli.verbose);
     let ctx = commands::Context::from_cli(&cli)?;
@@ -71,6 +69,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Makes ring rustls' process-wide crypto provider. async-nats builds its TLS config from the
+/// process default; when a second provider is compiled in (a plain `rustls` dependency turns
+/// on aws-lc-rs) rustls cannot pick one by itself and async-nats panics with "Could not
+/// automatically determine the process-level CryptoProvider". Tests and benches call it too.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A runtime for the commands that talk to the network.

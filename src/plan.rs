@@ -248,8 +248,9 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Plan {
     }
 }
 
-/// The parts of nats-server.conf that a reload cannot change (FACTS.md): `listen` and the
-/// `jetstream` block.
+/// The parts of nats-server.conf that a reload cannot change: `listen` (host and port) and
+/// the `jetstream` block (`store_dir`; and on 2.10.x, changing `max_memory_store` or
+/// `max_file_store` fails the reload with only a log line, so it needs a restart).
 fn static_settings(conf: &str) -> (Vec<&str>, Vec<&str>) {
     let listen = conf
         .lines()

@@ -208,7 +208,8 @@ pub fn compose(config: &Config) -> String {
 }
 
 /// A NATS config double-quoted string. Inside double quotes nats-server reads `$` literally
-/// (no variable expansion) and knows only the escapes `\xXX \t \n \r \" \\` (FACTS.md), so
+/// (no variable expansion) and knows only the escapes `\xXX \t \n \r \" \\` (nats-server's
+/// conf lexer, checked against 2.10.26 by tests/rendered_files.rs), so
 /// everything else passes through and control characters become `\xXX`.
 pub fn nats_quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);

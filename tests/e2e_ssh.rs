@@ -153,7 +153,8 @@ fn a_change_that_needs_a_new_container_keeps_jetstream_messages() {
         }
     });
 
-    // JetStream limits cannot be reloaded on 2.10 (FACTS.md): the plan recreates.
+    // JetStream limits cannot be reloaded on 2.10 (the reload fails with only a log
+    // line), so the plan recreates.
     ws.edit_config("max_memory_store: 104857600", "max_memory_store: 209715200");
     let out = ws.ok(&["plan"]);
     assert!(

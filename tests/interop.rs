@@ -16,7 +16,7 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// The nats CLI's context fields (FACTS.md; nats.go's natscontext package).
+/// The nats CLI's context fields (nats.go's natscontext package).
 const NATS_CONTEXT_KEYS: &[&str] = &[
     "description",
     "url",

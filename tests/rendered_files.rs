@@ -149,8 +149,8 @@ const HOSTILE: &[&str] = &[
     ": colon, comma",
 ];
 
-/// What nats-server's parser reads back from a double-quoted string (FACTS.md: `\xXX \t \n \r
-/// \" \\`, `$` literal).
+/// What nats-server's parser reads back from a double-quoted string (its conf lexer knows only
+/// `\xXX \t \n \r \" \\`, and `$` is literal inside quotes).
 fn nats_unquote(quoted: &str) -> String {
     let inner = quoted.strip_prefix('"').unwrap().strip_suffix('"').unwrap();
     let mut out = String::new();

@@ -3,7 +3,7 @@
 //!
 //! The nats CLI keeps them at `$XDG_CONFIG_HOME/nats/context/NAME.json` (else
 //! `~/.config/nats/context/`), 0600 in a 0700 directory, and the selected name in
-//! `.../nats/context.txt` (FACTS.md); the JSON keys are the CLI's own.
+//! `.../nats/context.txt` (nats.go's natscontext package); the JSON keys are the CLI's own.
 
 use std::path::PathBuf;
 

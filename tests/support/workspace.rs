@@ -243,7 +243,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// A tokio runtime for tests (rustls' provider installed once, as natsup's main does).
 pub fn runtime() -> tokio::runtime::Runtime {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    natsup::install_crypto_provider();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
