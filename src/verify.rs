@@ -480,16 +480,7 @@ pub async fn connect(target: &Target, login: &Login) -> Result<async_nats::Clien
     timeout(STEP_TIMEOUT * 2, options.connect(target.url()))
         .await
         .map_err(|_| "timed out".to_string())?
-        .map_err(|e| {
-            // async-nats nests the server's -ERR inside; the chain is the useful part.
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg = format!("{msg}: {s}");
-                source = s.source();
-            }
-            msg
-        })
+        .map_err(|e| crate::error::chain(&e))
 }
 
 fn user_check(
