@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod permissions;
+
+use permissions::check_subject;
+pub use permissions::{Permissions, SubjectRule, subject_matches};
+
 /// The tutorial's users (TUTORIAL.md, `nats-server.conf`).
 pub const TUTORIAL_USERS: [&str; 4] = ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"];
 /// The tutorial's image. Its compose file pins `nats:2.10.21`.
@@ -88,25 +93,6 @@ pub struct User {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Permissions>,
-}
-
-/// NATS per-user permissions, rendered as-is into `authorization.users[].permissions`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Permissions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish: Option<SubjectRule>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscribe: Option<SubjectRule>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubjectRule {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -585,26 +571,6 @@ fn check_image(image: &str) -> Result<(), String> {
         ))
     } else {
         Ok(())
-    }
-}
-
-/// A NATS subject or wildcard pattern: dot-separated non-empty tokens with no whitespace;
-/// `>` only as the last token.
-fn check_subject(subject: &str) -> Result<(), String> {
-    let tokens: Vec<&str> = subject.split('.').collect();
-    let ok = !subject.is_empty()
-        && !subject.chars().any(|c| c.is_whitespace() || c.is_control())
-        && tokens.iter().all(|t| !t.is_empty())
-        && tokens
-            .iter()
-            .enumerate()
-            .all(|(i, t)| *t != ">" || i == tokens.len() - 1);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{subject:?} is not a NATS subject (dot-separated tokens, no spaces, `>` only at the end)"
-        ))
     }
 }
 
