@@ -96,11 +96,7 @@ impl Target {
         if host.is_empty() {
             return Err(format!("{url:?} has no host"));
         }
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
+        let addr = crate::config::host_port(&host, port);
         Ok(Target { addr, host, ca_pem })
     }
 

@@ -1,8 +1,6 @@
 //! `natsup env USER`: one user's connection settings as the env vars bevygap reads
 //! (`NATS_HOST`, `NATS_USER`, `NATS_PASSWORD`, `NATS_CA`).
 
-use std::net::IpAddr;
-
 use crate::cli::{EnvArgs, EnvFormat};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -50,14 +48,10 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
 /// bevygap's `NATS_HOST` is `host` or `host:port` (its README: `nats.example.com:4222` or
 /// `1.2.3.4`); the port is left out when it is NATS's default.
 pub fn nats_host(config: &Config) -> String {
-    let host = match config.host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(ip)) if config.port != 4222 => format!("[{ip}]"),
-        _ => config.host.clone(),
-    };
     if config.port == 4222 {
-        host
+        config.host.clone()
     } else {
-        format!("{host}:{}", config.port)
+        crate::config::host_port(&config.host, config.port)
     }
 }
 

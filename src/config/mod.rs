@@ -5,7 +5,7 @@
 //! (`natsup.yaml: users[2].name: ...`).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -299,10 +299,7 @@ impl Config {
 
     /// `nats://host:port`, bracketing IPv6 literals.
     pub fn url(&self) -> String {
-        match self.host.parse::<IpAddr>() {
-            Ok(IpAddr::V6(ip)) => format!("nats://[{ip}]:{}", self.port),
-            _ => format!("nats://{}:{}", self.host, self.port),
-        }
+        format!("nats://{}", host_port(&self.host, self.port))
     }
 
     fn validate(&self) -> Result<(), Invalid> {
@@ -375,6 +372,18 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// `host:port` as URLs and socket addresses write it: an IPv6 literal in brackets, in its short
+/// form (`[::1]:4222`), a name or an IPv4 address as it is (`nats.example.com:4222`,
+/// `1.2.3.4:4222`). Anything else with a colon (an IPv6 address with a zone, from a URL) is
+/// bracketed as written.
+pub fn host_port(host: &str, port: u16) -> String {
+    match host.parse::<Ipv6Addr>() {
+        Ok(ip) => format!("[{ip}]:{port}"),
+        Err(_) if host.contains(':') => format!("[{host}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
     }
 }
 
@@ -580,5 +589,19 @@ impl fmt::Display for HostKeyPolicy {
             HostKeyPolicy::Strict => "strict",
             HostKeyPolicy::AcceptNew => "accept-new",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(host_port("::1", 4222), "[::1]:4222");
+        assert_eq!(host_port("0:0::1", 4222), "[::1]:4222");
+        assert_eq!(host_port("fe80::1%eth0", 4333), "[fe80::1%eth0]:4333");
+        assert_eq!(host_port("1.2.3.4", 4222), "1.2.3.4:4222");
+        assert_eq!(host_port("nats.example.com", 4222), "nats.example.com:4222");
     }
 }
