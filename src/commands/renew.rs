@@ -79,7 +79,7 @@ pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
 
 /// The serial of the certificate the server presents now (a rustls probe, like a client).
 pub async fn served_serial(config: &crate::config::Config) -> Result<String> {
-    let addr = crate::verify::Target::from_url(&config.url(), String::new())
+    let addr = crate::nats_client::Endpoint::from_url(&config.url(), String::new())
         .map_err(|e| Error::failed(e, None))?
         .addr;
     let probe = tls_probe::probe(&addr, &config.host, Duration::from_secs(5))

@@ -13,9 +13,9 @@ use crate::cli::{EnvFormat, RotatePasswordsArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::nats_client::{self, Endpoint, Login};
 use crate::secret::Secret;
 use crate::state::State;
-use crate::verify::{self, Login, Target};
 
 use super::Context;
 use super::up::{Opened, open};
@@ -95,7 +95,7 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let target = Target::from_url(&config.url(), state.trust_pem.clone())
+    let target = Endpoint::from_url(&config.url(), state.trust_pem.clone())
         .expect("a validated config always gives a valid URL");
     let mut settled = Vec::new();
     for user in users {
@@ -136,18 +136,18 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
 }
 
 /// `Some(true)` accepted, `Some(false)` refused as a bad login, `None` could not tell.
-async fn accepts(target: &Target, user: &str, password: &Secret) -> Option<bool> {
+async fn accepts(target: &Endpoint, user: &str, password: &Secret) -> Option<bool> {
     let login = Login {
         user: user.to_string(),
         password: password.clone(),
         permissions: None,
     };
-    match verify::connect(target, &login).await {
+    match nats_client::connect(target, &login).await {
         Ok(client) => {
             drop(client);
             Some(true)
         }
-        Err(e) if verify::is_auth_error(&e) => Some(false),
+        Err(e) if nats_client::is_auth_error(&e) => Some(false),
         Err(_) => None,
     }
 }
