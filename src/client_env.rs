@@ -2,8 +2,6 @@
 //! `NATS_PASSWORD`, `NATS_CA`), in the formats services load them: dotenv, POSIX shell, JSON.
 //! Used by `env`, `bundle`, and `rotate-passwords` (which prints the new settings).
 
-use std::net::IpAddr;
-
 use crate::cli::EnvFormat;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -32,14 +30,10 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
 /// bevygap's `NATS_HOST` is `host` or `host:port` (its README: `nats.example.com:4222` or
 /// `1.2.3.4`); the port is left out when it is NATS's default.
 pub fn nats_host(config: &Config) -> String {
-    let host = match config.host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(ip)) if config.port != 4222 => format!("[{ip}]"),
-        _ => config.host.clone(),
-    };
     if config.port == 4222 {
-        host
+        config.host.clone()
     } else {
-        format!("{host}:{}", config.port)
+        crate::config::host_port(&config.host, config.port)
     }
 }
 

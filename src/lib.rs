@@ -6,7 +6,8 @@
 //! - local secrets live in [`state`];
 //! - what `up` does is decided in [`plan`] and run by [`deploy`], the one executor;
 //! - the network is touched only in [`remote`] (SSH, local shell; [`ssh_master`] keeps its
-//!   connection for the next run) and in [`verify`] and [`tls_probe`] (NATS clients).
+//!   connection for the next run) and in [`nats_client`] and [`tls_probe`] (NATS clients);
+//!   [`verify`] grades what they find.
 
 pub mod cli;
 pub mod client_env;
@@ -16,6 +17,7 @@ pub mod deploy;
 pub mod error;
 pub mod failpoint;
 pub mod fsutil;
+pub mod nats_client;
 pub mod observed;
 pub mod operation;
 pub mod passwords;

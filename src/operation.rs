@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::deploy::{self, Deployed};
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::nats_client::{self, Endpoint, Login};
 use crate::pki;
 use crate::remote::Via;
 use crate::secret::Secret;
@@ -25,7 +26,6 @@ use crate::session::Session;
 use crate::state::State;
 use crate::tls_probe;
 use crate::ui;
-use crate::verify::{self, Login, Target};
 
 /// How long the server has to confirm a reload or a start, for every change but `up
 /// --timeout`'s.
@@ -106,7 +106,7 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let target = Target::from_url(&config.url(), state.trust_pem.clone())
+    let target = Endpoint::from_url(&config.url(), state.trust_pem.clone())
         .expect("a validated config always gives a valid URL");
     let mut settled = Vec::new();
     for user in users {
@@ -147,28 +147,28 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
 }
 
 /// `Some(true)` accepted, `Some(false)` refused as a bad login, `None` could not tell.
-async fn accepts(target: &Target, user: &str, password: &Secret) -> Option<bool> {
+async fn accepts(target: &Endpoint, user: &str, password: &Secret) -> Option<bool> {
     let login = Login {
         user: user.to_string(),
         password: password.clone(),
         permissions: None,
     };
-    match verify::connect(target, &login).await {
+    match nats_client::connect(target, &login).await {
         Ok(client) => {
             drop(client);
             Some(true)
         }
-        Err(e) if verify::is_auth_error(&e) => Some(false),
+        Err(e) if nats_client::is_auth_error(&e) => Some(false),
         Err(_) => None,
     }
 }
 
 /// The serial of the certificate the server presents now (a rustls probe, like a client).
 pub async fn served_serial(config: &Config) -> Result<String> {
-    let addr = Target::from_url(&config.url(), String::new())
+    let addr = Endpoint::from_url(&config.url(), String::new())
         .map_err(|e| Error::failed(e, None))?
         .addr;
-    let probe = tls_probe::probe(&addr, &config.host, Duration::from_secs(5))
+    let probe = tls_probe::probe(&addr, &config.host, nats_client::STEP_TIMEOUT)
         .await
         .map_err(|e| Error::failed(e, None))?;
     let leaf = probe

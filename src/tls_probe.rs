@@ -1,4 +1,6 @@
-//! Reads the certificate a NATS server presents, the way a client meets it.
+//! Reads the certificate a NATS server presents, the way a client meets it. Its sibling
+//! [`crate::nats_client`] makes the connections that trust the CA; this one trusts nothing and
+//! only records.
 //!
 //! NATS speaks a plaintext `INFO` line before TLS starts (unless `handshake_first`), so a plain
 //! TLS probe would read that line as garbage. This module reads it, then does the handshake
@@ -9,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::AsyncReadExt;
@@ -37,9 +39,7 @@ async fn probe_inner(addr: &str, host: &str) -> Result<Probe, String> {
     let info = read_info(&mut tcp).await?;
 
     let recorder = Arc::new(Recorder::default());
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+    let config = crate::nats_client::tls_builder()?
         .dangerous()
         .with_custom_certificate_verifier(recorder.clone())
         .with_no_client_auth();
@@ -80,10 +80,6 @@ pub async fn read_info(tcp: &mut TcpStream) -> Result<serde_json::Value, String>
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 #[derive(Debug, Default)]

@@ -3,8 +3,8 @@
 //!
 //! The report follows the nats CLI's check convention (`nats server check connection`):
 //! every check is OK, WARNING, CRITICAL or UNKNOWN, and the worst one is the exit code.
+//! The connections themselves are made by [`crate::nats_client`].
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -14,8 +14,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::config::Permissions;
+use crate::nats_client::{Endpoint, Login, STEP_TIMEOUT, connect, is_auth_error};
 use crate::pki;
-use crate::secret::Secret;
 use crate::tls_probe;
 
 /// A check's outcome. Ordered so that the worst is the greatest, as Nagios combines states
@@ -49,73 +49,6 @@ impl Status {
             Status::Unknown => "UNKNOWN",
         }
     }
-}
-
-/// Where the server is and what it must prove.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// `host:port` to dial.
-    pub addr: String,
-    /// The name the certificate must carry (DNS name or IP).
-    pub host: String,
-    /// PEM of the CA (or CAs) to trust, and nothing else.
-    pub ca_pem: String,
-}
-
-impl Target {
-    /// From a `nats://host:port` (or `tls://`) URL; the port defaults to 4222.
-    pub fn from_url(url: &str, ca_pem: String) -> Result<Target, String> {
-        let rest = url
-            .split_once("://")
-            .map(|(scheme, rest)| match scheme {
-                "nats" | "tls" => Ok(rest),
-                _ => Err(format!("{url:?}: the scheme must be nats:// or tls://")),
-            })
-            .unwrap_or(Ok(url))?;
-        let hostport = rest
-            .rsplit_once('@')
-            .map_or(rest, |(_, h)| h)
-            .trim_end_matches('/');
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, tail) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{url:?}: unclosed [ in the host"))?;
-            (
-                h.to_string(),
-                tail.strip_prefix(':').unwrap_or("4222").to_string(),
-            )
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), p.to_string()),
-                None => (hostport.to_string(), "4222".to_string()),
-            }
-        };
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("{url:?}: {port:?} is not a port"))?;
-        if host.is_empty() {
-            return Err(format!("{url:?} has no host"));
-        }
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        Ok(Target { addr, host, ca_pem })
-    }
-
-    pub fn url(&self) -> String {
-        format!("tls://{}", self.addr)
-    }
-}
-
-/// One user to check.
-#[derive(Debug, Clone)]
-pub struct Login {
-    pub user: String,
-    pub password: Secret,
-    /// The user's permissions, when known: the JetStream check is skipped if they forbid it.
-    pub permissions: Option<Permissions>,
 }
 
 /// When a figure turns a check WARNING or CRITICAL.
@@ -196,34 +129,6 @@ impl Report {
     }
 }
 
-const STEP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The deployment's server and its users (all, or `only`), with the passwords the server
-/// should hold now.
-pub fn deployment_logins(
-    config: &crate::config::Config,
-    state: &crate::state::State,
-    only: Option<&str>,
-) -> Result<(Target, Vec<Login>), String> {
-    let target = Target::from_url(&config.url(), state.trust_pem.clone())?;
-    let users: Vec<_> =
-        match only {
-            Some(name) => vec![config.user(name).ok_or_else(|| {
-                format!("`{name}` is not a user of deployment `{}`", config.name)
-            })?],
-            None => config.users.iter().collect(),
-        };
-    let logins = users
-        .into_iter()
-        .map(|u| Login {
-            user: u.name.clone(),
-            password: state.secrets.served_password(&u.name).clone(),
-            permissions: u.permissions.clone(),
-        })
-        .collect();
-    Ok((target, logins))
-}
-
 /// How much `verify` asks of the server, and how fast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
@@ -239,38 +144,38 @@ pub enum Depth {
     Quick,
 }
 
-/// Runs the checks `depth` asks for against `target`, for each login.
+/// Runs the checks `depth` asks for against `endpoint`, for each login.
 pub async fn verify(
-    target: &Target,
+    endpoint: &Endpoint,
     logins: &[Login],
     limits: &Thresholds,
     depth: Depth,
 ) -> Report {
-    let certificate = check_certificate(target, limits);
+    let certificate = check_certificate(endpoint, limits);
     let (cert, days, serial, rest) = match depth {
         Depth::Thorough => {
             let (cert, days, serial) = certificate.await;
-            let mut rest = vec![check_plaintext_refused(target).await];
+            let mut rest = vec![check_plaintext_refused(endpoint).await];
             if let Some(first) = logins.first() {
-                rest.push(check_wrong_password_refused(target, &first.user).await);
+                rest.push(check_wrong_password_refused(endpoint, &first.user).await);
             }
             for login in logins {
-                rest.extend(check_login(target, login, limits, Kv::Check).await);
+                rest.extend(check_login(endpoint, login, limits, Kv::Check).await);
             }
             (cert, days, serial, rest)
         }
         Depth::AllAtOnce => {
             let refusals = async {
                 let wrong = match logins.first() {
-                    Some(first) => Some(check_wrong_password_refused(target, &first.user).await),
+                    Some(first) => Some(check_wrong_password_refused(endpoint, &first.user).await),
                     None => None,
                 };
-                (check_plaintext_refused(target).await, wrong)
+                (check_plaintext_refused(endpoint).await, wrong)
             };
             let logins = join_all(
                 logins
                     .iter()
-                    .map(|l| check_login(target, l, limits, Kv::Check)),
+                    .map(|l| check_login(endpoint, l, limits, Kv::Check)),
             );
             let ((cert, days, serial), (plaintext, wrong), per_user) =
                 tokio::join!(certificate, refusals, logins);
@@ -283,7 +188,7 @@ pub async fn verify(
             // The round trip proves the login; JetStream is the thorough runs' job.
             let login = async {
                 match logins.first() {
-                    Some(first) => check_login(target, first, limits, Kv::Skip).await,
+                    Some(first) => check_login(endpoint, first, limits, Kv::Skip).await,
                     None => Vec::new(),
                 }
             };
@@ -298,7 +203,7 @@ pub async fn verify(
         .max()
         .unwrap_or(Status::Unknown);
     Report {
-        url: target.url(),
+        url: endpoint.url(),
         status,
         cert_days_left: days,
         cert_serial: serial,
@@ -317,11 +222,11 @@ fn server_check(check: &'static str, status: Status, detail: impl Into<String>) 
 }
 
 async fn check_certificate(
-    target: &Target,
+    endpoint: &Endpoint,
     limits: &Thresholds,
 ) -> (Check, Option<i64>, Option<String>) {
     let name = "tls_certificate";
-    let probe = match tls_probe::probe(&target.addr, &target.host, STEP_TIMEOUT).await {
+    let probe = match tls_probe::probe(&endpoint.addr, &endpoint.host, STEP_TIMEOUT).await {
         Ok(p) => p,
         Err(e) => return (server_check(name, Status::Critical, e), None, None),
     };
@@ -342,10 +247,10 @@ async fn check_certificate(
     };
     let days = info.days_left(time::OffsetDateTime::now_utc());
     let serial = Some(info.serial.clone());
-    if let Err(e) = pki::verify_server_chain(&target.ca_pem, &probe.chain, &target.host) {
+    if let Err(e) = pki::verify_server_chain(&endpoint.ca_pem, &probe.chain, &endpoint.host) {
         let detail = format!(
             "serial {}: not trusted for {}: {}",
-            info.serial, target.host, e.0
+            info.serial, endpoint.host, e.0
         );
         return (
             server_check(name, Status::Critical, detail),
@@ -362,7 +267,7 @@ async fn check_certificate(
     };
     let detail = format!(
         "chains to the CA, names {}, expires {} ({days} days left)",
-        target.host,
+        endpoint.host,
         info.not_after.date()
     );
     (server_check(name, status, detail), Some(days), serial)
@@ -370,10 +275,10 @@ async fn check_certificate(
 
 /// A client that skips TLS must be turned away. Sends a CONNECT with throwaway credentials,
 /// never a real password, over the plaintext socket.
-async fn check_plaintext_refused(target: &Target) -> Check {
+async fn check_plaintext_refused(endpoint: &Endpoint) -> Check {
     let name = "plaintext_refused";
     let attempt = async {
-        let mut tcp = TcpStream::connect(&target.addr)
+        let mut tcp = TcpStream::connect(&endpoint.addr)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         let info = tls_probe::read_info(&mut tcp).await?;
@@ -421,14 +326,14 @@ async fn check_plaintext_refused(target: &Target) -> Check {
     }
 }
 
-async fn check_wrong_password_refused(target: &Target, user: &str) -> Check {
+async fn check_wrong_password_refused(endpoint: &Endpoint, user: &str) -> Check {
     let name = "wrong_password_refused";
     let login = Login {
         user: user.to_string(),
         password: crate::passwords::generate(),
         permissions: None,
     };
-    match connect(target, &login).await {
+    match connect(endpoint, &login).await {
         Ok(client) => {
             drop(client);
             server_check(
@@ -442,54 +347,6 @@ async fn check_wrong_password_refused(target: &Target, user: &str) -> Check {
         }
         Err(e) => server_check(name, Status::Unknown, format!("could not tell: {e}")),
     }
-}
-
-pub fn is_auth_error(e: &str) -> bool {
-    let e = e.to_ascii_lowercase();
-    e.contains("authorization") || e.contains("authentication")
-}
-
-/// A rustls client config that trusts exactly the CAs in `ca_pem`.
-pub fn client_tls(ca_pem: &str) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in pki::pem_certs(ca_pem).map_err(|e| e.0)? {
-        roots
-            .add(ca)
-            .map_err(|e| format!("CA certificate rejected: {e}"))?;
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
-}
-
-/// Connects with TLS required, trusting only the target's CA.
-pub async fn connect(target: &Target, login: &Login) -> Result<async_nats::Client, String> {
-    let tls = client_tls(&target.ca_pem)?;
-    let options = async_nats::ConnectOptions::with_user_and_password(
-        login.user.clone(),
-        login.password.expose().to_string(),
-    )
-    .require_tls(true)
-    .tls_client_config(tls)
-    .connection_timeout(STEP_TIMEOUT)
-    .name("natsup verify");
-    timeout(STEP_TIMEOUT * 2, options.connect(target.url()))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| {
-            // async-nats nests the server's -ERR inside; the chain is the useful part.
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg = format!("{msg}: {s}");
-                source = s.source();
-            }
-            msg
-        })
 }
 
 fn user_check(
@@ -525,10 +382,15 @@ enum Kv {
     Skip,
 }
 
-async fn check_login(target: &Target, login: &Login, limits: &Thresholds, kv: Kv) -> Vec<Check> {
+async fn check_login(
+    endpoint: &Endpoint,
+    login: &Login,
+    limits: &Thresholds,
+    kv: Kv,
+) -> Vec<Check> {
     let mut checks = Vec::new();
     let started = Instant::now();
-    let client = match connect(target, login).await {
+    let client = match connect(endpoint, login).await {
         Ok(c) => c,
         Err(e) => {
             let hint = if is_auth_error(&e) {
@@ -628,7 +490,8 @@ fn ms(d: Duration) -> String {
 }
 
 /// Publish to an inbox this client subscribed to, and time until it comes back: async-nats has
-/// no RTT call, and `flush()` is not a round trip (FACTS.md).
+/// no RTT call, and its `flush()` is not a round trip (it returns once the write buffer reaches
+/// the socket; no PING goes to the server).
 async fn round_trip(client: &async_nats::Client, subject: String) -> Result<Duration, String> {
     use futures_util::StreamExt;
     let mut sub = client
@@ -697,11 +560,11 @@ pub fn jetstream_permitted(perms: Option<&Permissions>) -> bool {
     let publish_ok = p
         .publish
         .as_ref()
-        .is_none_or(|r| permits(r, "$JS.API.STREAM.CREATE.KV_natsup"));
+        .is_none_or(|r| r.permits("$JS.API.STREAM.CREATE.KV_natsup"));
     let subscribe_ok = p
         .subscribe
         .as_ref()
-        .is_none_or(|r| permits(r, "_INBOX.natsup"));
+        .is_none_or(|r| r.permits("_INBOX.natsup"));
     publish_ok && subscribe_ok
 }
 
@@ -727,29 +590,9 @@ pub fn echo_subject(perms: Option<&Permissions>, unique_inbox: &str) -> Option<S
     std::iter::once(unique_inbox.to_string())
         .chain(from_allow_list)
         .find(|subject| {
-            p.publish.as_ref().is_none_or(|r| permits(r, subject))
-                && p.subscribe.as_ref().is_none_or(|r| permits(r, subject))
+            p.publish.as_ref().is_none_or(|r| r.permits(subject))
+                && p.subscribe.as_ref().is_none_or(|r| r.permits(subject))
         })
-}
-
-fn permits(rule: &crate::config::SubjectRule, subject: &str) -> bool {
-    let allowed = rule.allow.is_empty() || rule.allow.iter().any(|p| subject_matches(p, subject));
-    allowed && !rule.deny.iter().any(|p| subject_matches(p, subject))
-}
-
-/// NATS wildcard matching: `*` is one token, `>` one or more trailing tokens.
-pub fn subject_matches(pattern: &str, subject: &str) -> bool {
-    let mut p = pattern.split('.');
-    let mut s = subject.split('.');
-    loop {
-        match (p.next(), s.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some("*"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -783,27 +626,5 @@ mod tests {
             subscribe: Some(rule(&[], &["_INBOX.>"])),
         };
         assert_eq!(echo_subject(Some(&denied_inbox), inbox), None);
-    }
-
-    #[test]
-    fn wildcards() {
-        assert!(subject_matches(">", "a.b"));
-        assert!(subject_matches("$JS.API.>", "$JS.API.STREAM.CREATE.KV_x"));
-        assert!(subject_matches("a.*.c", "a.b.c"));
-        assert!(!subject_matches("a.*", "a.b.c"));
-        assert!(!subject_matches("a.b", "a"));
-    }
-
-    #[test]
-    fn urls() {
-        let t = Target::from_url("nats://nats.example.com", String::new()).unwrap();
-        assert_eq!(
-            (t.addr.as_str(), t.host.as_str()),
-            ("nats.example.com:4222", "nats.example.com")
-        );
-        let t = Target::from_url("tls://u:p@[::1]:4333", String::new()).unwrap();
-        assert_eq!((t.addr.as_str(), t.host.as_str()), ("[::1]:4333", "::1"));
-        assert!(Target::from_url("http://x", String::new()).is_err());
-        assert!(Target::from_url("nats://x:port", String::new()).is_err());
     }
 }

@@ -183,7 +183,7 @@ fn the_gameserver_ca_argument_connects_once_turned_back_into_a_file() {
     // Why the newlines stay: a PEM with them removed is refused by rustls.
     let flattened = pem.replace('\n', "");
     assert!(
-        natsup::verify::client_tls(&flattened).is_err(),
+        natsup::nats_client::client_tls(&flattened).is_err(),
         "rustls accepted a flattened PEM; --ca-arg could drop the newlines"
     );
 }

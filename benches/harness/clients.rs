@@ -18,7 +18,7 @@ pub struct Server {
 
 impl Server {
     fn options(&self, user: &str, password: &str) -> async_nats::ConnectOptions {
-        let tls = natsup::verify::client_tls(&self.ca_pem).expect("CA");
+        let tls = natsup::nats_client::client_tls(&self.ca_pem).expect("CA");
         async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
             .require_tls(true)
             .tls_client_config(tls)

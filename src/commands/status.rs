@@ -65,15 +65,7 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
     crate::runtime().block_on(async {
         let (observed, plan, target) = deploy::inspect(&via, &config, &state).await?;
 
-        let addr = format!(
-            "{}:{}",
-            if config.host.contains(':') {
-                format!("[{}]", config.host)
-            } else {
-                config.host.clone()
-            },
-            config.port
-        );
+        let addr = crate::config::host_port(&config.host, config.port);
         let certificate =
             match tls_probe::probe(&addr, &config.host, std::time::Duration::from_secs(5)).await {
                 Ok(p) => p

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::cli::{PlanArgs, UpArgs};
 use crate::deploy;
 use crate::error::{Error, Result};
+use crate::nats_client;
 use crate::operation::{self, Proof};
 use crate::plan::Action;
 use crate::session::{self, Context, Session};
@@ -45,7 +46,7 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     let speculate = !args.dry_run && state.secrets.pending_users().is_empty();
     runtime.block_on(async {
         let early = speculate
-            .then(|| verify::deployment_logins(config, state, None).ok())
+            .then(|| nats_client::deployment_logins(config, state, None).ok())
             .flatten()
             .map(|(target, logins)| {
                 AbortOnDrop(tokio::spawn(async move {
@@ -83,7 +84,7 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
             None => {
                 // Made again, not reused from the early check: settling a pending rotation
                 // may have changed which password the server holds.
-                let (target, logins) = verify::deployment_logins(config, state, None)
+                let (target, logins) = nats_client::deployment_logins(config, state, None)
                     .map_err(|e| Error::failed(e, None))?;
                 let report = verify::verify(&target, &logins, &Thresholds::works(), depth).await;
                 (report, "")

@@ -6,9 +6,10 @@ use std::path::Path;
 use crate::cli::{VerifyArgs, VerifyFormat};
 use crate::config::Config;
 use crate::error::Result;
+use crate::nats_client::{self, Endpoint, Login};
 use crate::secret::Secret;
 use crate::state::State;
-use crate::verify::{self, Login, Status, Target, Thresholds};
+use crate::verify::{self, Status, Thresholds};
 
 use crate::session::Context;
 use crate::verify_output::format_report;
@@ -64,7 +65,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
     Ok(report.exit_code())
 }
 
-type Plan = std::result::Result<(Target, Vec<Login>), String>;
+type Plan = std::result::Result<(Endpoint, Vec<Login>), String>;
 
 fn smoke_target(url: &str, args: &VerifyArgs) -> Plan {
     let ca_pem = match (&args.ca, &args.ca_contents) {
@@ -82,7 +83,7 @@ fn smoke_target(url: &str, args: &VerifyArgs) -> Plan {
         .password
         .clone()
         .ok_or("no password: set NATS_PASSWORD (or pass --password)")?;
-    let target = Target::from_url(url, ca_pem)?;
+    let target = Endpoint::from_url(url, ca_pem)?;
     Ok((
         target,
         vec![Login {
@@ -110,7 +111,8 @@ fn deployment_target(ctx: &Context, args: &VerifyArgs) -> Result<Plan> {
 }
 
 fn deployment_logins(config: &Config, state: &State, args: &VerifyArgs) -> Plan {
-    let (mut target, mut logins) = verify::deployment_logins(config, state, args.user.as_deref())?;
+    let (mut target, mut logins) =
+        nats_client::deployment_logins(config, state, args.user.as_deref())?;
     if let Some(path) = &args.ca {
         target.ca_pem = read_ca(path)?;
     }

@@ -192,7 +192,7 @@ pub struct Login {
 
 impl Login {
     pub fn options(&self) -> async_nats::ConnectOptions {
-        let tls = natsup::verify::client_tls(&self.ca_pem).expect("CA PEM");
+        let tls = natsup::nats_client::client_tls(&self.ca_pem).expect("CA PEM");
         async_nats::ConnectOptions::with_user_and_password(self.user.clone(), self.password.clone())
             .require_tls(true)
             .tls_client_config(tls)

@@ -5,12 +5,17 @@
 //! (`natsup.yaml: users[2].name: ...`).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+mod permissions;
+
+use permissions::check_subject;
+pub use permissions::{Permissions, SubjectRule, subject_matches};
 
 /// The tutorial's users (TUTORIAL.md, `nats-server.conf`).
 pub const TUTORIAL_USERS: [&str; 4] = ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"];
@@ -88,25 +93,6 @@ pub struct User {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Permissions>,
-}
-
-/// NATS per-user permissions, rendered as-is into `authorization.users[].permissions`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Permissions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish: Option<SubjectRule>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscribe: Option<SubjectRule>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubjectRule {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -313,10 +299,7 @@ impl Config {
 
     /// `nats://host:port`, bracketing IPv6 literals.
     pub fn url(&self) -> String {
-        match self.host.parse::<IpAddr>() {
-            Ok(IpAddr::V6(ip)) => format!("nats://[{ip}]:{}", self.port),
-            _ => format!("nats://{}:{}", self.host, self.port),
-        }
+        format!("nats://{}", host_port(&self.host, self.port))
     }
 
     fn validate(&self) -> Result<(), Invalid> {
@@ -389,6 +372,18 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// `host:port` as URLs and socket addresses write it: an IPv6 literal in brackets, in its short
+/// form (`[::1]:4222`), a name or an IPv4 address as it is (`nats.example.com:4222`,
+/// `1.2.3.4:4222`). Anything else with a colon (an IPv6 address with a zone, from a URL) is
+/// bracketed as written.
+pub fn host_port(host: &str, port: u16) -> String {
+    match host.parse::<Ipv6Addr>() {
+        Ok(ip) => format!("[{ip}]:{port}"),
+        Err(_) if host.contains(':') => format!("[{host}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
     }
 }
 
@@ -588,31 +583,25 @@ fn check_image(image: &str) -> Result<(), String> {
     }
 }
 
-/// A NATS subject or wildcard pattern: dot-separated non-empty tokens with no whitespace;
-/// `>` only as the last token.
-fn check_subject(subject: &str) -> Result<(), String> {
-    let tokens: Vec<&str> = subject.split('.').collect();
-    let ok = !subject.is_empty()
-        && !subject.chars().any(|c| c.is_whitespace() || c.is_control())
-        && tokens.iter().all(|t| !t.is_empty())
-        && tokens
-            .iter()
-            .enumerate()
-            .all(|(i, t)| *t != ">" || i == tokens.len() - 1);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{subject:?} is not a NATS subject (dot-separated tokens, no spaces, `>` only at the end)"
-        ))
-    }
-}
-
 impl fmt::Display for HostKeyPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HostKeyPolicy::Strict => "strict",
             HostKeyPolicy::AcceptNew => "accept-new",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(host_port("::1", 4222), "[::1]:4222");
+        assert_eq!(host_port("0:0::1", 4222), "[::1]:4222");
+        assert_eq!(host_port("fe80::1%eth0", 4333), "[fe80::1%eth0]:4333");
+        assert_eq!(host_port("1.2.3.4", 4222), "1.2.3.4:4222");
+        assert_eq!(host_port("nats.example.com", 4222), "nats.example.com:4222");
     }
 }
