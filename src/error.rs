@@ -134,3 +134,15 @@ impl Error {
         }
     }
 }
+
+/// An error and each of its causes, joined with ": ". async-nats and openssh nest the useful
+/// part (the server's `-ERR`, ssh's own stderr) inside the outer error.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
