@@ -6,7 +6,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::observed::{Dir, Docker, Observed};
-use crate::remote_script::ApplyAction;
+use crate::remote::script::ApplyAction;
 use crate::render::{Bundle, COMPOSE_FILE, CONF_FILE};
 
 /// What the running server goes through.

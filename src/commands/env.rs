@@ -117,7 +117,7 @@ pub fn dotenv_quote(v: &str) -> String {
 pub fn ca_arg(pem: &str) -> String {
     format!(
         "--ca_contents {}",
-        crate::remote_script::sh_quote(pem.trim_end())
+        crate::remote::script::sh_quote(pem.trim_end())
     )
 }
 

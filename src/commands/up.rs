@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::deploy;
 use crate::error::{Error, Result};
 use crate::plan::Action;
-use crate::remote::{SshTarget, Via};
+use crate::remote::{SshDestination, Via};
 use crate::state::State;
 use crate::ui;
 use crate::verify::{self, Depth, Status, Thresholds};
@@ -32,7 +32,7 @@ pub fn target(ctx: &Context, args: &TargetArgs) -> Result<(Config, Via)> {
         Via::Local
     } else {
         match &config.ssh {
-            Some(ssh) => Via::Ssh(SshTarget::from_config(ssh, args.accept_new_host_key)),
+            Some(ssh) => Via::Ssh(SshDestination::from_config(ssh, args.accept_new_host_key)),
             None => {
                 return Err(Error::usage(
                     format!(

@@ -4,9 +4,9 @@
 //! assignments is prepended. They hold no secret (the bundle's key and hashes go on stdin),
 //! because a command line is visible to every user of the server in `ps`.
 
-const COMMON: &str = include_str!("scripts/common.sh");
-const OBSERVE: &str = include_str!("scripts/observe.sh");
-const APPLY: &str = include_str!("scripts/apply.sh");
+const COMMON: &str = include_str!("../scripts/common.sh");
+const OBSERVE: &str = include_str!("../scripts/observe.sh");
+const APPLY: &str = include_str!("../scripts/apply.sh");
 
 /// What [`apply`] should do once the new files are committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
