@@ -11,8 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::observed::{Observed, base64_decode};
 use crate::plan::{self, Action, Plan, sha256_hex};
-use crate::remote::script::{self, ApplyAction};
-use crate::remote::{AnyRemote, Remote, Via};
+use crate::remote::{AnyRemote, Remote, Via, script};
 use crate::render::{self, Bundle, TlsNames};
 use crate::state::State;
 use crate::ui;
@@ -79,11 +78,10 @@ pub async fn apply<R: Remote>(
     timeout: Duration,
 ) -> Result<()> {
     let (tar, manifest) = tar_bundle(bundle);
-    let action: ApplyAction = plan.action.apply_action();
     let script = script::apply(
         &config.remote_dir,
         &config.image,
-        action,
+        plan.action,
         &manifest,
         timeout.as_secs().max(1) as u32,
     );
