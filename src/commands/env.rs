@@ -121,11 +121,11 @@ pub fn ca_arg(pem: &str) -> String {
     )
 }
 
-/// POSIX single quotes: nothing inside is special but `'` itself.
+/// Plain when safe; otherwise in POSIX single quotes.
 pub fn shell_quote(v: &str) -> String {
     if is_plain(v) {
         v.to_string()
     } else {
-        format!("'{}'", v.replace('\'', r"'\''"))
+        crate::remote::script::sh_quote(v)
     }
 }
