@@ -93,15 +93,15 @@ pub fn dotenv_quote(v: &str) -> String {
 pub fn ca_arg(pem: &str) -> String {
     format!(
         "--ca_contents {}",
-        crate::remote_script::sh_quote(pem.trim_end())
+        crate::remote::script::sh_quote(pem.trim_end())
     )
 }
 
-/// POSIX single quotes: nothing inside is special but `'` itself.
+/// Plain when safe; otherwise in POSIX single quotes.
 pub fn shell_quote(v: &str) -> String {
     if is_plain(v) {
         v.to_string()
     } else {
-        format!("'{}'", v.replace('\'', r"'\''"))
+        crate::remote::script::sh_quote(v)
     }
 }

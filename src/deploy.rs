@@ -1,6 +1,6 @@
 //! The executor: the one place that runs steps against a [`Remote`]. It inspects the server,
 //! lets `plan` decide, and applies the plan in a single upload. Everything it sends is built
-//! by the pure modules (`render`, `remote_script`).
+//! by the pure modules (`render`, `remote::script`).
 //!
 //! Round trips: one `observe`, plus one `apply` when something changed. A fresh bootstrap is
 //! two remote commands, a run with nothing to do is one.
@@ -11,8 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::observed::{Observed, base64_decode};
 use crate::plan::{self, Action, Plan, sha256_hex};
-use crate::remote::{AnyRemote, Remote, Via};
-use crate::remote_script::{self, ApplyAction};
+use crate::remote::{AnyRemote, Remote, Via, script};
 use crate::render::{self, Bundle, TlsNames};
 use crate::state::State;
 use crate::ui;
@@ -21,7 +20,7 @@ use crate::ui;
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn observe<R: Remote>(remote: &mut R, config: &Config) -> Result<Observed> {
-    let script = remote_script::observe(&config.remote_dir, config.port);
+    let script = script::observe(&config.remote_dir, config.port);
     let out = remote.run("inspecting the server", &script, &[]).await?;
     Observed::parse(&out.stdout, &remote.describe()).map_err(|e| match e {
         Error::Remote {
@@ -79,11 +78,10 @@ pub async fn apply<R: Remote>(
     timeout: Duration,
 ) -> Result<()> {
     let (tar, manifest) = tar_bundle(bundle);
-    let action: ApplyAction = plan.action.apply_action();
-    let script = remote_script::apply(
+    let script = script::apply(
         &config.remote_dir,
         &config.image,
-        action,
+        plan.action,
         &manifest,
         timeout.as_secs().max(1) as u32,
     );

@@ -5,8 +5,8 @@
 //! - files are rendered in [`render`] from `templates/`;
 //! - local secrets live in [`state`];
 //! - what `up` does is decided in [`plan`] and run by [`deploy`], the one executor;
-//! - the network is touched only in [`remote`] (SSH, local shell; [`ssh_master`] keeps its
-//!   connection for the next run) and in [`nats_client`] and [`tls_probe`] (NATS clients);
+//! - the network is touched only in [`remote`] (SSH with its kept connection, local shell,
+//!   and the scripts they run) and in [`nats_client`] and [`tls_probe`] (NATS clients);
 //!   [`verify`] grades what they find.
 
 pub mod cli;
@@ -24,11 +24,9 @@ pub mod passwords;
 pub mod pki;
 pub mod plan;
 pub mod remote;
-pub mod remote_script;
 pub mod render;
 pub mod secret;
 pub mod session;
-pub mod ssh_master;
 pub mod state;
 pub mod tls_probe;
 pub mod ui;

@@ -6,7 +6,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::observed::{Dir, Docker, Observed};
-use crate::remote_script::ApplyAction;
 use crate::render::{Bundle, COMPOSE_FILE, CONF_FILE};
 
 /// What the running server goes through.
@@ -44,15 +43,6 @@ impl Action {
             Action::Reload => "reloaded",
             Action::Start => "started",
             Action::Recreate => "recreated",
-        }
-    }
-
-    pub fn apply_action(self) -> ApplyAction {
-        match self {
-            Action::Nothing | Action::Files => ApplyAction::None,
-            Action::Reload => ApplyAction::Reload,
-            Action::Start => ApplyAction::Start,
-            Action::Recreate => ApplyAction::Recreate,
         }
     }
 }

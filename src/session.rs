@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::cli::{Cli, TargetArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::remote::{SshTarget, Via};
+use crate::remote::{SshDestination, Via};
 use crate::state::{Created, State, StateDir};
 use crate::ui;
 
@@ -77,7 +77,7 @@ pub fn server(ctx: &Context, args: &TargetArgs) -> Result<(Config, Via)> {
         Via::Local
     } else {
         match &config.ssh {
-            Some(ssh) => Via::Ssh(SshTarget::from_config(ssh, args.accept_new_host_key)),
+            Some(ssh) => Via::Ssh(SshDestination::from_config(ssh, args.accept_new_host_key)),
             None => {
                 return Err(Error::usage(
                     format!(

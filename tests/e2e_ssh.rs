@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use natsup::config::Config;
 use natsup::deploy;
-use natsup::remote::{Output as RemoteOutput, Remote, SshRemote, SshTarget};
+use natsup::remote::{Output as RemoteOutput, Remote, SshDestination, SshRemote};
 use natsup::state::{State, StateDir};
 use support::workspace::{Workspace, text};
 use support::*;
@@ -337,7 +337,7 @@ fn a_kept_connection_that_fails_its_first_command_is_replaced() {
 
     keep_connections_in(&ws);
     let config = Config::load(&ws.path().join("natsup.yaml")).unwrap();
-    let target = SshTarget::from_config(config.ssh.as_ref().unwrap(), false);
+    let target = SshDestination::from_config(config.ssh.as_ref().unwrap(), false);
     workspace::runtime().block_on(async {
         let mut remote = SshRemote::connect(&target).await.expect("connect");
         assert!(remote.reused(), "the kept connection was not picked up");
@@ -455,7 +455,7 @@ fn cut_up(ws: &Workspace, how: Cut) -> natsup::error::Result<()> {
     let (state, _) = State::ensure(&config, &dir, time::OffsetDateTime::now_utc()).unwrap();
     let ssh = config.ssh.as_ref().unwrap();
     workspace::runtime().block_on(async {
-        let inner = SshRemote::connect(&SshTarget::from_config(ssh, false)).await?;
+        let inner = SshRemote::connect(&SshDestination::from_config(ssh, false)).await?;
         let mut remote = Cutting { inner, how };
         let bundle = deploy::server_bundle(&config, &state);
         let observed = deploy::observe(&mut remote, &config).await?;

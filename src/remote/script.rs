@@ -1,34 +1,26 @@
 //! Builds the shell scripts natsup runs on the server. Pure: parameters in, script text out.
+//! Also the one shell-quoting function ([`sh_quote`]).
 //!
 //! The scripts live as readable files in `src/scripts/`; a header of shell-quoted variable
 //! assignments is prepended. They hold no secret (the bundle's key and hashes go on stdin),
 //! because a command line is visible to every user of the server in `ps`.
 
-const COMMON: &str = include_str!("scripts/common.sh");
-const OBSERVE: &str = include_str!("scripts/observe.sh");
-const APPLY: &str = include_str!("scripts/apply.sh");
+use crate::plan::Action;
 
-/// What [`apply`] should do once the new files are committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApplyAction {
-    /// Files only (nothing the running server reads changed).
-    None,
-    /// SIGHUP: users, passwords, permissions and TLS files.
-    Reload,
-    /// `compose up -d`: create or start the container.
-    Start,
-    /// `compose up -d --force-recreate`: what a reload cannot change.
-    Recreate,
-}
+const COMMON: &str = include_str!("../scripts/common.sh");
+const OBSERVE: &str = include_str!("../scripts/observe.sh");
+const APPLY: &str = include_str!("../scripts/apply.sh");
 
-impl ApplyAction {
-    fn as_str(self) -> &'static str {
-        match self {
-            ApplyAction::None => "none",
-            ApplyAction::Reload => "reload",
-            ApplyAction::Start => "start",
-            ApplyAction::Recreate => "recreate",
-        }
+/// The apply script's `ACTION`: what it does once the new files are committed. `none` commits
+/// files only (nothing the running server reads changed); `reload` sends SIGHUP (users,
+/// passwords, permissions and TLS files); `start` runs `compose up -d`; `recreate` runs
+/// `compose up -d --force-recreate`, for what a reload cannot change.
+fn action_arg(action: Action) -> &'static str {
+    match action {
+        Action::Nothing | Action::Files => "none",
+        Action::Reload => "reload",
+        Action::Start => "start",
+        Action::Recreate => "recreate",
     }
 }
 
@@ -58,7 +50,7 @@ pub fn observe(remote_dir: &str, port: u16) -> String {
 pub fn apply(
     remote_dir: &str,
     image: &str,
-    action: ApplyAction,
+    action: Action,
     manifest: &str,
     timeout_secs: u32,
 ) -> String {
@@ -67,7 +59,7 @@ pub fn apply(
         header(&[
             ("DIR", remote_dir.to_string()),
             ("IMAGE", image.to_string()),
-            ("ACTION", action.as_str().to_string()),
+            ("ACTION", action_arg(action).to_string()),
             ("MANIFEST", manifest.to_string()),
             ("TIMEOUT", timeout_secs.to_string()),
         ])
@@ -86,13 +78,30 @@ mod tests {
     }
 
     #[test]
+    fn each_action_has_the_argument_apply_sh_reads() {
+        for (action, arg) in [
+            (Action::Nothing, "none"),
+            (Action::Files, "none"),
+            (Action::Reload, "reload"),
+            (Action::Start, "start"),
+            (Action::Recreate, "recreate"),
+        ] {
+            let script = apply("/srv/nats", "nats:2.10.21", action, "", 30);
+            assert!(
+                script.contains(&format!("\nACTION='{arg}'\n")),
+                "{action:?}"
+            );
+        }
+    }
+
+    #[test]
     fn scripts_parse_under_sh() {
         for script in [
             observe("nats bits/'x'", 4222),
             apply(
                 "/srv/nats",
                 "nats:2.10.21",
-                ApplyAction::Reload,
+                Action::Reload,
                 "abc  docker-compose.yaml",
                 30,
             ),

@@ -1,64 +1,32 @@
-//! Where natsup touches the server: a [`Remote`] runs a shell script there, with bytes on
-//! stdin. [`SshRemote`] goes over one SSH master connection (the openssh crate driving the
-//! system `ssh`, so `~/.ssh/config`, agents and ProxyJump work); [`LocalRemote`] runs on this
-//! machine for `up --local`. Scripts carry no secret: secrets travel on stdin only.
+//! The SSH remote: one master connection to the server (the openssh crate driving the system
+//! `ssh`, so `~/.ssh/config`, agents and ProxyJump work), picked up from an earlier run when
+//! one is still open (see `ssh_master`), and ssh's failures put into words.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
-use tokio::io::AsyncWriteExt;
+use sha2::{Digest, Sha256};
 
+use super::{Output, Remote, feed_and_wait, ssh_master};
 use crate::config::{HostKeyPolicy, SshConfig};
-use crate::error::{Error, Result};
-use crate::ssh_master;
-
-/// What a script printed and how it ended.
-#[derive(Debug, Clone)]
-pub struct Output {
-    pub status: i32,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-pub trait Remote {
-    /// Runs `script` with `sh -c`, feeding `stdin`. `step` names it in errors and logs.
-    fn run(
-        &mut self,
-        step: &str,
-        script: &str,
-        stdin: &[u8],
-    ) -> impl std::future::Future<Output = Result<Output>>;
-    /// `user@host` or `local`, for messages.
-    fn describe(&self) -> String;
-    /// Remote commands run so far (each is one round trip).
-    fn commands(&self) -> usize;
-    /// Ends the session (the SSH master must be closed explicitly; Drop only tries).
-    fn close(self) -> impl std::future::Future<Output = ()>
-    where
-        Self: Sized,
-    {
-        async {}
-    }
-}
+use crate::error::{self, Error, Result};
 
 pub struct SshRemote {
     session: Option<Session>,
-    target: SshTarget,
-    /// How long the master stays open after the run (see [`crate::ssh_master`]).
+    dest: SshDestination,
+    /// How long the master stays open after the run (see `ssh_master`).
     persist: Duration,
-    /// Where this target's masters wait for the next run; `None` closes it at the end.
+    /// Where this destination's masters wait for the next run; `None` closes it at the end.
     folder: Option<PathBuf>,
     /// Picked up from an earlier run rather than opened by this one.
     reused: bool,
     commands: usize,
 }
 
-/// How to reach the server, from the config plus command-line overrides.
+/// How to reach the server over SSH, from the config plus command-line overrides.
 #[derive(Debug, Clone)]
-pub struct SshTarget {
+pub struct SshDestination {
     pub destination: String,
     pub port: Option<u16>,
     pub identity: Option<PathBuf>,
@@ -66,9 +34,9 @@ pub struct SshTarget {
     pub policy: HostKeyPolicy,
 }
 
-impl SshTarget {
-    pub fn from_config(ssh: &SshConfig, accept_new_host_key: bool) -> SshTarget {
-        SshTarget {
+impl SshDestination {
+    pub fn from_config(ssh: &SshConfig, accept_new_host_key: bool) -> SshDestination {
+        SshDestination {
             destination: ssh.destination.clone(),
             port: ssh.port,
             identity: ssh.identity.clone(),
@@ -80,17 +48,31 @@ impl SshTarget {
             },
         }
     }
+
+    /// Twelve hex digits naming everything that makes two connections the same connection:
+    /// the name of the folder its kept masters live in.
+    fn key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(
+            format!(
+                "{}\0{:?}\0{:?}\0{:?}\0{:?}",
+                self.destination, self.port, self.identity, self.known_hosts, self.policy
+            )
+            .as_bytes(),
+        );
+        hex::encode(&h.finalize()[..6])
+    }
 }
 
 impl SshRemote {
     /// Opens the one SSH master connection this run uses, or picks up the one an earlier run
-    /// on the same target left open (see [`crate::ssh_master`]).
-    pub async fn connect(target: &SshTarget) -> Result<SshRemote> {
+    /// on the same destination left open (see `ssh_master`).
+    pub async fn connect(dest: &SshDestination) -> Result<SshRemote> {
         let persist = ssh_master::persist()?;
         let folder = if persist.is_zero() {
             None
         } else {
-            ssh_master::folder_for(target)
+            ssh_master::folder_for(&dest.key())
         };
         let kept = match &folder {
             Some(folder) => ssh_master::resume(folder).await,
@@ -101,15 +83,15 @@ impl SshRemote {
             Some(session) => {
                 tracing::info!(
                     "{}: reusing the SSH connection of an earlier run",
-                    target.destination
+                    dest.destination
                 );
                 session
             }
-            None => launch(target, persist, folder.as_deref()).await?,
+            None => launch(dest, persist, folder.as_deref()).await?,
         };
         Ok(SshRemote {
             session: Some(session),
-            target: target.clone(),
+            dest: dest.clone(),
             persist,
             folder,
             reused,
@@ -124,7 +106,7 @@ impl SshRemote {
         if let Some(stale) = self.session.take() {
             ssh_master::close(stale).await;
         }
-        self.session = Some(launch(&self.target, self.persist, self.folder.as_deref()).await?);
+        self.session = Some(launch(&self.dest, self.persist, self.folder.as_deref()).await?);
         self.reused = false;
         Ok(())
     }
@@ -144,9 +126,13 @@ impl SshRemote {
 
 /// Opens a master connection: strict host keys unless told otherwise, no prompts, and an
 /// idle timeout so that it never outlives its use by long.
-async fn launch(target: &SshTarget, persist: Duration, folder: Option<&Path>) -> Result<Session> {
+async fn launch(
+    dest: &SshDestination,
+    persist: Duration,
+    folder: Option<&Path>,
+) -> Result<Session> {
     let mut b = SessionBuilder::default();
-    b.known_hosts_check(match target.policy {
+    b.known_hosts_check(match dest.policy {
         HostKeyPolicy::Strict => KnownHosts::Strict,
         // accept-new: a first contact is recorded; a changed key is still refused.
         HostKeyPolicy::AcceptNew => KnownHosts::Add,
@@ -158,18 +144,18 @@ async fn launch(target: &SshTarget, persist: Duration, folder: Option<&Path>) ->
     // here and a session on the server each time. A run never idles for 30 s.
     .control_persist(ControlPersist::IdleFor(idle_secs(persist)))
     .control_directory(folder.map_or_else(ssh_master::runtime_dir, Path::to_path_buf));
-    if let Some(port) = target.port {
+    if let Some(port) = dest.port {
         b.port(port);
     }
-    if let Some(key) = &target.identity {
+    if let Some(key) = &dest.identity {
         b.keyfile(key);
     }
-    if let Some(kh) = &target.known_hosts {
+    if let Some(kh) = &dest.known_hosts {
         b.user_known_hosts_file(kh);
     }
-    b.connect(&target.destination)
+    b.connect(&dest.destination)
         .await
-        .map_err(|e| ssh_error(target, e))
+        .map_err(|e| ssh_error(dest, e))
 }
 
 /// ssh counts ControlPersist in whole seconds, so a part of one rounds up (`500ms` is 1 s, not
@@ -185,16 +171,8 @@ fn idle_secs(persist: Duration) -> std::num::NonZeroUsize {
 }
 
 /// Turns ssh's own stderr into one sentence and a next step.
-fn ssh_error(target: &SshTarget, e: openssh::Error) -> Error {
-    let text = {
-        let mut s = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(inner) = src {
-            s = format!("{s}: {inner}");
-            src = inner.source();
-        }
-        s
-    };
+fn ssh_error(dest: &SshDestination, e: openssh::Error) -> Error {
+    let text = error::chain(&e);
     let lower = text.to_ascii_lowercase();
     let (message, hint) = if lower.contains("remote host identification has changed")
         || lower.contains("host key for") && lower.contains("has changed")
@@ -217,7 +195,7 @@ fn ssh_error(target: &SshTarget, e: openssh::Error) -> Error {
     } else if lower.contains("permission denied") {
         (
             "the server refused the SSH key".to_string(),
-            match &target.identity {
+            match &dest.identity {
                 Some(k) => format!(
                     "check that {} is authorized for this user on the server (authorized_keys)",
                     k.display()
@@ -240,7 +218,7 @@ fn ssh_error(target: &SshTarget, e: openssh::Error) -> Error {
         )
     };
     Error::Ssh {
-        destination: target.destination.clone(),
+        destination: dest.destination.clone(),
         message,
         hint: Some(hint),
     }
@@ -255,7 +233,7 @@ impl Remote for SshRemote {
             Err(e) if first && self.reused && stdin.is_empty() => {
                 tracing::info!(
                     "{}: the earlier run's connection is gone ({e}); reconnecting",
-                    self.target.destination
+                    self.dest.destination
                 );
                 self.reconnect().await?;
                 self.run_once(step, script, stdin).await
@@ -265,15 +243,15 @@ impl Remote for SshRemote {
     }
 
     fn describe(&self) -> String {
-        self.target.destination.clone()
+        self.dest.destination.clone()
     }
 
     fn commands(&self) -> usize {
         self.commands
     }
 
-    /// Leaves the master open for the next run, or closes it (Drop would only try
-    /// `ssh -O exit`, FACTS.md).
+    /// Leaves the master open for the next run, or closes it (openssh's Drop only tries
+    /// `ssh -O exit`; its `close()` is what ends a master for sure).
     async fn close(mut self) {
         if let Some(s) = self.session.take() {
             if self.folder.is_some() {
@@ -303,177 +281,26 @@ impl SshRemote {
             .spawn()
             .await
             .map_err(|e| self.broken(step, e))?;
-        if let Some(mut input) = child.stdin().take() {
-            // A failed write means the remote side went away; wait_with_output reports why.
-            let _ = input.write_all(stdin).await;
-            let _ = input.shutdown().await;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| self.broken(step, e))?;
-        log_command(
-            &self.target.destination,
+        let input = child.stdin().take();
+        feed_and_wait(
+            &self.dest.destination,
             step,
             script,
-            started.elapsed(),
-            out.status.code(),
-        );
-        Ok(Output {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed: started.elapsed(),
-        })
+            started,
+            input,
+            stdin,
+            child.wait_with_output(),
+        )
+        .await
+        .map_err(|e| self.broken(step, e))
     }
 
     fn broken(&self, step: &str, e: openssh::Error) -> Error {
         Error::Remote {
-            target: self.target.destination.clone(),
+            target: self.dest.destination.clone(),
             step: step.to_string(),
             message: format!("the SSH connection broke: {e}"),
             hint: Some("run the same command again: natsup picks up where it stopped".into()),
-        }
-    }
-}
-
-/// `-v` shows each remote command and its duration; `-vv` the script too. Scripts hold no
-/// secret (they travel on stdin), so logging them leaks nothing.
-fn log_command(target: &str, step: &str, script: &str, elapsed: Duration, status: Option<i32>) {
-    tracing::info!(
-        "{target}: {step}: sh -c <script, {} bytes> exited {} in {:.0}ms",
-        script.len(),
-        status.map_or("by signal".to_string(), |c| c.to_string()),
-        elapsed.as_secs_f64() * 1000.0
-    );
-    tracing::debug!("{target}: {step} script:\n{script}");
-}
-
-/// This machine, for `natsup up --local`. Scripts run from $HOME like a fresh SSH login.
-#[derive(Debug, Default)]
-pub struct LocalRemote {
-    commands: usize,
-}
-
-impl Remote for LocalRemote {
-    async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
-        self.commands += 1;
-        let started = Instant::now();
-        // The scripts `cd "$HOME"` themselves (falling back to /), as over SSH.
-        let mut child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| Error::Remote {
-                target: "local".into(),
-                step: step.into(),
-                message: format!("cannot start sh: {e}"),
-                hint: None,
-            })?;
-        if let Some(mut input) = child.stdin.take() {
-            let _ = input.write_all(stdin).await;
-            let _ = input.shutdown().await;
-        }
-        let out = child.wait_with_output().await.map_err(|e| Error::Remote {
-            target: "local".into(),
-            step: step.into(),
-            message: e.to_string(),
-            hint: None,
-        })?;
-        log_command("local", step, script, started.elapsed(), out.status.code());
-        Ok(Output {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed: started.elapsed(),
-        })
-    }
-
-    fn describe(&self) -> String {
-        "local".into()
-    }
-
-    fn commands(&self) -> usize {
-        self.commands
-    }
-}
-
-/// How to reach the server for this run.
-#[derive(Debug, Clone)]
-pub enum Via {
-    Local,
-    Ssh(SshTarget),
-}
-
-impl Via {
-    /// Opens the connection, showing it as a step.
-    pub async fn connect(&self) -> Result<AnyRemote> {
-        self.connected(self.open()).await
-    }
-
-    /// Opens the connection without a word, so it can run in the background while the
-    /// terminal shows other work; [`connected`](Self::connected) shows it when it is awaited.
-    pub async fn open(&self) -> Result<AnyRemote> {
-        match self {
-            Via::Local => Ok(AnyRemote::Local(LocalRemote::default())),
-            Via::Ssh(target) => Ok(AnyRemote::Ssh(SshRemote::connect(target).await?)),
-        }
-    }
-
-    /// Waits for `opening` (from [`open`](Self::open)) under a "connecting" step.
-    pub async fn connected(
-        &self,
-        opening: impl Future<Output = Result<AnyRemote>>,
-    ) -> Result<AnyRemote> {
-        let Via::Ssh(target) = self else {
-            return opening.await;
-        };
-        let step = crate::ui::Step::start(format!("connecting to {}", target.destination));
-        let remote = opening.await?;
-        step.done(match &remote {
-            AnyRemote::Ssh(ssh) if ssh.reused() => "reused the open connection of an earlier run",
-            _ => "connected",
-        });
-        Ok(remote)
-    }
-}
-
-/// Either remote, chosen at run time.
-pub enum AnyRemote {
-    Local(LocalRemote),
-    Ssh(SshRemote),
-}
-
-impl Remote for AnyRemote {
-    async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
-        match self {
-            AnyRemote::Local(r) => r.run(step, script, stdin).await,
-            AnyRemote::Ssh(r) => r.run(step, script, stdin).await,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            AnyRemote::Local(r) => r.describe(),
-            AnyRemote::Ssh(r) => r.describe(),
-        }
-    }
-
-    fn commands(&self) -> usize {
-        match self {
-            AnyRemote::Local(r) => r.commands(),
-            AnyRemote::Ssh(r) => r.commands(),
-        }
-    }
-
-    async fn close(self) {
-        match self {
-            AnyRemote::Local(r) => r.close().await,
-            AnyRemote::Ssh(r) => r.close().await,
         }
     }
 }
@@ -490,5 +317,26 @@ mod tests {
         assert_eq!(secs(Duration::from_secs(120)), 120);
         // Persistence off: the run closes its master; 30 s only bounds a killed run's.
         assert_eq!(secs(Duration::ZERO), 30);
+    }
+
+    fn dest(identity: &str, policy: HostKeyPolicy) -> SshDestination {
+        SshDestination {
+            destination: "deploy@nats.example.com".into(),
+            port: Some(22),
+            identity: Some(identity.into()),
+            known_hosts: None,
+            policy,
+        }
+    }
+
+    #[test]
+    fn a_master_is_only_shared_by_the_same_connection() {
+        let strict = dest("~/.ssh/a", HostKeyPolicy::Strict);
+        assert_eq!(strict.key(), strict.clone().key());
+        assert_ne!(strict.key(), dest("~/.ssh/b", HostKeyPolicy::Strict).key());
+        assert_ne!(
+            strict.key(),
+            dest("~/.ssh/a", HostKeyPolicy::AcceptNew).key()
+        );
     }
 }

@@ -1,23 +1,22 @@
 //! Where the SSH master connection lives between runs. A run leaves its master open for a
 //! short while (`NATSUP_SSH_PERSIST` seconds of idleness, 30 by default, as Ansible does with
-//! ControlPersist), and the next run on the same target picks it up instead of paying for a
-//! new TCP + SSH handshake (several round trips): `natsup up` followed by `status` or another
-//! `up` goes straight to its remote command.
+//! ControlPersist), and the next run on the same destination picks it up instead of paying
+//! for a new TCP + SSH handshake (several round trips): `natsup up` followed by `status` or
+//! another `up` goes straight to its remote command.
 //!
-//! Each target (destination, port, identity, known_hosts, host-key policy) gets a folder of
-//! its own under a per-user 0700 folder, so a master is only ever reused for exactly the
-//! connection it was opened as. Nothing here is a secret: the sockets are guarded by the
-//! folder's mode, as ssh's own ControlPath is.
+//! Each destination (user@host, port, identity, known_hosts, host-key policy) gets a folder
+//! of its own under a per-user 0700 folder, named by the key `ssh.rs` computes from all of
+//! these, so a master is only ever reused for exactly the connection it was opened as.
+//! Nothing here is a secret: the sockets are guarded by the folder's mode, as ssh's own
+//! ControlPath is.
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openssh::Session;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::remote::SshTarget;
 
 /// The name openssh gives the folders it launches masters in.
 const MASTER_PREFIX: &str = ".ssh-connection";
@@ -48,9 +47,9 @@ fn parse_persist(value: &str) -> Option<Duration> {
 }
 
 /// The control socket path must fit in 108 bytes with openssh's folder and ssh's own
-/// suffixes (FACTS.md: keep the directory under ~61 bytes). Ours is this dir, `/natsup-UID`
-/// and a 12-digit key: a runtime dir of up to 24 bytes (`/run/user/1000` is 14) fits;
-/// a longer one is passed over for /tmp.
+/// suffixes, which on Linux leaves at most 61 bytes for the directory. Ours is this dir,
+/// `/natsup-UID` and a 12-digit key: a runtime dir of up to 24 bytes (`/run/user/1000` is 14)
+/// fits; a longer one is passed over for /tmp.
 pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(d) if d.as_os_str().len() <= 24 && d.is_dir() => d,
@@ -58,26 +57,14 @@ pub fn runtime_dir() -> PathBuf {
     }
 }
 
-/// The folder this target's masters live in, created if needed; `None` when it cannot be
-/// trusted (another user's, or open to others), and the run then keeps its master to itself.
-pub fn folder_for(target: &SshTarget) -> Option<PathBuf> {
+/// The folder the masters of the connection named `key` live in, created if needed; `None`
+/// when it cannot be trusted (another user's, or open to others), and the run then keeps its
+/// master to itself.
+pub fn folder_for(key: &str) -> Option<PathBuf> {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     let mine = private_dir(&runtime_dir().join(format!("natsup-{uid}")), uid)?;
-    private_dir(&mine.join(target_key(target)), uid)
-}
-
-/// Twelve hex digits naming everything that makes two connections the same connection.
-fn target_key(target: &SshTarget) -> String {
-    let mut h = Sha256::new();
-    h.update(
-        format!(
-            "{}\0{:?}\0{:?}\0{:?}\0{:?}",
-            target.destination, target.port, target.identity, target.known_hosts, target.policy
-        )
-        .as_bytes(),
-    );
-    hex::encode(&h.finalize()[..6])
+    private_dir(&mine.join(key), uid)
 }
 
 /// Creates `dir` with mode 0700, or accepts it as it is only if it is a real folder of ours
@@ -131,17 +118,6 @@ fn is_master_folder(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HostKeyPolicy;
-
-    fn target(identity: &str, policy: HostKeyPolicy) -> SshTarget {
-        SshTarget {
-            destination: "deploy@nats.example.com".into(),
-            port: Some(22),
-            identity: Some(identity.into()),
-            known_hosts: None,
-            policy,
-        }
-    }
 
     #[test]
     fn persist_takes_seconds_or_a_duration() {
@@ -150,20 +126,6 @@ mod tests {
         assert_eq!(parse_persist("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_persist("thirty"), None);
         assert_eq!(parse_persist("-5"), None);
-    }
-
-    #[test]
-    fn a_master_is_only_shared_by_the_same_connection() {
-        let strict = target("~/.ssh/a", HostKeyPolicy::Strict);
-        assert_eq!(target_key(&strict), target_key(&strict.clone()));
-        assert_ne!(
-            target_key(&strict),
-            target_key(&target("~/.ssh/b", HostKeyPolicy::Strict))
-        );
-        assert_ne!(
-            target_key(&strict),
-            target_key(&target("~/.ssh/a", HostKeyPolicy::AcceptNew))
-        );
     }
 
     #[test]
