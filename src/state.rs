@@ -159,9 +159,8 @@ impl Secrets {
             .iter()
             .filter(|u| self.users.get(*u).is_some_and(|s| s.pending.is_none()))
             .collect();
-        let passwords: Vec<Secret> = fresh.iter().map(|_| passwords::generate()).collect();
-        let hashes = passwords::hash_all(&passwords.iter().collect::<Vec<_>>());
-        for ((user, password), bcrypt) in fresh.into_iter().zip(passwords).zip(hashes) {
+        let new = passwords::generate_hashed(fresh.len());
+        for (user, (password, bcrypt)) in fresh.into_iter().zip(new) {
             if let Some(s) = self.users.get_mut(user) {
                 s.pending = Some(PendingPassword {
                     password,
@@ -295,9 +294,8 @@ impl State {
             .filter(|n| !secrets.users.contains_key(*n))
             .collect();
         if !missing.is_empty() {
-            let new: Vec<Secret> = missing.iter().map(|_| passwords::generate()).collect();
-            let hashes = passwords::hash_all(&new.iter().collect::<Vec<_>>());
-            for ((name, password), bcrypt) in missing.iter().zip(new).zip(hashes) {
+            let new = passwords::generate_hashed(missing.len());
+            for (name, (password, bcrypt)) in missing.iter().zip(new) {
                 secrets.users.insert(
                     name.to_string(),
                     UserSecret {
