@@ -94,6 +94,26 @@ impl StateDir {
         Ok(file)
     }
 
+    /// Adopts `ca` as the deployment's CA (`natsup ca import`). Replacing a CA cuts off every
+    /// client that trusts the old one, so an existing CA stays unless `force`.
+    pub fn import_ca(&self, ca: &Ca, force: bool) -> Result<()> {
+        let _lock = self.lock()?;
+        if self.ca_cert().exists() && !force {
+            return Err(Error::usage(
+                format!("deployment `{}` already has a CA", self.name),
+                Some("replacing it cuts off every client that trusts the old one; use `natsup rotate-ca`, or pass --force".to_string()),
+            ));
+        }
+        self.write_ca(ca)
+    }
+
+    /// Key first: a CA certificate on disk always has its key beside it.
+    fn write_ca(&self, ca: &Ca) -> Result<()> {
+        create_private_dir(&self.root.join("ca"))?;
+        write_atomic(&self.ca_key(), ca.key_pem().expose().as_bytes(), 0o400)?;
+        write_atomic(&self.ca_cert(), ca.cert_pem().as_bytes(), 0o644)
+    }
+
     fn missing(&self, what: &str) -> Error {
         Error::MissingState {
             name: self.name.clone(),
@@ -239,10 +259,7 @@ impl State {
             Some(cas) => cas,
             None => {
                 let ca = pki::new_ca(&config.name, now)?;
-                create_private_dir(&dir.root.join("ca"))?;
-                // Key first: a CA certificate on disk always has its key beside it.
-                write_atomic(&dir.ca_key(), ca.key_pem().expose().as_bytes(), 0o400)?;
-                write_atomic(&dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644)?;
+                dir.write_ca(&ca)?;
                 created.push(Created::Ca);
                 let trust = ca.cert_pem().to_string();
                 (ca, None, trust)
