@@ -3,8 +3,8 @@
 use crate::secret::Secret;
 
 pub const PASSWORD_LEN: usize = 32;
-/// nats-server checks bcrypt at connect time; cost 11 costs ~0.1 s per connect there
-/// (FACTS.md), which is the same price `nats server passwd` pays by default.
+/// nats-server checks bcrypt at connect time; cost 11 costs ~0.1 s per connect there, and it
+/// is the cost `nats server passwd` uses by default.
 pub const BCRYPT_COST: u32 = 11;
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -33,7 +33,7 @@ pub fn hash(password: &Secret) -> String {
 }
 
 /// Hashes several passwords on all cores: four cost-11 hashes are most of a fresh render.
-pub fn hash_all(passwords: &[&Secret]) -> Vec<String> {
+fn hash_all(passwords: &[&Secret]) -> Vec<String> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = passwords
             .iter()
@@ -44,6 +44,13 @@ pub fn hash_all(passwords: &[&Secret]) -> Vec<String> {
             .map(|h| h.join().expect("bcrypt thread panicked"))
             .collect()
     })
+}
+
+/// `n` new passwords, each with its hash.
+pub fn generate_hashed(n: usize) -> Vec<(Secret, String)> {
+    let passwords: Vec<Secret> = (0..n).map(|_| generate()).collect();
+    let hashes = hash_all(&passwords.iter().collect::<Vec<_>>());
+    passwords.into_iter().zip(hashes).collect()
 }
 
 pub fn matches(password: &Secret, hash: &str) -> bool {
@@ -67,7 +74,8 @@ mod tests {
     fn hashes_are_quoted_form_nats_accepts() {
         let p = generate();
         let h = hash_all(&[&p]).pop().unwrap();
-        // nats-server treats a password as bcrypt when it matches ^\$2[abxy]\$\d{2}\$ (FACTS.md).
+        // nats-server treats a password as bcrypt when it matches ^\$2[abxy]\$\d{2}\$
+        // (`validBcryptPrefix` in its server/auth.go).
         assert!(h.starts_with("$2b$11$"), "{h}");
         assert!(matches(&p, &h));
         assert!(!matches(&generate(), &h));

@@ -1,8 +1,10 @@
 //! Where certificates are made (rcgen) and read back (x509-parser). Pure: PEM in, PEM out;
 //! writing files is `state`'s job.
 //!
-//! A server certificate can only be issued from a [`CertifiedKey`] CA, which
-//! [`new_ca`] makes or `state` loads.
+//! A CA and a server certificate are different types, as in rcgen's `rustls-cert-gen`: a
+//! [`ServerCert`] is issued from a [`Ca`] by [`issue_server_cert`], so a leaf can never be
+//! passed as the issuer. Both are made only here, by [`new_ca`] and [`issue_server_cert`], or
+//! read back with `from_pem`, which checks the certificate is of its kind.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
+use x509_parser::certificate::X509Certificate;
 
 use crate::secret::Secret;
 
@@ -24,11 +27,102 @@ pub const CA_LIFETIME_DAYS: i64 = 3650;
 /// certificate issued seconds ago.
 pub const CLOCK_SKEW: Duration = Duration::hours(1);
 
-/// A certificate and its private key, both PEM.
+/// A certificate authority: its certificate and the key that signs with it.
 #[derive(Debug, Clone)]
-pub struct CertifiedKey {
-    pub cert_pem: String,
-    pub key_pem: Secret,
+pub struct Ca {
+    cert_pem: String,
+    key_pem: Secret,
+    info: CertInfo,
+}
+
+impl Ca {
+    /// The CA that is the first certificate of `cert_pem` (a trust bundle may follow it; only
+    /// the first is kept), with its key. Refuses a certificate that is not a CA, or a CA whose
+    /// key usage forbids signing certificates. The key is not parsed here: see
+    /// [`key_matches`](Self::key_matches).
+    pub fn from_pem(cert_pem: &str, key_pem: Secret) -> Result<Ca, PkiError> {
+        let ders = pem_certs(cert_pem)?;
+        let parsed = parse_der(&ders[0])?;
+        if !parsed.info.is_ca {
+            return Err(PkiError(
+                "is not a CA certificate (its basicConstraints do not say CA:TRUE)".into(),
+            ));
+        }
+        if !parsed.may_sign_certificates {
+            return Err(PkiError(
+                "is a CA certificate that may not sign certificates (no keyCertSign usage)".into(),
+            ));
+        }
+        let first = pem_blocks(cert_pem)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| cert_pem.to_string());
+        Ok(Ca {
+            cert_pem: first,
+            key_pem,
+            info: parsed.info,
+        })
+    }
+
+    /// The CA certificate alone, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn key_pem(&self) -> &Secret {
+        &self.key_pem
+    }
+
+    pub fn info(&self) -> &CertInfo {
+        &self.info
+    }
+
+    /// Whether the key is the one the certificate names. An error says the key cannot be read
+    /// at all (not PEM, or an algorithm rcgen cannot sign with).
+    pub fn key_matches(&self) -> Result<bool, PkiError> {
+        let pair = KeyPair::from_pem(self.key_pem.expose()).map_err(|e| PkiError(e.to_string()))?;
+        let parsed = parse_der(&pem_certs(&self.cert_pem)?[0])?;
+        Ok(pair.public_key_raw() == parsed.public_key.as_slice())
+    }
+}
+
+/// A server certificate and its key. Its certificate is never a CA.
+#[derive(Debug, Clone)]
+pub struct ServerCert {
+    cert_pem: String,
+    key_pem: Secret,
+    info: CertInfo,
+}
+
+impl ServerCert {
+    /// The server certificate in `cert_pem` (its first certificate), with its key. Refuses a
+    /// CA certificate.
+    pub fn from_pem(cert_pem: String, key_pem: Secret) -> Result<ServerCert, PkiError> {
+        let info = inspect(&cert_pem)?;
+        if info.is_ca {
+            return Err(PkiError(
+                "is a CA certificate, not a server certificate (its basicConstraints say CA:TRUE)"
+                    .into(),
+            ));
+        }
+        Ok(ServerCert {
+            cert_pem,
+            key_pem,
+            info,
+        })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn key_pem(&self) -> &Secret {
+        &self.key_pem
+    }
+
+    pub fn info(&self) -> &CertInfo {
+        &self.info
+    }
 }
 
 /// What natsup needs to know about a certificate.
@@ -96,9 +190,19 @@ fn normalize_san(s: &str) -> String {
     }
 }
 
+/// Why a certificate could not be made or read. The message reads well after a file name
+/// (`rootCA.pem: is not a CA certificate ...`), which the caller adds.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PkiError(pub String);
+
+/// Making a certificate failed: the work failed (exit 1), not the user's input. Reading a file
+/// names the file instead, with [`crate::error::Error::corrupt`] or a usage error.
+impl From<PkiError> for crate::error::Error {
+    fn from(e: PkiError) -> Self {
+        crate::error::Error::failed(e.to_string(), None)
+    }
+}
 
 fn err(context: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
     move |e| PkiError(format!("{context}: {e}"))
@@ -121,9 +225,9 @@ fn random_suffix() -> String {
 }
 
 /// A new ECDSA P-256 CA for one deployment. Its subject carries a random suffix: when two CAs
-/// share a subject, a client holding the wrong one fails with a misleading `BadSignature`
-/// instead of `UnknownIssuer` (FACTS.md).
-pub fn new_ca(deployment: &str, now: OffsetDateTime) -> Result<CertifiedKey, PkiError> {
+/// share a subject, a verifier matches the issuer by that name, so a client holding the wrong
+/// one fails with a misleading `BadSignature` instead of `UnknownIssuer`.
+pub fn new_ca(deployment: &str, now: OffsetDateTime) -> Result<Ca, PkiError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err("CA key"))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -139,19 +243,21 @@ pub fn new_ca(deployment: &str, now: OffsetDateTime) -> Result<CertifiedKey, Pki
     params.not_before = now - CLOCK_SKEW;
     params.not_after = now + Duration::days(CA_LIFETIME_DAYS);
     let cert = params.self_signed(&key).map_err(err("CA certificate"))?;
-    Ok(CertifiedKey {
-        cert_pem: cert.pem(),
+    let cert_pem = cert.pem();
+    Ok(Ca {
+        info: inspect(&cert_pem)?,
+        cert_pem,
         key_pem: Secret::new(key.serialize_pem()),
     })
 }
 
 /// A server certificate for `sans` (IP strings become IP SANs, the rest DNS SANs), signed by `ca`.
 pub fn issue_server_cert(
-    ca: &CertifiedKey,
+    ca: &Ca,
     sans: &[String],
     lifetime_days: u32,
     now: OffsetDateTime,
-) -> Result<CertifiedKey, PkiError> {
+) -> Result<ServerCert, PkiError> {
     let ca_key = KeyPair::from_pem(ca.key_pem.expose()).map_err(err("CA key"))?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).map_err(err("CA certificate"))?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err("server key"))?;
@@ -185,8 +291,10 @@ pub fn issue_server_cert(
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(err("server certificate"))?;
-    Ok(CertifiedKey {
-        cert_pem: cert.pem(),
+    let cert_pem = cert.pem();
+    Ok(ServerCert {
+        info: inspect(&cert_pem)?,
+        cert_pem,
         key_pem: Secret::new(key.serialize_pem()),
     })
 }
@@ -225,8 +333,29 @@ pub fn inspect(pem: &str) -> Result<CertInfo, PkiError> {
 }
 
 pub fn inspect_der(der: &[u8]) -> Result<CertInfo, PkiError> {
+    parse_der(der).map(|p| p.info)
+}
+
+/// A certificate as read: what [`inspect_der`] reports, and what only a CA's loader needs.
+struct Parsed {
+    info: CertInfo,
+    /// False when a keyUsage extension is present without keyCertSign.
+    may_sign_certificates: bool,
+    /// The subjectPublicKey bits, to compare with a key pair's public key.
+    public_key: Vec<u8>,
+}
+
+fn parse_der(der: &[u8]) -> Result<Parsed, PkiError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| PkiError(format!("not an X.509 certificate: {e}")))?;
+    Ok(Parsed {
+        info: cert_info(&cert, der),
+        may_sign_certificates: !matches!(cert.key_usage(), Ok(Some(ku)) if !ku.value.key_cert_sign()),
+        public_key: cert.public_key().subject_public_key.data.to_vec(),
+    })
+}
+
+fn cert_info(cert: &X509Certificate, der: &[u8]) -> CertInfo {
     let mut sans = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for name in &ext.value.general_names {
@@ -245,7 +374,7 @@ pub fn inspect_der(der: &[u8]) -> Result<CertInfo, PkiError> {
         }
     }
     let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
-    Ok(CertInfo {
+    CertInfo {
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
         serial: cert.raw_serial_as_string().replace(':', ""),
@@ -254,7 +383,7 @@ pub fn inspect_der(der: &[u8]) -> Result<CertInfo, PkiError> {
         not_after: cert.validity().not_after.to_datetime(),
         sans,
         is_ca,
-    })
+    }
 }
 
 pub fn fingerprint(der: &[u8]) -> String {
@@ -265,6 +394,17 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
+/// A root store holding every certificate of `pem`: what a client trusts.
+pub fn root_store(pem: &str) -> Result<rustls::RootCertStore, PkiError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in pem_certs(pem)? {
+        roots
+            .add(ca)
+            .map_err(|e| PkiError(format!("CA certificate rejected: {e}")))?;
+    }
+    Ok(roots)
+}
+
 /// Checks, as a TLS client would, that `chain[0]` chains to one of the CAs in `ca_pem` and is
 /// valid for `host` now. Uses rustls' own WebPKI verifier, the same one async-nats uses.
 pub fn verify_server_chain(
@@ -272,12 +412,7 @@ pub fn verify_server_chain(
     chain: &[CertificateDer<'static>],
     host: &str,
 ) -> Result<(), PkiError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in pem_certs(ca_pem)? {
-        roots
-            .add(ca)
-            .map_err(|e| PkiError(format!("CA certificate rejected: {e}")))?;
-    }
+    let roots = root_store(ca_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier =
         rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -293,4 +428,49 @@ pub fn verify_server_chain(
         .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
         .map(|_| ())
         .map_err(|e| PkiError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loading_checks_the_kind() {
+        let now = OffsetDateTime::now_utc();
+        let ca = new_ca("t", now).unwrap();
+        let server = issue_server_cert(&ca, &["nats.example.com".into()], 90, now).unwrap();
+
+        let again = Ca::from_pem(ca.cert_pem(), ca.key_pem().clone()).unwrap();
+        assert_eq!(again.cert_pem(), ca.cert_pem(), "the text is kept as made");
+        assert!(again.key_matches().unwrap());
+        let e = Ca::from_pem(server.cert_pem(), server.key_pem().clone()).unwrap_err();
+        assert!(e.to_string().starts_with("is not a CA certificate"), "{e}");
+
+        let bundle = format!("{}{}", ca.cert_pem(), new_ca("t", now).unwrap().cert_pem());
+        let first = Ca::from_pem(&bundle, ca.key_pem().clone()).unwrap();
+        assert_eq!(
+            first.cert_pem(),
+            ca.cert_pem(),
+            "only the first of a bundle"
+        );
+
+        let other = Ca::from_pem(ca.cert_pem(), server.key_pem().clone()).unwrap();
+        assert!(!other.key_matches().unwrap());
+
+        ServerCert::from_pem(server.cert_pem().into(), server.key_pem().clone()).unwrap();
+        let e = ServerCert::from_pem(ca.cert_pem().into(), ca.key_pem().clone()).unwrap_err();
+        assert!(e.to_string().starts_with("is a CA certificate"), "{e}");
+    }
+
+    #[test]
+    fn a_root_store_holds_every_certificate() {
+        let now = OffsetDateTime::now_utc();
+        let bundle = format!(
+            "{}{}",
+            new_ca("a", now).unwrap().cert_pem(),
+            new_ca("b", now).unwrap().cert_pem()
+        );
+        assert_eq!(root_store(&bundle).unwrap().len(), 2);
+        assert!(root_store("").is_err());
+    }
 }

@@ -122,14 +122,14 @@ pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
             },
             BundleFile {
                 path: format!("nats-config/{}", tls.cert),
-                contents: state.server.cert_pem.clone().into_bytes(),
+                contents: state.server.cert_pem().as_bytes().to_vec(),
                 mode: 0o644,
             },
             BundleFile {
                 // 0600 on the host; the official image runs nats-server as root, so the
                 // container still reads it.
                 path: format!("nats-config/{}", tls.key),
-                contents: state.server.key_pem.expose().as_bytes().to_vec(),
+                contents: state.server.key_pem().expose().as_bytes().to_vec(),
                 mode: 0o600,
             },
         ],

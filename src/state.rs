@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil::{create_private_dir, read_optional, write_atomic};
 use crate::passwords;
-use crate::pki::{self, CertInfo, CertifiedKey};
+use crate::pki::{self, Ca, CertInfo, ServerCert};
 use crate::secret::{self, Secret};
 
 /// The paths of one deployment's state.
@@ -92,6 +92,26 @@ impl StateDir {
             file.lock().map_err(|e| Error::io("lock", &path, e))?;
         }
         Ok(file)
+    }
+
+    /// Adopts `ca` as the deployment's CA (`natsup ca import`). Replacing a CA cuts off every
+    /// client that trusts the old one, so an existing CA stays unless `force`.
+    pub fn import_ca(&self, ca: &Ca, force: bool) -> Result<()> {
+        let _lock = self.lock()?;
+        if self.ca_cert().exists() && !force {
+            return Err(Error::usage(
+                format!("deployment `{}` already has a CA", self.name),
+                Some("replacing it cuts off every client that trusts the old one; use `natsup rotate-ca`, or pass --force".to_string()),
+            ));
+        }
+        self.write_ca(ca)
+    }
+
+    /// Key first: a CA certificate on disk always has its key beside it.
+    fn write_ca(&self, ca: &Ca) -> Result<()> {
+        create_private_dir(&self.root.join("ca"))?;
+        write_atomic(&self.ca_key(), ca.key_pem().expose().as_bytes(), 0o400)?;
+        write_atomic(&self.ca_cert(), ca.cert_pem().as_bytes(), 0o644)
     }
 
     fn missing(&self, what: &str) -> Error {
@@ -159,9 +179,8 @@ impl Secrets {
             .iter()
             .filter(|u| self.users.get(*u).is_some_and(|s| s.pending.is_none()))
             .collect();
-        let passwords: Vec<Secret> = fresh.iter().map(|_| passwords::generate()).collect();
-        let hashes = passwords::hash_all(&passwords.iter().collect::<Vec<_>>());
-        for ((user, password), bcrypt) in fresh.into_iter().zip(passwords).zip(hashes) {
+        let new = passwords::generate_hashed(fresh.len());
+        for (user, (password, bcrypt)) in fresh.into_iter().zip(new) {
             if let Some(s) = self.users.get_mut(user) {
                 s.pending = Some(PendingPassword {
                     password,
@@ -213,12 +232,13 @@ pub enum Created {
 pub struct State {
     pub dir: StateDir,
     /// The CA that signs server certificates now.
-    pub ca: CertifiedKey,
+    pub ca: Ca,
     /// During a CA rotation, the CA that will replace it.
-    pub next_ca: Option<CertifiedKey>,
+    pub next_ca: Option<Ca>,
     /// What clients trust: `ca`, then `next_ca` if any (the contents of `ca/rootCA.pem`).
     pub trust_pem: String,
-    pub server: CertifiedKey,
+    pub server: ServerCert,
+    /// `server.info()`, kept here for the many readers of the served serial and expiry.
     pub server_info: CertInfo,
     pub secrets: Secrets,
 }
@@ -238,37 +258,32 @@ impl State {
         let (ca, next_ca, trust_pem) = match load_cas(dir)? {
             Some(cas) => cas,
             None => {
-                let ca = pki::new_ca(&config.name, now).map_err(|e| Error::failed(e.0, None))?;
-                create_private_dir(&dir.root.join("ca"))?;
-                // Key first: a CA certificate on disk always has its key beside it.
-                write_atomic(&dir.ca_key(), ca.key_pem.expose().as_bytes(), 0o400)?;
-                write_atomic(&dir.ca_cert(), ca.cert_pem.as_bytes(), 0o644)?;
+                let ca = pki::new_ca(&config.name, now)?;
+                dir.write_ca(&ca)?;
                 created.push(Created::Ca);
-                let trust = ca.cert_pem.clone();
+                let trust = ca.cert_pem().to_string();
                 (ca, None, trust)
             }
         };
         // A server certificate from either CA of a rotation is in place: `rotate-ca --finish`
         // issues from the next one before it retires the old.
-        let issuers: Vec<String> = std::iter::once(&ca)
+        let issuers: Vec<&str> = std::iter::once(&ca)
             .chain(next_ca.as_ref())
-            .map(|c| pki::inspect(&c.cert_pem).map(|i| i.subject))
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::corrupt(dir.ca_cert(), e.0))?;
+            .map(|c| c.info().subject.as_str())
+            .collect();
 
-        let existing = load_pair(&dir.server_cert(), &dir.server_key())?;
+        let existing = load_server(dir)?;
         let reissue_reason = match &existing {
             None => Some("none existed".to_string()),
             Some(pair) => {
-                let info = pki::inspect(&pair.cert_pem)
-                    .map_err(|e| Error::corrupt(dir.server_cert(), e.0))?;
+                let info = pair.info();
                 if !info.has_sans(&config.sans()) {
                     Some(format!(
                         "its names ({}) differ from the config's ({})",
                         info.sans.join(", "),
                         config.sans().join(", ")
                     ))
-                } else if !issuers.contains(&info.issuer) {
+                } else if !issuers.contains(&info.issuer.as_str()) {
                     Some("it was issued by another CA".to_string())
                 } else {
                     None
@@ -284,8 +299,7 @@ impl State {
             }
             (None, None) => unreachable!(),
         };
-        let server_info =
-            pki::inspect(&server.cert_pem).map_err(|e| Error::corrupt(dir.server_cert(), e.0))?;
+        let server_info = server.info().clone();
 
         let mut secrets = load_secrets(&dir.secrets())?.unwrap_or_default();
         let missing: Vec<&str> = config
@@ -295,9 +309,8 @@ impl State {
             .filter(|n| !secrets.users.contains_key(*n))
             .collect();
         if !missing.is_empty() {
-            let new: Vec<Secret> = missing.iter().map(|_| passwords::generate()).collect();
-            let hashes = passwords::hash_all(&new.iter().collect::<Vec<_>>());
-            for ((name, password), bcrypt) in missing.iter().zip(new).zip(hashes) {
+            let new = passwords::generate_hashed(missing.len());
+            for (name, (password, bcrypt)) in missing.iter().zip(new) {
                 secrets.users.insert(
                     name.to_string(),
                     UserSecret {
@@ -338,10 +351,8 @@ impl State {
     /// works while a user just added to natsup.yaml has none yet.
     pub fn load_for(dir: &StateDir, users: &[String]) -> Result<State> {
         let (ca, next_ca, trust_pem) = load_cas(dir)?.ok_or_else(|| dir.missing("CA"))?;
-        let server = load_pair(&dir.server_cert(), &dir.server_key())?
-            .ok_or_else(|| dir.missing("server certificate"))?;
-        let server_info =
-            pki::inspect(&server.cert_pem).map_err(|e| Error::corrupt(dir.server_cert(), e.0))?;
+        let server = load_server(dir)?.ok_or_else(|| dir.missing("server certificate"))?;
+        let server_info = server.info().clone();
         let secrets = load_secrets(&dir.secrets())?.ok_or_else(|| dir.missing("passwords"))?;
         if let Some(user) = users.iter().find(|u| !secrets.users.contains_key(*u)) {
             return Err(dir.missing(&format!("password for user `{user}`")));
@@ -364,15 +375,14 @@ impl State {
     /// Issues a new server certificate from the CA and stores it.
     pub fn reissue_server_cert(&mut self, config: &Config, now: OffsetDateTime) -> Result<()> {
         self.server = issue_and_store(config, &self.dir, &self.ca, now)?;
-        self.server_info =
-            pki::inspect(&self.server.cert_pem).map_err(|e| Error::failed(e.0, None))?;
+        self.server_info = self.server.info().clone();
         Ok(())
     }
 }
 
 /// Loads the signing CA, the next CA of a rotation, and the trust bundle, first finishing
 /// whatever an interrupted `rotate-ca` left half-done.
-fn load_cas(dir: &StateDir) -> Result<Option<(CertifiedKey, Option<CertifiedKey>, String)>> {
+fn load_cas(dir: &StateDir) -> Result<Option<(Ca, Option<Ca>, String)>> {
     // `--finish` writes the next key over the CA key first; if it died right after, the
     // swap is finished here, so the CA cert and key never disagree for long.
     if let (Some(key), Some(next_key)) = (
@@ -385,25 +395,30 @@ fn load_cas(dir: &StateDir) -> Result<Option<(CertifiedKey, Option<CertifiedKey>
         }
         remove_next_ca(dir)?;
     }
-    let Some(mut ca) = load_pair(&dir.ca_cert(), &dir.ca_key())? else {
+    let Some((ca_pem, ca_key)) = load_pair(&dir.ca_cert(), &dir.ca_key())? else {
         return Ok(None);
     };
     // rootCA.pem may hold the next CA too; the signing CA is the first certificate.
-    let blocks = pki::pem_blocks(&ca.cert_pem);
+    let blocks = pki::pem_blocks(&ca_pem);
     let first = blocks
         .first()
         .cloned()
         .ok_or_else(|| Error::corrupt(dir.ca_cert(), "holds no certificate"))?;
-    ca.cert_pem = first;
     let next = load_pair(&dir.next_ca_cert(), &dir.next_ca_key())?;
     let trust = match &next {
-        Some(n) => format!("{}{}", ca.cert_pem, n.cert_pem),
-        None => ca.cert_pem.clone(),
+        Some((next_pem, _)) => format!("{first}{next_pem}"),
+        None => first.clone(),
     };
     // Repairs a `--begin` or `--finish` that died between its writes.
     if read_optional(&dir.ca_cert())?.as_deref() != Some(trust.as_str()) {
         write_atomic(&dir.ca_cert(), trust.as_bytes(), 0o644)?;
     }
+    let ca =
+        Ca::from_pem(&first, ca_key).map_err(|e| Error::corrupt(dir.ca_cert(), e.to_string()))?;
+    let next = next
+        .map(|(pem, key)| Ca::from_pem(&pem, key))
+        .transpose()
+        .map_err(|e| Error::corrupt(dir.next_ca_cert(), e.to_string()))?;
     Ok(Some((ca, next, trust)))
 }
 
@@ -442,14 +457,14 @@ impl State {
         if self.next_ca.is_some() {
             return Ok(false);
         }
-        let next = pki::new_ca(&config.name, now).map_err(|e| Error::failed(e.0, None))?;
+        let next = pki::new_ca(&config.name, now)?;
         write_atomic(
             &self.dir.next_ca_key(),
-            next.key_pem.expose().as_bytes(),
+            next.key_pem().expose().as_bytes(),
             0o400,
         )?;
-        write_atomic(&self.dir.next_ca_cert(), next.cert_pem.as_bytes(), 0o644)?;
-        self.trust_pem = format!("{}{}", self.ca.cert_pem, next.cert_pem);
+        write_atomic(&self.dir.next_ca_cert(), next.cert_pem().as_bytes(), 0o644)?;
+        self.trust_pem = format!("{}{}", self.ca.cert_pem(), next.cert_pem());
         write_atomic(&self.dir.ca_cert(), self.trust_pem.as_bytes(), 0o644)?;
         self.next_ca = Some(next);
         Ok(true)
@@ -463,15 +478,11 @@ impl State {
                 Some("start one with `natsup rotate-ca --begin`".to_string()),
             )
         })?;
-        let next_subject = pki::inspect(&next.cert_pem)
-            .map_err(|e| Error::failed(e.0, None))?
-            .subject;
-        if self.server_info.issuer == next_subject {
+        if self.server_info.issuer == next.info().subject {
             return Ok(false);
         }
         self.server = issue_and_store(config, &self.dir, &next, now)?;
-        self.server_info =
-            pki::inspect(&self.server.cert_pem).map_err(|e| Error::failed(e.0, None))?;
+        self.server_info = self.server.info().clone();
         Ok(true)
     }
 
@@ -483,10 +494,14 @@ impl State {
             .take()
             .ok_or_else(|| Error::failed("no CA rotation is under way", None))?;
         // Key first; `load_cas` completes the rest if this run dies in between.
-        write_atomic(&self.dir.ca_key(), next.key_pem.expose().as_bytes(), 0o400)?;
-        write_atomic(&self.dir.ca_cert(), next.cert_pem.as_bytes(), 0o644)?;
+        write_atomic(
+            &self.dir.ca_key(),
+            next.key_pem().expose().as_bytes(),
+            0o400,
+        )?;
+        write_atomic(&self.dir.ca_cert(), next.cert_pem().as_bytes(), 0o644)?;
         remove_next_ca(&self.dir)?;
-        self.trust_pem = next.cert_pem.clone();
+        self.trust_pem = next.cert_pem().to_string();
         self.ca = next;
         Ok(())
     }
@@ -495,24 +510,30 @@ impl State {
 fn issue_and_store(
     config: &Config,
     dir: &StateDir,
-    ca: &CertifiedKey,
+    ca: &Ca,
     now: OffsetDateTime,
-) -> Result<CertifiedKey> {
-    let pair = pki::issue_server_cert(ca, &config.sans(), config.cert.lifetime_days, now)
-        .map_err(|e| Error::failed(e.0, None))?;
+) -> Result<ServerCert> {
+    let pair = pki::issue_server_cert(ca, &config.sans(), config.cert.lifetime_days, now)?;
     create_private_dir(&dir.root.join("server"))?;
-    write_atomic(&dir.server_key(), pair.key_pem.expose().as_bytes(), 0o600)?;
-    write_atomic(&dir.server_cert(), pair.cert_pem.as_bytes(), 0o644)?;
+    write_atomic(&dir.server_key(), pair.key_pem().expose().as_bytes(), 0o600)?;
+    write_atomic(&dir.server_cert(), pair.cert_pem().as_bytes(), 0o644)?;
     Ok(pair)
 }
 
-/// Both files, or neither. One without the other is corrupt state, not "missing".
-fn load_pair(cert: &Path, key: &Path) -> Result<Option<CertifiedKey>> {
+fn load_server(dir: &StateDir) -> Result<Option<ServerCert>> {
+    let Some((cert_pem, key_pem)) = load_pair(&dir.server_cert(), &dir.server_key())? else {
+        return Ok(None);
+    };
+    ServerCert::from_pem(cert_pem, key_pem)
+        .map(Some)
+        .map_err(|e| Error::corrupt(dir.server_cert(), e.to_string()))
+}
+
+/// The PEM texts of a certificate file and its key file: both, or neither. One without the
+/// other is corrupt state, not "missing".
+fn load_pair(cert: &Path, key: &Path) -> Result<Option<(String, Secret)>> {
     match (read_optional(cert)?, read_optional(key)?) {
-        (Some(cert_pem), Some(key_pem)) => Ok(Some(CertifiedKey {
-            cert_pem,
-            key_pem: Secret::new(key_pem),
-        })),
+        (Some(cert_pem), Some(key_pem)) => Ok(Some((cert_pem, Secret::new(key_pem)))),
         (None, None) => Ok(None),
         (Some(_), None) => Err(Error::corrupt(
             cert,

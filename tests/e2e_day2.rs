@@ -190,9 +190,9 @@ fn up_renews_a_certificate_near_expiry() {
         time::OffsetDateTime::now_utc() - time::Duration::days(300),
     )
     .unwrap();
-    std::fs::write(dir.server_cert(), &old.cert_pem).unwrap();
-    std::fs::write(dir.server_key(), old.key_pem.expose()).unwrap();
-    let old_serial = natsup::pki::inspect(&old.cert_pem).unwrap().serial;
+    std::fs::write(dir.server_cert(), old.cert_pem()).unwrap();
+    std::fs::write(dir.server_key(), old.key_pem().expose()).unwrap();
+    let old_serial = natsup::pki::inspect(old.cert_pem()).unwrap().serial;
 
     let out = ws.ok(&["up"]);
     assert!(

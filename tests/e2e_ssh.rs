@@ -253,7 +253,7 @@ fn a_config_nats_server_refuses_changes_nothing_live() {
     let key = ws.state_dir().join("sshrefused/server/nats-server-key.pem");
     let good_key = std::fs::read(&key).unwrap();
     let other = natsup::pki::new_ca("other", time::OffsetDateTime::now_utc()).unwrap();
-    std::fs::write(&key, other.key_pem.expose()).unwrap();
+    std::fs::write(&key, other.key_pem().expose()).unwrap();
     ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
     let out = ws.run(&["up"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

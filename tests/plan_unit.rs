@@ -346,7 +346,7 @@ fn a_change_is_one_upload_and_secrets_travel_only_on_stdin() {
         );
     }
     assert!(
-        !tar.contains(fx.state.ca.key_pem.expose().lines().nth(1).unwrap()),
+        !tar.contains(fx.state.ca.key_pem().expose().lines().nth(1).unwrap()),
         "the CA key left the state dir"
     );
 }

@@ -64,7 +64,7 @@ fn wrong_passwords_plaintext_clients_and_other_cas_are_refused() {
 
     let other_ca = natsup::pki::new_ca("other", OffsetDateTime::now_utc()).unwrap();
     let e = rt
-        .block_on(login.trusting(&other_ca.cert_pem).connect())
+        .block_on(login.trusting(other_ca.cert_pem()).connect())
         .unwrap_err();
     assert!(
         e.contains("UnknownIssuer") || e.contains("certificate"),

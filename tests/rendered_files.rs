@@ -112,7 +112,7 @@ fn the_bundle_holds_no_password_and_no_ca_key() {
             "nats-config/nats-server-key.pem"
         ]
     );
-    let ca_key = state.ca.key_pem.expose();
+    let ca_key = state.ca.key_pem().expose();
     for f in &bundle.files {
         let text = String::from_utf8_lossy(&f.contents);
         for user in state.secrets.users.values() {

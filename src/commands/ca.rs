@@ -1,4 +1,5 @@
-//! `natsup ca path|show`: the CA clients must trust.
+//! `natsup ca path|show|import`: the CA clients must trust. The files are `state`'s; this
+//! prints them, and hands an imported CA to `state` once `pki` has checked it.
 
 use std::path::Path;
 
@@ -7,7 +8,8 @@ use time::OffsetDateTime;
 use crate::cli::CaCommand;
 use crate::error::{Error, Result};
 use crate::fsutil::read_to_string;
-use crate::pki;
+use crate::pki::{self, Ca};
+use crate::secret::Secret;
 
 use super::Context;
 
@@ -31,8 +33,9 @@ pub fn run(ctx: &Context, command: CaCommand) -> Result<i32> {
         CaCommand::Show => {
             let pem = read_to_string(&path)?;
             let now = OffsetDateTime::now_utc();
-            for der in pki::pem_certs(&pem).map_err(|e| Error::corrupt(&path, e.0))? {
-                let info = pki::inspect_der(&der).map_err(|e| Error::corrupt(&path, e.0))?;
+            let corrupt = |e: pki::PkiError| Error::corrupt(&path, e.to_string());
+            for der in pki::pem_certs(&pem).map_err(corrupt)? {
+                let info = pki::inspect_der(&der).map_err(corrupt)?;
                 println!("subject:     {}", info.subject);
                 println!("fingerprint: SHA256 {}", info.fingerprint);
                 println!("serial:      {}", info.serial);
@@ -67,54 +70,25 @@ fn import(
         )
     };
     let cert_pem = read_to_string(cert)?;
-    let key_pem = read_to_string(key)?;
-    let ders = pki::pem_certs(&cert_pem).map_err(|e| bad(cert, e.0))?;
-    let (_, x509) = x509_parser::parse_x509_certificate(&ders[0])
-        .map_err(|e| bad(cert, format!("not an X.509 certificate: {e}")))?;
-    let is_ca = matches!(x509.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
-    if !is_ca {
-        return Err(bad(
-            cert,
-            "is not a CA certificate (its basicConstraints do not say CA:TRUE)".into(),
-        ));
+    let key_pem = Secret::new(read_to_string(key)?);
+    let ca = Ca::from_pem(&cert_pem, key_pem).map_err(|e| bad(cert, e.to_string()))?;
+    match ca.key_matches() {
+        Err(e) => {
+            return Err(bad(
+                key,
+                format!("is not a private key natsup can use: {e}"),
+            ));
+        }
+        Ok(false) => {
+            return Err(bad(
+                key,
+                format!("is not the key of the CA in {}", cert.display()),
+            ));
+        }
+        Ok(true) => {}
     }
-    if let Ok(Some(ku)) = x509.key_usage()
-        && !ku.value.key_cert_sign()
-    {
-        return Err(bad(
-            cert,
-            "is a CA certificate that may not sign certificates (no keyCertSign usage)".into(),
-        ));
-    }
-    let pair = rcgen::KeyPair::from_pem(&key_pem)
-        .map_err(|e| bad(key, format!("is not a private key natsup can use: {e}")))?;
-    if pair.public_key_raw() != x509.public_key().subject_public_key.data.as_ref() {
-        return Err(bad(
-            key,
-            format!("is not the key of the CA in {}", cert.display()),
-        ));
-    }
-    let dir = ctx.state_dir(config);
-    let _lock = dir.lock()?;
-    if dir.ca_cert().exists() && !force {
-        return Err(Error::usage(
-            format!("deployment `{}` already has a CA", config.name),
-            Some("replacing it cuts off every client that trusts the old one; use `natsup rotate-ca`, or pass --force".to_string()),
-        ));
-    }
-    crate::fsutil::create_private_dir(&dir.root.join("ca"))?;
-    crate::fsutil::write_atomic(&dir.ca_key(), key_pem.as_bytes(), 0o400)?;
-    let first = pki::pem_blocks(&cert_pem)
-        .into_iter()
-        .next()
-        .unwrap_or(cert_pem);
-    crate::fsutil::write_atomic(&dir.ca_cert(), first.as_bytes(), 0o644)?;
-    println!(
-        "imported the CA {}",
-        pki::inspect_der(&ders[0])
-            .map(|i| i.subject)
-            .unwrap_or_default()
-    );
+    ctx.state_dir(config).import_ca(&ca, force)?;
+    println!("imported the CA {}", ca.info().subject);
     println!("the next `natsup render` or `natsup up` issues the server certificate from it");
     Ok(0)
 }
