@@ -4,7 +4,8 @@
 //! sibling [`crate::tls_probe`] reads the certificate a server presents without judging it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::time::timeout;
 
@@ -116,20 +117,24 @@ pub fn tls_builder()
 
 /// A rustls client config that trusts exactly the CAs in `ca_pem`.
 pub fn client_tls(ca_pem: &str) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in pki::pem_certs(ca_pem).map_err(|e| e.0)? {
-        roots
-            .add(ca)
-            .map_err(|e| format!("CA certificate rejected: {e}"))?;
-    }
+    let roots = pki::root_store(ca_pem).map_err(|e| e.to_string())?;
     Ok(tls_builder()?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
 
 /// Connects with TLS required, trusting only the endpoint's CA.
+///
+/// A login counts as accepted only once the server has answered a round trip on it.
+/// async-nats' `connect` returns as soon as any line follows its `CONNECT` + `PING`
+/// (async-nats 0.51, `Connector::try_connect_to`: anything but `-ERR` is success), and a
+/// server still busy checking a bcrypt password sends its own first `PING` before its verdict:
+/// seen on a loaded 2-core machine at cost 11, where a wrong password was "accepted" and the
+/// `-ERR 'Authorization Violation'` came after. Refusal checks and password rotation depend on
+/// that verdict, so it is waited for.
 pub async fn connect(endpoint: &Endpoint, login: &Login) -> Result<async_nats::Client, String> {
     let tls = client_tls(&endpoint.ca_pem)?;
+    let refused = Arc::new(AtomicBool::new(false));
     let options = async_nats::ConnectOptions::with_user_and_password(
         login.user.clone(),
         login.password.expose().to_string(),
@@ -137,11 +142,87 @@ pub async fn connect(endpoint: &Endpoint, login: &Login) -> Result<async_nats::C
     .require_tls(true)
     .tls_client_config(tls)
     .connection_timeout(STEP_TIMEOUT)
-    .name("natsup verify");
-    timeout(STEP_TIMEOUT * 2, options.connect(endpoint.url()))
+    .name("natsup verify")
+    .event_callback({
+        let refused = refused.clone();
+        move |event| {
+            let refused = refused.clone();
+            async move {
+                if let async_nats::Event::ServerError(
+                    async_nats::ServerError::AuthorizationViolation,
+                ) = event
+                {
+                    refused.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let client = timeout(STEP_TIMEOUT * 2, options.connect(endpoint.url()))
         .await
         .map_err(|_| "timed out".to_string())?
-        .map_err(|e| crate::error::chain(&e))
+        .map_err(|e| crate::error::chain(&e))?;
+    // A user whose permissions allow no subject to both publish and subscribe cannot make a
+    // round trip: for that rare login, async-nats' own answer is all there is.
+    let Some(echo) = echo_subject(login.permissions.as_ref(), &client.new_inbox()) else {
+        return Ok(client);
+    };
+    match timeout(STEP_TIMEOUT, round_trip(&client, echo)).await {
+        Ok(Ok(_)) => Ok(client),
+        _ if refused.load(Ordering::SeqCst) => Err("authorization violation".to_string()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("timed out waiting for the first round trip".to_string()),
+    }
+}
+
+/// Publish to an inbox this client subscribed to, and time until it comes back: async-nats has
+/// no RTT call, and its `flush()` is not a round trip (it returns once the write buffer reaches
+/// the socket; no PING goes to the server).
+pub async fn round_trip(client: &async_nats::Client, subject: String) -> Result<Duration, String> {
+    use futures_util::StreamExt;
+    let mut sub = client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| format!("subscribe failed: {e}"))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| format!("flush failed: {e}"))?;
+    let started = Instant::now();
+    client
+        .publish(subject, vec![b'x'; 100].into())
+        .await
+        .map_err(|e| format!("publish failed: {e}"))?;
+    sub.next()
+        .await
+        .ok_or_else(|| "the subscription closed".to_string())?;
+    Ok(started.elapsed())
+}
+
+/// A subject the user may both publish and subscribe to, for the round trip: its own inbox
+/// (`unique_inbox`) when allowed, else one made from its publish allow-list, wildcards filled
+/// with a token of our own.
+pub fn echo_subject(perms: Option<&Permissions>, unique_inbox: &str) -> Option<String> {
+    let Some(p) = perms else {
+        return Some(unique_inbox.to_string());
+    };
+    let token = unique_inbox.rsplit('.').next().unwrap_or("natsup");
+    let from_allow_list = p.publish.iter().flat_map(|r| &r.allow).map(|pattern| {
+        pattern
+            .split('.')
+            .map(|t| match t {
+                "*" => "natsup_verify".to_string(),
+                ">" => format!("natsup_verify.{token}"),
+                t => t.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    });
+    std::iter::once(unique_inbox.to_string())
+        .chain(from_allow_list)
+        .find(|subject| {
+            p.publish.as_ref().is_none_or(|r| r.permits(subject))
+                && p.subscribe.as_ref().is_none_or(|r| r.permits(subject))
+        })
 }
 
 /// Whether a failed [`connect`] was the server refusing the credentials (nats-server answers

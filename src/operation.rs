@@ -116,14 +116,14 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
             .password(&user)
             .cloned()
             .expect("pending users exist");
-        let outcome = if accepts(&target, &user, &new).await == Some(true) {
+        let outcome = if accepts(&target, config, &user, &new).await == Some(true) {
             // The old one must be refused too; nats-server never holds two for one user.
-            if accepts(&target, &user, &old).await == Some(true) {
+            if accepts(&target, config, &user, &old).await == Some(true) {
                 Outcome::Unsettled
             } else {
                 Outcome::Promoted
             }
-        } else if accepts(&target, &user, &old).await == Some(true) {
+        } else if accepts(&target, config, &user, &old).await == Some(true) {
             Outcome::Discarded
         } else {
             Outcome::Unsettled
@@ -147,11 +147,18 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
 }
 
 /// `Some(true)` accepted, `Some(false)` refused as a bad login, `None` could not tell.
-async fn accepts(target: &Endpoint, user: &str, password: &Secret) -> Option<bool> {
+/// The user's own permissions go along: the login is only taken as accepted once it made a
+/// round trip on a subject it may use.
+async fn accepts(
+    target: &Endpoint,
+    config: &Config,
+    user: &str,
+    password: &Secret,
+) -> Option<bool> {
     let login = Login {
         user: user.to_string(),
         password: password.clone(),
-        permissions: None,
+        permissions: config.user(user).and_then(|u| u.permissions.clone()),
     };
     match nats_client::connect(target, &login).await {
         Ok(client) => {
@@ -175,7 +182,5 @@ pub async fn served_serial(config: &Config) -> Result<String> {
         .chain
         .first()
         .ok_or_else(|| Error::failed("the server presented no certificate", None))?;
-    Ok(pki::inspect_der(leaf)
-        .map_err(|e| Error::failed(e.0, None))?
-        .serial)
+    Ok(pki::inspect_der(leaf)?.serial)
 }

@@ -194,7 +194,7 @@ fn normalize_san(s: &str) -> String {
 /// (`rootCA.pem: is not a CA certificate ...`), which the caller adds.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct PkiError(pub String);
+pub struct PkiError(String);
 
 /// Making a certificate failed: the work failed (exit 1), not the user's input. Reading a file
 /// names the file instead, with [`crate::error::Error::corrupt`] or a usage error.

@@ -14,7 +14,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::config::Permissions;
-use crate::nats_client::{Endpoint, Login, STEP_TIMEOUT, connect, is_auth_error};
+use crate::nats_client::{
+    Endpoint, Login, STEP_TIMEOUT, connect, echo_subject, is_auth_error, round_trip,
+};
 use crate::pki;
 use crate::tls_probe;
 
@@ -243,14 +245,20 @@ async fn check_certificate(
     };
     let info = match pki::inspect_der(leaf) {
         Ok(i) => i,
-        Err(e) => return (server_check(name, Status::Critical, e.0), None, None),
+        Err(e) => {
+            return (
+                server_check(name, Status::Critical, e.to_string()),
+                None,
+                None,
+            );
+        }
     };
     let days = info.days_left(time::OffsetDateTime::now_utc());
     let serial = Some(info.serial.clone());
     if let Err(e) = pki::verify_server_chain(&endpoint.ca_pem, &probe.chain, &endpoint.host) {
         let detail = format!(
             "serial {}: not trusted for {}: {}",
-            info.serial, endpoint.host, e.0
+            info.serial, endpoint.host, e
         );
         return (
             server_check(name, Status::Critical, detail),
@@ -489,30 +497,6 @@ fn ms(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Publish to an inbox this client subscribed to, and time until it comes back: async-nats has
-/// no RTT call, and its `flush()` is not a round trip (it returns once the write buffer reaches
-/// the socket; no PING goes to the server).
-async fn round_trip(client: &async_nats::Client, subject: String) -> Result<Duration, String> {
-    use futures_util::StreamExt;
-    let mut sub = client
-        .subscribe(subject.clone())
-        .await
-        .map_err(|e| format!("subscribe failed: {e}"))?;
-    client
-        .flush()
-        .await
-        .map_err(|e| format!("flush failed: {e}"))?;
-    let started = Instant::now();
-    client
-        .publish(subject, vec![b'x'; 100].into())
-        .await
-        .map_err(|e| format!("publish failed: {e}"))?;
-    sub.next()
-        .await
-        .ok_or_else(|| "the subscription closed".to_string())?;
-    Ok(started.elapsed())
-}
-
 /// Creates a short-lived KV bucket, puts, gets and deletes a key, and removes the bucket.
 async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
     let js = async_nats::jetstream::new(client.clone());
@@ -566,33 +550,6 @@ pub fn jetstream_permitted(perms: Option<&Permissions>) -> bool {
         .as_ref()
         .is_none_or(|r| r.permits("_INBOX.natsup"));
     publish_ok && subscribe_ok
-}
-
-/// A subject the user may both publish and subscribe to, for the round trip: its own inbox
-/// (`unique_inbox`) when allowed, else one made from its publish allow-list, wildcards filled
-/// with a token of our own.
-pub fn echo_subject(perms: Option<&Permissions>, unique_inbox: &str) -> Option<String> {
-    let Some(p) = perms else {
-        return Some(unique_inbox.to_string());
-    };
-    let token = unique_inbox.rsplit('.').next().unwrap_or("natsup");
-    let from_allow_list = p.publish.iter().flat_map(|r| &r.allow).map(|pattern| {
-        pattern
-            .split('.')
-            .map(|t| match t {
-                "*" => "natsup_verify".to_string(),
-                ">" => format!("natsup_verify.{token}"),
-                t => t.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(".")
-    });
-    std::iter::once(unique_inbox.to_string())
-        .chain(from_allow_list)
-        .find(|subject| {
-            p.publish.as_ref().is_none_or(|r| r.permits(subject))
-                && p.subscribe.as_ref().is_none_or(|r| r.permits(subject))
-        })
 }
 
 #[cfg(test)]
