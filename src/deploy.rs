@@ -19,8 +19,32 @@ use crate::ui;
 /// How long the server gets to become ready or confirm a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn observe<R: Remote>(remote: &mut R, config: &Config) -> Result<Observed> {
-    let script = script::observe(&config.remote_dir, config.port);
+/// One server of a deployment, as the executor sees it: where its files live, the port it
+/// publishes, the image that validates and runs them, and the bundle it must end up serving.
+/// The executor and the planner work on one node at a time and never read the deployment's
+/// config, so a deployment of several servers is several nodes.
+#[derive(Debug)]
+pub struct Node {
+    pub remote_dir: String,
+    pub port: u16,
+    pub image: String,
+    pub bundle: Bundle,
+}
+
+impl Node {
+    /// The one server of a single-server deployment.
+    pub fn of(config: &Config, state: &State) -> Node {
+        Node {
+            remote_dir: config.remote_dir.clone(),
+            port: config.port,
+            image: config.image.clone(),
+            bundle: server_bundle(config, state),
+        }
+    }
+}
+
+pub async fn observe<R: Remote>(remote: &mut R, node: &Node) -> Result<Observed> {
+    let script = script::observe(&node.remote_dir, node.port);
     let out = remote.run("inspecting the server", &script, &[]).await?;
     Observed::parse(&out.stdout, &remote.describe()).map_err(|e| match e {
         Error::Remote {
@@ -69,18 +93,17 @@ pub fn tar_bundle(bundle: &Bundle) -> (Vec<u8>, String) {
     (builder.into_inner().expect("in-memory tar"), manifest)
 }
 
-/// Uploads the bundle and applies `plan` in one remote command.
+/// Uploads the node's bundle and applies `plan` in one remote command.
 pub async fn apply<R: Remote>(
     remote: &mut R,
-    config: &Config,
-    bundle: &Bundle,
+    node: &Node,
     plan: &Plan,
     timeout: Duration,
 ) -> Result<()> {
-    let (tar, manifest) = tar_bundle(bundle);
+    let (tar, manifest) = tar_bundle(&node.bundle);
     let script = script::apply(
-        &config.remote_dir,
-        &config.image,
+        &node.remote_dir,
+        &node.image,
         plan.action,
         &manifest,
         timeout.as_secs().max(1) as u32,
@@ -186,16 +209,10 @@ pub fn server_bundle(config: &Config, state: &State) -> Bundle {
     )
 }
 
-/// Brings the server onto (config, state) over one connection: observe, plan, apply.
+/// Brings one server onto its node over one connection: observe, plan, apply.
 /// With `dry_run`, prints the plan with its diffs and changes nothing.
-pub async fn deploy(
-    via: &Via,
-    config: &Config,
-    state: &State,
-    dry_run: bool,
-    timeout: Duration,
-) -> Result<Deployed> {
-    deploy_over(via, via.open(), config, state, dry_run, timeout).await
+pub async fn deploy(via: &Via, node: &Node, dry_run: bool, timeout: Duration) -> Result<Deployed> {
+    deploy_over(via, via.open(), node, dry_run, timeout).await
 }
 
 /// As [`deploy`], over a connection that may already be on its way: `up` starts opening it
@@ -203,14 +220,13 @@ pub async fn deploy(
 pub async fn deploy_over(
     via: &Via,
     opening: impl Future<Output = Result<AnyRemote>>,
-    config: &Config,
-    state: &State,
+    node: &Node,
     dry_run: bool,
     timeout: Duration,
 ) -> Result<Deployed> {
     let started = Instant::now();
     let mut remote = via.connected(opening).await?;
-    let result = converge(&mut remote, config, state, dry_run, timeout).await;
+    let result = converge(&mut remote, node, dry_run, timeout).await;
     let commands = remote.commands();
     remote.close().await;
     Ok(Deployed {
@@ -222,16 +238,14 @@ pub async fn deploy_over(
 
 async fn converge<R: Remote>(
     remote: &mut R,
-    config: &Config,
-    state: &State,
+    node: &Node,
     dry_run: bool,
     timeout: Duration,
 ) -> Result<Plan> {
-    let bundle = server_bundle(config, state);
     let step = ui::Step::start("inspecting the server");
-    let observed = observe(remote, config).await?;
+    let observed = observe(remote, node).await?;
     check_preflight(&observed, &remote.describe())?;
-    let plan = plan::plan(&bundle, &observed);
+    let plan = plan::plan(&node.bundle, &observed);
     step.done(format!("plan: {}", plan.action.name()));
     ui::note(plan.describe(dry_run).trim_end());
     if !dry_run && plan.uploads() {
@@ -243,24 +257,20 @@ async fn converge<R: Remote>(
             Action::Reload => "uploading, validating and reloading the server",
             _ => "uploading and validating the files",
         });
-        apply(remote, config, &bundle, &plan, timeout).await?;
+        apply(remote, node, &plan, timeout).await?;
         step.done("done");
     }
     Ok(plan)
 }
 
 /// Read-only: what the server has and what `up` would do about it (for `plan` and `status`).
-pub async fn inspect(
-    via: &Via,
-    config: &Config,
-    state: &State,
-) -> Result<(Observed, Plan, String)> {
+pub async fn inspect(via: &Via, node: &Node) -> Result<(Observed, Plan, String)> {
     let mut remote = via.connect().await?;
-    let observed = observe(&mut remote, config).await;
+    let observed = observe(&mut remote, node).await;
     let target = remote.describe();
     remote.close().await;
     let observed = observed?;
     check_preflight(&observed, &target)?;
-    let plan = plan::plan(&server_bundle(config, state), &observed);
+    let plan = plan::plan(&node.bundle, &observed);
     Ok((observed, plan, target))
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::deploy::{self, Deployed};
+use crate::deploy::{self, Deployed, Node};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::nats_client::{self, Endpoint, Login};
@@ -51,7 +51,13 @@ pub struct Applied {
 /// Applies what `session` has staged, then proves it. `step` names the command, for the
 /// failpoint the crash tests stop at between applying and proving (`<step>:applied`).
 pub async fn apply(step: &str, via: &Via, session: &mut Session, proof: Proof) -> Result<Applied> {
-    let deployed = deploy::deploy(via, &session.config, &session.state, false, READY_TIMEOUT).await;
+    let deployed = deploy::deploy(
+        via,
+        &Node::of(&session.config, &session.state),
+        false,
+        READY_TIMEOUT,
+    )
+    .await;
     failpoint::hit(&format!("{step}:applied"));
     prove(deployed, &session.config, &mut session.state, proof).await
 }

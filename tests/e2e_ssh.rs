@@ -457,18 +457,11 @@ fn cut_up(ws: &Workspace, how: Cut) -> natsup::error::Result<()> {
     workspace::runtime().block_on(async {
         let inner = SshRemote::connect(&SshDestination::from_config(ssh, false)).await?;
         let mut remote = Cutting { inner, how };
-        let bundle = deploy::server_bundle(&config, &state);
-        let observed = deploy::observe(&mut remote, &config).await?;
-        let plan = natsup::plan::plan(&bundle, &observed);
+        let node = deploy::Node::of(&config, &state);
+        let observed = deploy::observe(&mut remote, &node).await?;
+        let plan = natsup::plan::plan(&node.bundle, &observed);
         assert_ne!(plan.action, natsup::plan::Action::Nothing);
-        deploy::apply(
-            &mut remote,
-            &config,
-            &bundle,
-            &plan,
-            Duration::from_secs(20),
-        )
-        .await
+        deploy::apply(&mut remote, &node, &plan, Duration::from_secs(20)).await
     })
 }
 

@@ -276,23 +276,17 @@ fn converge(fx: &Fixture, server: &Observed) -> Recording {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let bundle = fx.bundle();
-        let observed = deploy::observe(&mut remote, &fx.config).await.unwrap();
+        let node = deploy::Node::of(&fx.config, &fx.state);
+        let observed = deploy::observe(&mut remote, &node).await.unwrap();
         assert_eq!(
             &observed.contents, &server.contents,
             "the report round-trips"
         );
-        let p = plan(&bundle, &observed);
+        let p = plan(&node.bundle, &observed);
         if p.uploads() {
-            deploy::apply(
-                &mut remote,
-                &fx.config,
-                &bundle,
-                &p,
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap();
+            deploy::apply(&mut remote, &node, &p, Duration::from_secs(30))
+                .await
+                .unwrap();
         }
     });
     remote

@@ -5,7 +5,7 @@
 
 use crate::cli::{EnvFormat, RotatePasswordsArgs};
 use crate::client_env::{format_vars, vars};
-use crate::deploy::deploy;
+use crate::deploy::{Node, deploy};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::operation::{self, Outcome, Proof, READY_TIMEOUT};
@@ -22,9 +22,14 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
             pending.join(", ")
         ));
         return crate::runtime().block_on(async {
-            deploy(&via, &session.config, &session.state, true, READY_TIMEOUT)
-                .await
-                .map(|_| 0)
+            deploy(
+                &via,
+                &Node::of(&session.config, &session.state),
+                true,
+                READY_TIMEOUT,
+            )
+            .await
+            .map(|_| 0)
         });
     }
     // Saved before the server sees them: from here on, no outcome can lose a password.

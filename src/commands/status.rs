@@ -63,7 +63,8 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
     let now = OffsetDateTime::now_utc();
 
     crate::runtime().block_on(async {
-        let (observed, plan, target) = deploy::inspect(&via, &config, &state).await?;
+        let (observed, plan, target) =
+            deploy::inspect(&via, &deploy::Node::of(&config, &state)).await?;
 
         let addr = crate::config::host_port(&config.host, config.port);
         let certificate =

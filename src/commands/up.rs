@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::cli::{PlanArgs, UpArgs};
-use crate::deploy;
+use crate::deploy::{self, Node};
 use crate::error::{Error, Result};
 use crate::nats_client;
 use crate::operation::{self, Proof};
@@ -58,8 +58,14 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
                 .await
                 .expect("opening the connection does not panic")
         };
-        let deployed =
-            deploy::deploy_over(&via, opening, config, state, args.dry_run, timeout).await;
+        let deployed = deploy::deploy_over(
+            &via,
+            opening,
+            &Node::of(config, state),
+            args.dry_run,
+            timeout,
+        )
+        .await;
         if args.dry_run {
             return deployed.map(|_| 0);
         }
@@ -120,8 +126,10 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
     // Missing local state (a new user's password, a certificate for new names) is made here
     // as `render` would make it: the plan then shows exactly what `up` will send.
     let (session, via) = Session::open_server(ctx, &args.target)?;
-    let (_, plan, _) =
-        crate::runtime().block_on(deploy::inspect(&via, &session.config, &session.state))?;
+    let (_, plan, _) = crate::runtime().block_on(deploy::inspect(
+        &via,
+        &Node::of(&session.config, &session.state),
+    ))?;
     if args.json {
         println!(
             "{}",
