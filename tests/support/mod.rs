@@ -4,6 +4,7 @@
 //! Every guard stops what it started on Drop, by pid or container id, even when the test fails.
 #![allow(dead_code)]
 
+pub mod hosts;
 pub mod load;
 pub mod local;
 pub mod workspace;
