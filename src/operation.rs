@@ -114,26 +114,33 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
     }
     let target = Endpoint::from_url(&config.url(), state.trust_pem.clone())
         .expect("a validated config always gives a valid URL");
-    let mut settled = Vec::new();
-    for user in users {
-        let new = state.secrets.served_password(&user).clone();
+    // Every user is asked at once: a rotation of many users costs one user's logins.
+    let asked = users.iter().map(|user| {
+        let new = state.secrets.served_password(user).clone();
         let old = state
             .secrets
-            .password(&user)
+            .password(user)
             .cloned()
             .expect("pending users exist");
-        let outcome = if accepts(&target, config, &user, &new).await == Some(true) {
-            // The old one must be refused too; nats-server never holds two for one user.
-            if accepts(&target, config, &user, &old).await == Some(true) {
-                Outcome::Unsettled
+        let target = &target;
+        async move {
+            if accepts(target, config, user, &new).await == Some(true) {
+                // The old one must be refused too; nats-server never holds two for one user.
+                if accepts(target, config, user, &old).await == Some(true) {
+                    Outcome::Unsettled
+                } else {
+                    Outcome::Promoted
+                }
+            } else if accepts(target, config, user, &old).await == Some(true) {
+                Outcome::Discarded
             } else {
-                Outcome::Promoted
+                Outcome::Unsettled
             }
-        } else if accepts(&target, config, &user, &old).await == Some(true) {
-            Outcome::Discarded
-        } else {
-            Outcome::Unsettled
-        };
+        }
+    });
+    let outcomes = futures_util::future::join_all(asked).await;
+    let mut settled = Vec::new();
+    for (user, outcome) in users.into_iter().zip(outcomes) {
         match outcome {
             Outcome::Promoted => state.secrets.promote(&user, OffsetDateTime::now_utc()),
             Outcome::Discarded => {

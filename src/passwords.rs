@@ -3,9 +3,6 @@
 use crate::secret::Secret;
 
 pub const PASSWORD_LEN: usize = 32;
-/// nats-server checks bcrypt at connect time; cost 11 costs ~0.1 s per connect there, and it
-/// is the cost `nats server passwd` uses by default.
-pub const BCRYPT_COST: u32 = 11;
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -27,17 +24,22 @@ pub fn generate() -> Secret {
     Secret::new(out)
 }
 
-pub fn hash(password: &Secret) -> String {
-    bcrypt::hash(password.expose(), BCRYPT_COST)
-        .expect("bcrypt accepts any password under 72 bytes")
+/// A bcrypt hash at `cost` (the config's `auth.bcrypt_cost`, checked at load to be 4..=31).
+pub fn hash(password: &Secret, cost: u32) -> String {
+    bcrypt::hash(password.expose(), cost).expect("bcrypt accepts any password under 72 bytes")
 }
 
-/// Hashes several passwords on all cores: four cost-11 hashes are most of a fresh render.
-fn hash_all(passwords: &[&Secret]) -> Vec<String> {
+/// The cost a bcrypt hash was made at: `$2b$04$...` is 4.
+pub fn cost_of(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
+
+/// Hashes several passwords on all cores (at a high cost, a few hashes are most of a render).
+pub fn hash_all(passwords: &[&Secret], cost: u32) -> Vec<String> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = passwords
             .iter()
-            .map(|p| scope.spawn(move || hash(p)))
+            .map(|p| scope.spawn(move || hash(p, cost)))
             .collect();
         handles
             .into_iter()
@@ -46,10 +48,10 @@ fn hash_all(passwords: &[&Secret]) -> Vec<String> {
     })
 }
 
-/// `n` new passwords, each with its hash.
-pub fn generate_hashed(n: usize) -> Vec<(Secret, String)> {
+/// `n` new passwords, each with its hash at `cost`.
+pub fn generate_hashed(n: usize, cost: u32) -> Vec<(Secret, String)> {
     let passwords: Vec<Secret> = (0..n).map(|_| generate()).collect();
-    let hashes = hash_all(&passwords.iter().collect::<Vec<_>>());
+    let hashes = hash_all(&passwords.iter().collect::<Vec<_>>(), cost);
     passwords.into_iter().zip(hashes).collect()
 }
 
@@ -73,10 +75,11 @@ mod tests {
     #[test]
     fn hashes_are_quoted_form_nats_accepts() {
         let p = generate();
-        let h = hash_all(&[&p]).pop().unwrap();
+        let h = hash_all(&[&p], 4).pop().unwrap();
         // nats-server treats a password as bcrypt when it matches ^\$2[abxy]\$\d{2}\$
-        // (`validBcryptPrefix` in its server/auth.go).
-        assert!(h.starts_with("$2b$11$"), "{h}");
+        // (`validBcryptPrefix` in its server/auth.go): the cost always has two digits.
+        assert!(h.starts_with("$2b$04$"), "{h}");
+        assert_eq!(cost_of(&h), Some(4));
         assert!(matches(&p, &h));
         assert!(!matches(&generate(), &h));
     }

@@ -148,6 +148,11 @@ fn report_created(created: &[Created]) {
             Created::Passwords { users } => {
                 ui::note(format!("generated passwords for {}", users.join(", ")))
             }
+            Created::Rehashed { users, cost } => ui::note(format!(
+                "hashed the passwords of {} again at bcrypt cost {cost} (auth.bcrypt_cost); \
+                 the passwords stay the same",
+                users.join(", ")
+            )),
         }
     }
 }

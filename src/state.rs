@@ -174,12 +174,17 @@ impl Secrets {
 
     /// Gives each named user a pending new password, keeping one an interrupted run already
     /// made (so its server may already hold it). Returns the users with a pending password.
-    pub fn begin_rotation(&mut self, users: &[String], now: OffsetDateTime) -> Vec<String> {
+    pub fn begin_rotation(
+        &mut self,
+        users: &[String],
+        cost: u32,
+        now: OffsetDateTime,
+    ) -> Vec<String> {
         let fresh: Vec<&String> = users
             .iter()
             .filter(|u| self.users.get(*u).is_some_and(|s| s.pending.is_none()))
             .collect();
-        let new = passwords::generate_hashed(fresh.len());
+        let new = passwords::generate_hashed(fresh.len(), cost);
         for (user, (password, bcrypt)) in fresh.into_iter().zip(new) {
             if let Some(s) = self.users.get_mut(user) {
                 s.pending = Some(PendingPassword {
@@ -190,6 +195,31 @@ impl Secrets {
             }
         }
         self.pending_users()
+    }
+
+    /// Hashes again, at `cost`, every password (current or pending) whose hash has another
+    /// cost; returns the users whose hashes changed.
+    pub fn rehash(&mut self, cost: u32) -> Vec<String> {
+        let stale = |hash: &str| passwords::cost_of(hash) != Some(cost);
+        let mut targets: Vec<(&String, &Secret, &mut String)> = Vec::new();
+        for (user, s) in self.users.iter_mut() {
+            if stale(&s.bcrypt) {
+                targets.push((user, &s.password, &mut s.bcrypt));
+            }
+            if let Some(p) = s.pending.as_mut().filter(|p| stale(&p.bcrypt)) {
+                targets.push((user, &p.password, &mut p.bcrypt));
+            }
+        }
+        let passwords: Vec<&Secret> = targets.iter().map(|(_, p, _)| *p).collect();
+        let hashes = passwords::hash_all(&passwords, cost);
+        let mut users = Vec::new();
+        for ((user, _, slot), hash) in targets.into_iter().zip(hashes) {
+            *slot = hash;
+            if users.last() != Some(user) {
+                users.push(user.clone());
+            }
+        }
+        users
     }
 
     pub fn pending_users(&self) -> Vec<String> {
@@ -223,8 +253,17 @@ impl Secrets {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     Ca,
-    ServerCert { reason: String },
-    Passwords { users: Vec<String> },
+    ServerCert {
+        reason: String,
+    },
+    Passwords {
+        users: Vec<String>,
+    },
+    /// Hashes made again at the config's bcrypt cost, of the same passwords.
+    Rehashed {
+        users: Vec<String>,
+        cost: u32,
+    },
 }
 
 /// Everything secret about one deployment, loaded.
@@ -309,7 +348,7 @@ impl State {
             .filter(|n| !secrets.users.contains_key(*n))
             .collect();
         if !missing.is_empty() {
-            let new = passwords::generate_hashed(missing.len());
+            let new = passwords::generate_hashed(missing.len(), config.auth.bcrypt_cost);
             for (name, (password, bcrypt)) in missing.iter().zip(new) {
                 secrets.users.insert(
                     name.to_string(),
@@ -324,6 +363,18 @@ impl State {
             save_secrets(dir, &secrets)?;
             created.push(Created::Passwords {
                 users: missing.iter().map(|s| s.to_string()).collect(),
+            });
+        }
+        // A hash of another cost than the config's (an older natsup's 11, or a changed
+        // `auth.bcrypt_cost`) is made again, of the same password: the next `up` reloads the
+        // server with it, and no client has to change anything or is disconnected.
+        let cost = config.auth.bcrypt_cost;
+        let rehashed = secrets.rehash(cost);
+        if !rehashed.is_empty() {
+            save_secrets(dir, &secrets)?;
+            created.push(Created::Rehashed {
+                users: rehashed,
+                cost,
             });
         }
 

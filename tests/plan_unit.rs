@@ -123,7 +123,7 @@ fn which_action_for_which_difference() {
     let before = fx.bundle();
     let live = fx.running(&before);
     fx.state.secrets.users.get_mut("gameserver").unwrap().bcrypt =
-        natsup::passwords::hash(&natsup::passwords::generate());
+        natsup::passwords::hash(&natsup::passwords::generate(), 4);
     assert_eq!(plan(&fx.bundle(), &live).action, Action::Reload);
 
     // A renewed certificate has new file names: the config changes, a reload serves it.
@@ -157,7 +157,7 @@ fn diffs_never_show_secrets() {
         .reissue_server_cert(&fx.config, OffsetDateTime::now_utc())
         .unwrap();
     fx.state.secrets.users.get_mut("webhook").unwrap().bcrypt =
-        natsup::passwords::hash(&natsup::passwords::generate());
+        natsup::passwords::hash(&natsup::passwords::generate(), 4);
     let shown = plan(&fx.bundle(), &live).describe(true);
     assert!(shown.contains("nats-server.conf"), "{shown}");
     assert!(!shown.contains("$2b$"), "a bcrypt hash in a diff:\n{shown}");
@@ -311,7 +311,7 @@ fn a_change_is_one_upload_and_secrets_travel_only_on_stdin() {
     let mut fx = fixture();
     let live = fx.running(&fx.bundle());
     fx.state.secrets.users.get_mut("gameserver").unwrap().bcrypt =
-        natsup::passwords::hash(&natsup::passwords::generate());
+        natsup::passwords::hash(&natsup::passwords::generate(), 4);
     let remote = converge(&fx, &live);
     assert_eq!(remote.calls.len(), 2, "observe, then one apply");
     let (step, script, stdin) = &remote.calls[1];

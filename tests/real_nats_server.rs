@@ -203,7 +203,7 @@ proptest! {
         let (mut state, _) = State::ensure(&config, &sd, OffsetDateTime::now_utc()).unwrap();
         for (name, pw) in &users {
             let password = Secret::new(pw.clone());
-            let bcrypt = natsup::passwords::hash(&password);
+            let bcrypt = natsup::passwords::hash(&password, config.auth.bcrypt_cost);
             state.secrets.users.insert(name.clone(), UserSecret {
                 password,
                 bcrypt,

@@ -15,7 +15,11 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
     let (mut session, via) = Session::open_server(ctx, &args.target)?;
     let users = session.config.select_users(&args.users)?;
 
-    let pending = session.state.secrets.begin_rotation(&users, session.now);
+    let pending =
+        session
+            .state
+            .secrets
+            .begin_rotation(&users, session.config.auth.bcrypt_cost, session.now);
     if args.dry_run {
         crate::ui::note(format!(
             "would rotate the passwords of: {}",

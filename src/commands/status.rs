@@ -55,6 +55,9 @@ pub struct UserStatus {
     #[serde(with = "time::serde::rfc3339")]
     pub password_rotated_at: time::OffsetDateTime,
     pub rotation_pending: bool,
+    /// The bcrypt cost of the hash the server gets for this user (`auth.bcrypt_cost` once
+    /// `up` has run since it was set).
+    pub bcrypt_cost: Option<u32>,
 }
 
 pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
@@ -110,6 +113,7 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
                     user: u.name.clone(),
                     password_rotated_at: s.rotated_at,
                     rotation_pending: s.pending.is_some(),
+                    bcrypt_cost: crate::passwords::cost_of(state.secrets.served_hash(&u.name)),
                 })
                 .collect(),
         };
@@ -188,13 +192,14 @@ fn print_status(s: &ServerStatus) {
     }
     for u in &s.users {
         println!(
-            "user:        {:<20} password rotated {}{}",
+            "user:        {:<20} password rotated {}, bcrypt cost {}{}",
             u.user,
             u.password_rotated_at
                 .format(time::macros::format_description!(
                     "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
                 ))
                 .unwrap_or_default(),
+            u.bcrypt_cost.map_or("?".to_string(), |c| c.to_string()),
             if u.rotation_pending {
                 " (rotation pending)"
             } else {

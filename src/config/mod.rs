@@ -30,6 +30,11 @@ pub const DEFAULT_CERT_LIFETIME_DAYS: u32 = 365;
 /// Apple's platforms refuse TLS server certificates valid for more than 825 days
 /// (https://support.apple.com/en-us/103769); staying under it keeps every client happy.
 pub const MAX_CERT_LIFETIME_DAYS: u32 = 825;
+/// bcrypt cost of the password hashes: see [`Auth::bcrypt_cost`] for why 4.
+pub const DEFAULT_BCRYPT_COST: u32 = 4;
+/// What nats-server's bcrypt (Go's x/crypto/bcrypt) accepts at login: a hash of another cost
+/// passes `nats-server -t` but refuses every login, so the range is checked here.
+pub const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +65,8 @@ pub struct Config {
     pub jetstream: JetStream,
     #[serde(default)]
     pub cert: CertSettings,
+    #[serde(default)]
+    pub auth: Auth,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +138,34 @@ impl Default for CertSettings {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// bcrypt cost of the password hashes in nats-server.conf, 4..=31.
+    ///
+    /// On every reload nats-server re-checks the password of each connected client, one
+    /// bcrypt after another, while new connections wait (nats-server 2.10 to 2.15,
+    /// `reloadAuthorization`); and after a restart every client logs in again at once. Both
+    /// cost N × 2^cost: at cost 4 about 0.8 ms per client on one core, at 11 about 0.1 s.
+    /// bcrypt's cost slows guessing of human-chosen passwords; natsup's are 32 random
+    /// characters of 62 (~190 bits), beyond guessing at any cost. So the lowest cost
+    /// nats-server accepts is the default: it buys the same safety without the outages.
+    #[serde(default = "default_bcrypt_cost")]
+    pub bcrypt_cost: u32,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
+        }
+    }
+}
+
+fn default_bcrypt_cost() -> u32 {
+    DEFAULT_BCRYPT_COST
+}
+
 fn default_remote_dir() -> String {
     DEFAULT_REMOTE_DIR.into()
 }
@@ -197,6 +232,7 @@ impl Config {
             },
             jetstream: JetStream::default(),
             cert: CertSettings::default(),
+            auth: Auth::default(),
         }
     }
 
@@ -359,6 +395,18 @@ impl Config {
             return Err(Invalid::new(
                 "jetstream.max_file_store",
                 "must be more than 0 bytes",
+            ));
+        }
+        let cost = self.auth.bcrypt_cost;
+        if !BCRYPT_COSTS.contains(&cost) {
+            return Err(Invalid::new(
+                "auth.bcrypt_cost",
+                format!(
+                    "{cost} is out of range: nats-server's bcrypt accepts costs {} to {} \
+                     (natsup's default, {DEFAULT_BCRYPT_COST}, suits its random passwords)",
+                    BCRYPT_COSTS.start(),
+                    BCRYPT_COSTS.end()
+                ),
             ));
         }
         let days = self.cert.lifetime_days;
