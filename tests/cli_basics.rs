@@ -240,6 +240,16 @@ fn bad_input_is_exit_2_with_the_file_or_field_and_a_hint() {
     );
     assert!(!ws.state_dir().exists(), "a bad config made state");
 
+    ws.set_config("name: t\nhost: nats.example.com\nauth:\n  bcrypt_cost: 3\n");
+    let out = ws.run(&["render"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("natsup.yaml: auth.bcrypt_cost: 3 is out of range"),
+        "{}",
+        text(&out)
+    );
+    assert!(!ws.state_dir().exists(), "a bad config made state");
+
     ws.set_config("name: [unclosed\n");
     let out = ws.run(&["render"]);
     assert_eq!(out.status.code(), Some(2));

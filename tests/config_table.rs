@@ -31,7 +31,7 @@ fn the_table() {
             "",
             "colour: blue\n",
             "natsup.yaml: colour: unknown field `colour`, expected one of `name`, `host`, `ssh`, \
-             `remote_dir`, `image`, `port`, `bind`, `extra_sans`, `users`, `jetstream`, `cert`",
+             `remote_dir`, `image`, `port`, `bind`, `extra_sans`, `users`, `jetstream`, `cert`, `auth`",
         ),
         (
             "name: t\n",
@@ -88,6 +88,18 @@ fn the_table() {
             "cert:\n  lifetime_days: 826\n",
             "natsup.yaml: cert.lifetime_days: 826 is out of range: a certificate lives 1 to 825 \
              days (825 is the most Apple's TLS clients accept)",
+        ),
+        (
+            "",
+            "auth:\n  bcrypt_cost: 3\n",
+            "natsup.yaml: auth.bcrypt_cost: 3 is out of range: nats-server's bcrypt accepts \
+             costs 4 to 31 (natsup's default, 4, suits its random passwords)",
+        ),
+        (
+            "",
+            "auth:\n  bcrypt_cost: 32\n",
+            "natsup.yaml: auth.bcrypt_cost: 32 is out of range: nats-server's bcrypt accepts \
+             costs 4 to 31 (natsup's default, 4, suits its random passwords)",
         ),
         (
             "",

@@ -225,3 +225,50 @@ proptest! {
         }
     }
 }
+
+/// Every cost `auth.bcrypt_cost` allows is one nats-server takes. Logins are proven for 4 to 10
+/// (a cost-10 hash is already ~0.1 s per login on this machine); above that a real hash takes
+/// too long to make in a test (31 is 2^27 times cost 4's work), so for 11 to 31 the config is
+/// loaded (`nats-server -t`) with a hash of that cost's form. Outside 4..=31 Go's bcrypt refuses
+/// the hash at login even though the config loads, which is why natsup checks the range itself
+/// (tests/config_table.rs).
+#[test]
+fn every_allowed_bcrypt_cost_is_taken_by_nats_server() {
+    let (ws, mut config, mut state) = rendered_workspace("costs");
+    let rt = runtime();
+    for cost in natsup::config::BCRYPT_COSTS {
+        config.auth.bcrypt_cost = cost;
+        let user = "matchmaker";
+        let password = state.secrets.password(user).unwrap().clone();
+        let hash = if cost <= 10 {
+            natsup::passwords::hash(&password, cost)
+        } else {
+            let real = natsup::passwords::hash(&password, 4);
+            real.replacen("$04$", &format!("${cost:02}$"), 1)
+        };
+        state.secrets.users.get_mut(user).unwrap().bcrypt = hash;
+        assert_eq!(
+            natsup::passwords::cost_of(state.secrets.served_hash(user)),
+            Some(cost)
+        );
+        if cost <= 10 {
+            let _local = serve(&config, &state, ws.port);
+            rt.block_on(ws.login(user).connect())
+                .unwrap_or_else(|e| panic!("cost {cost}: the right password was refused: {e}"));
+            let refused = rt
+                .block_on(ws.login(user).with_password("not-the-password").connect())
+                .unwrap_err();
+            assert!(
+                refused.to_lowercase().contains("authorization"),
+                "cost {cost}: {refused}"
+            );
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            let conf = dir.path().join("nats-server.conf");
+            let paths = support::local::local_paths(&state, ws.port, dir.path());
+            std::fs::write(&conf, natsup::render::nats_conf(&config, &state, &paths)).unwrap();
+            nats_server_check_config(&conf)
+                .unwrap_or_else(|e| panic!("cost {cost}: nats-server -t refused:\n{e}"));
+        }
+    }
+}
