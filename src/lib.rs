@@ -1,13 +1,21 @@
 //! natsup: bootstrap and maintain a TLS-secured NATS server over SSH.
 //!
 //! Where things are:
-//! - certificates are made in [`pki`], passwords in [`passwords`];
+//! - the config is loaded and validated once, in [`config`];
+//! - certificates are made in [`pki`], passwords and their hashes in [`passwords`];
 //! - files are rendered in [`render`] from `templates/`;
 //! - local secrets live in [`state`];
-//! - what `up` does is decided in [`plan`] and run by [`deploy`], the one executor;
+//! - what a command starts from (the global options, the server, the locked state) is
+//!   [`session`];
+//! - what `up` does is decided in [`plan`] and run by [`deploy`], the one executor, one
+//!   [`deploy::Node`] (server) at a time;
+//! - every day-2 change (passwords, certificates, the CA, `up`'s renewal) goes through
+//!   [`operation`]: stage locally, apply, prove on the server, promote;
 //! - the network is touched only in [`remote`] (SSH with its kept connection, local shell,
 //!   and the scripts they run) and in [`nats_client`] and [`tls_probe`] (NATS clients);
-//!   [`verify`] grades what they find.
+//!   [`verify`] grades what they find, [`verify_output`] prints it;
+//! - what clients are handed (`NATS_HOST`, `NATS_USER`, ...) is [`client_env`];
+//! - each subcommand is a leaf in [`commands`].
 
 pub mod cli;
 pub mod client_env;
