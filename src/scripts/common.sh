@@ -21,7 +21,8 @@ find_docker() {
   say docker_version "$v"
   SUDO=""
   [ "$DOCKER" = "docker" ] || SUDO="sudo -n "
-  # Compose v2 is a docker plugin; v1 is the separate docker-compose (FACTS.md).
+  # Compose v2 is a docker CLI plugin (`docker compose`); v1 is the separate Python
+  # `docker-compose` (Debian 12 still ships 1.29). Either may be the only one installed.
   if $DOCKER compose version >/dev/null 2>&1; then
     COMPOSE="$DOCKER compose"
   elif command -v docker-compose >/dev/null 2>&1; then
