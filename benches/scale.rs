@@ -235,6 +235,8 @@ struct Storm {
     still_away: usize,
     auth_timeouts: usize,
     failed_attempts: usize,
+    /// The most frequent reasons of the failed attempts.
+    reasons: Vec<(String, usize)>,
     acked: u64,
     lost: u64,
 }
@@ -322,6 +324,7 @@ fn storm(rt: &Runtime, way: &dyn Way, fleet: &Fleet) -> Storm {
         still_away,
         auth_timeouts: fleet.auth_timeouts_since(&before),
         failed_attempts: fleet.failed_attempts_since(&before),
+        reasons: fleet.reasons_since(&before).into_iter().take(3).collect(),
         acked,
         lost,
     };
@@ -528,6 +531,19 @@ fn report(results: &[(usize, Figures, Figures)], took: Duration) {
             b.lost,
             b.acked,
         );
+    }
+    println!();
+    println!("Failed reconnect attempts in the storm, by what the client said (top 3):\n");
+    for (n, ours, theirs) in results {
+        for (way, f) in [("natsup", ours), ("tutorial", theirs)] {
+            let reasons: Vec<String> = f
+                .storm
+                .reasons
+                .iter()
+                .map(|(r, c)| format!("{c}× `{r}`"))
+                .collect();
+            println!("- {n} clients, {way}: {}", reasons.join(", "));
+        }
     }
     println!();
 

@@ -58,6 +58,9 @@ struct Member {
 #[derive(Default)]
 struct Counters {
     /// Attempts refused with `Authentication Timeout` (the server's bcrypt queue was too long).
+    /// Caveat: async-nats 0.51 reports a failed *re*connect by its kind only ("IO error",
+    /// connector.rs), so a refusal during reconnect is counted under `reasons` as an IO error,
+    /// not here; the server's log (`docker logs`) is where those can be counted.
     auth_timeouts: AtomicUsize,
     /// Every failed (re)connect attempt the clients reported.
     failed_attempts: AtomicUsize,
@@ -66,6 +69,9 @@ struct Counters {
     received: AtomicU64,
     /// Clients that gave up their first connect.
     unconnected: AtomicUsize,
+    /// Failed attempts by what the client library said (digits blanked, so ports and
+    /// addresses do not split a reason).
+    reasons: Mutex<HashMap<String, usize>>,
 }
 
 pub struct Fleet {
@@ -80,6 +86,7 @@ pub struct Fleet {
 /// The counters at one moment, to subtract from later ones.
 pub struct Snapshot {
     disconnects: Vec<usize>,
+    reasons: HashMap<String, usize>,
     auth_timeouts: usize,
     failed_attempts: usize,
     pub at: Instant,
@@ -187,6 +194,7 @@ impl Fleet {
                 .iter()
                 .map(|m| m.disconnects.load(Ordering::SeqCst))
                 .collect(),
+            reasons: self.counters.reasons.lock().unwrap().clone(),
             auth_timeouts: self.counters.auth_timeouts.load(Ordering::SeqCst),
             failed_attempts: self.counters.failed_attempts.load(Ordering::SeqCst),
             at: Instant::now(),
@@ -209,6 +217,21 @@ impl Fleet {
 
     pub fn failed_attempts_since(&self, before: &Snapshot) -> usize {
         self.counters.failed_attempts.load(Ordering::SeqCst) - before.failed_attempts
+    }
+
+    /// Failed attempts since `before` by reason, most frequent first.
+    pub fn reasons_since(&self, before: &Snapshot) -> Vec<(String, usize)> {
+        let mut reasons: Vec<(String, usize)> = self
+            .counters
+            .reasons
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(r, n)| (r.clone(), n - before.reasons.get(r).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1));
+        reasons
     }
 
     /// Messages the stream acknowledged so far.
@@ -313,10 +336,17 @@ fn options(
                     member.disconnects.fetch_add(1, Ordering::SeqCst);
                 }
                 async_nats::Event::ClientError(e) => {
+                    let error = e.to_string();
                     counters.failed_attempts.fetch_add(1, Ordering::SeqCst);
-                    if is_auth_timeout(&e.to_string()) {
+                    if is_auth_timeout(&error) {
                         counters.auth_timeouts.fetch_add(1, Ordering::SeqCst);
                     }
+                    let reason: String = error
+                        .chars()
+                        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                        .take(80)
+                        .collect();
+                    *counters.reasons.lock().unwrap().entry(reason).or_default() += 1;
                 }
                 async_nats::Event::ServerError(e) => {
                     if is_auth_timeout(&e.to_string()) {
