@@ -2,7 +2,9 @@
 # The benchmarks the README's "Performance" section quotes, each side by side with the way it
 # replaces, in one run (these machines are shared and noisy: read the ratios).
 #
-#   ./scripts/bench.sh            render, up and day-2 benchmarks
+#   ./scripts/bench.sh            render, up, day-2 and scale benchmarks
+#   ./scripts/bench.sh --scale    only the scale benchmark (hundreds of connected clients;
+#                                 long: NATSUP_BENCH_SCALE_SIZES="50,200" runs fewer sizes)
 #   ./scripts/bench.sh --delay    also `up` with 50 ms added each way: with netem when the
 #                                 kernel has it (`tc qdisc add dev lo root netem delay 50ms`,
 #                                 as root, removed after), else on SSH through
@@ -13,7 +15,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 netem=false
-[ "${1:-}" = "--delay" ] && netem=true
+scale_only=false
+case "${1:-}" in
+  --delay) netem=true ;;
+  --scale) scale_only=true ;;
+  "") ;;
+  *)
+    echo "usage: $0 [--delay|--scale]" >&2
+    exit 2
+    ;;
+esac
 
 ./scripts/setup-test-deps.sh >&2
 set -a
@@ -24,6 +35,20 @@ export NATSUP_BIN=$PWD/target/release/natsup
 out=$PWD/target/bench
 mkdir -p "$out"
 report=$out/report.md
+
+# 4. (runs last; alone with --scale) N connected clients over the four users through a
+#    password rotation, a certificate renewal, a container restart, a no-op up and verify.
+#    Its progress (and a failure's reason) stays on stderr: it runs for many minutes.
+scale() {
+  cargo bench --bench scale | tee -a "$report"
+  echo >>"$report"
+}
+
+if $scale_only; then
+  # Appended to the report of the last full run.
+  scale
+  exit 0
+fi
 : >"$report"
 
 # 1. render: a fresh CA + certificate + 4 bcrypt hashes, against mkcert making a CA and a
@@ -75,5 +100,8 @@ fi
 
 # 3. day-2 operations with 20 connected clients.
 cargo bench --bench day2 2>/dev/null | tee -a "$report"
+echo >>"$report"
+
+scale
 
 cat "$report"

@@ -25,7 +25,7 @@ impl Server {
         // async-nats' default connection timeout (5 s), as a gameserver would have.
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("tls://127.0.0.1:{}", self.port)
     }
 

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each benchmark uses its own part of the harness
 
 pub mod clients;
+pub mod fleet;
 pub mod natsup;
 pub mod tutorial;
 

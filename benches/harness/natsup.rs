@@ -85,6 +85,14 @@ impl NatsupDeployment {
         self.timed(cmd, args)
     }
 
+    /// Runs natsup and returns its wall time and output, whether it succeeded or not (at scale,
+    /// an operation failing is a result to report).
+    pub fn run(&self, args: &[&str]) -> (Duration, Output) {
+        let started = Instant::now();
+        let out = self.command(args).output().expect("run natsup");
+        (started.elapsed(), out)
+    }
+
     fn timed(&self, mut cmd: Command, args: &[&str]) -> (Duration, Output) {
         let started = Instant::now();
         let out = cmd.output().expect("run natsup");
@@ -107,6 +115,17 @@ impl NatsupDeployment {
             &format!("- name: webhook\n- name: {name}\n"),
         );
         std::fs::write(&path, yaml).expect("write natsup.yaml");
+    }
+
+    /// Appends top-level keys to natsup.yaml (e.g. `auth:` before the first `up`).
+    pub fn append_config(&self, yaml: &str) {
+        let path = self.work.path().join("natsup.yaml");
+        let mut text = std::fs::read_to_string(&path).expect("read natsup.yaml");
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(yaml);
+        std::fs::write(&path, text).expect("write natsup.yaml");
     }
 
     /// A user's password as natsup hands it out (`natsup env USER --format json`).

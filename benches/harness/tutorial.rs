@@ -16,6 +16,7 @@ pub struct TutorialDeployment {
     /// the same work).
     prefix: String,
     gameserver_rotated: bool,
+    webhook_rotated: bool,
     env: Vec<(String, String)>,
 }
 
@@ -47,6 +48,7 @@ impl TutorialDeployment {
             port,
             prefix,
             gameserver_rotated: false,
+            webhook_rotated: false,
             env,
         }
     }
@@ -68,8 +70,10 @@ impl TutorialDeployment {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        if step == "rotate-password" {
-            self.gameserver_rotated = true;
+        match step {
+            "rotate-password" => self.gameserver_rotated = true,
+            "rotate-webhook-password" => self.webhook_rotated = true,
+            _ => {}
         }
         took
     }
@@ -83,6 +87,7 @@ impl TutorialDeployment {
         Passwords {
             prefix: self.prefix.clone(),
             gameserver_rotated: self.gameserver_rotated,
+            webhook_rotated: self.webhook_rotated,
         }
     }
 
@@ -93,11 +98,13 @@ impl TutorialDeployment {
     }
 }
 
-/// The tutorial's passwords: `<prefix>-<user>`, gameserver's with `-2` once rotated.
+/// The tutorial's passwords: `<prefix>-<user>`, gameserver's and webhook's with `-2` once
+/// rotated.
 #[derive(Clone)]
 pub struct Passwords {
     prefix: String,
     pub gameserver_rotated: bool,
+    pub webhook_rotated: bool,
 }
 
 impl Passwords {
@@ -105,6 +112,7 @@ impl Passwords {
         match user {
             "analytics" => "analytics".to_string(),
             "gameserver" if self.gameserver_rotated => format!("{}-gameserver-2", self.prefix),
+            "webhook" if self.webhook_rotated => format!("{}-webhook-2", self.prefix),
             _ => format!("{}-{user}", self.prefix),
         }
     }

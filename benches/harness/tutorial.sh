@@ -9,6 +9,7 @@
 #   tutorial.sh rerun             the same steps again (what a re-run of the tutorial is)
 #   tutorial.sh change-config     add a user, copy the config, restart
 #   tutorial.sh rotate-password   new password for gameserver, copy, restart
+#   tutorial.sh rotate-webhook-password   the same for webhook
 #   tutorial.sh renew-cert        new server certificate from the same CA, copy, restart
 #
 # Environment: WORK (local folder), SSH_DEST (user@127.0.0.1), SSH_PORT, SSH_KEY,
@@ -30,6 +31,7 @@ certificate() {
 
 config() {
   local gameserver_password=$1 extra_user=${2:-}
+  local webhook_password=${3:-$PASSWORD_PREFIX-webhook}
   cat >"$bits/nats-config/nats-server.conf" <<CONF
 listen: 0.0.0.0:4222
 
@@ -38,7 +40,7 @@ authorization: {
         {user: "matchmaker", password: "$PASSWORD_PREFIX-matchmaker"},
         {user: "matchmaker_httpd", password: "$PASSWORD_PREFIX-matchmaker_httpd"},
         {user: "gameserver", password: "$gameserver_password"},
-        {user: "webhook",    password: "$PASSWORD_PREFIX-webhook"},
+        {user: "webhook",    password: "$webhook_password"},
         $extra_user
     ]
 }
@@ -96,6 +98,11 @@ case $1 in
     upload "$bits/nats-config/nats-server.conf" "$SSH_DEST:$REMOTE_DIR/nats-config/"
     remote "cd '$REMOTE_DIR' && sh -c '$compose_cmd' compose restart"
     ;;
+  rotate-webhook-password)
+    config "$PASSWORD_PREFIX-gameserver" "" "$PASSWORD_PREFIX-webhook-2"
+    upload "$bits/nats-config/nats-server.conf" "$SSH_DEST:$REMOTE_DIR/nats-config/"
+    remote "cd '$REMOTE_DIR' && sh -c '$compose_cmd' compose restart"
+    ;;
   renew-cert)
     certificate
     upload "$bits/nats-config/nats-server-cert.pem" "$bits/nats-config/nats-server-key.pem" \
@@ -103,7 +110,7 @@ case $1 in
     remote "cd '$REMOTE_DIR' && sh -c '$compose_cmd' compose restart"
     ;;
   *)
-    echo "usage: $0 bootstrap|rerun|change-config|rotate-password|renew-cert" >&2
+    echo "usage: $0 bootstrap|rerun|change-config|rotate-password|rotate-webhook-password|renew-cert" >&2
     exit 2
     ;;
 esac
