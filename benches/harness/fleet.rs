@@ -230,7 +230,7 @@ impl Fleet {
             .map(|(r, n)| (r.clone(), n - before.reasons.get(r).copied().unwrap_or(0)))
             .filter(|(_, n)| *n > 0)
             .collect();
-        reasons.sort_by(|a, b| b.1.cmp(&a.1));
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
         reasons
     }
 
@@ -306,7 +306,7 @@ fn options(
     member: &Arc<Member>,
     counters: &Arc<Counters>,
 ) -> async_nats::ConnectOptions {
-    let tls = natsup::verify::client_tls(&server.ca_pem).expect("CA");
+    let tls = natsup::nats_client::client_tls(&server.ca_pem).expect("CA");
     let (user, passwords) = (member.user.clone(), passwords.clone());
     let (member, counters) = (member.clone(), counters.clone());
     async_nats::ConnectOptions::with_auth_callback(move |_nonce| {
@@ -348,10 +348,8 @@ fn options(
                         .collect();
                     *counters.reasons.lock().unwrap().entry(reason).or_default() += 1;
                 }
-                async_nats::Event::ServerError(e) => {
-                    if is_auth_timeout(&e.to_string()) {
-                        counters.auth_timeouts.fetch_add(1, Ordering::SeqCst);
-                    }
+                async_nats::Event::ServerError(e) if is_auth_timeout(&e.to_string()) => {
+                    counters.auth_timeouts.fetch_add(1, Ordering::SeqCst);
                 }
                 _ => {}
             }
@@ -364,7 +362,7 @@ fn options(
 async fn work(client: async_nats::Client, i: usize, counters: &Counters, stop: &AtomicBool) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    if i % JETSTREAM_EVERY == 0 {
+    if i.is_multiple_of(JETSTREAM_EVERY) {
         let js = jetstream::new(client);
         let subject = format!("scale.{i}");
         while !stop.load(Ordering::SeqCst) {
@@ -399,7 +397,7 @@ async fn work(client: async_nats::Client, i: usize, counters: &Counters, stop: &
 }
 
 async fn plain_client(server: &Server, user: &str, password: &str) -> async_nats::Client {
-    let tls = natsup::verify::client_tls(&server.ca_pem).expect("CA");
+    let tls = natsup::nats_client::client_tls(&server.ca_pem).expect("CA");
     async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
         .require_tls(true)
         .tls_client_config(tls)

@@ -312,37 +312,7 @@ impl Drop for HostUser {
         if let Some(sudoers) = &self.sudoers {
             let _ = std::fs::remove_file(sudoers);
         }
-        let ids = self.container_ids();
-        let mut networks = Vec::new();
-        for id in &ids {
-            if let Ok(out) = Command::new("docker")
-                .args([
-                    "inspect",
-                    "-f",
-                    "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
-                    id,
-                ])
-                .output()
-            {
-                networks.extend(
-                    String::from_utf8_lossy(&out.stdout)
-                        .split_whitespace()
-                        .map(str::to_string),
-                );
-            }
-        }
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(&ids)
-                .output();
-        }
-        networks.sort();
-        networks.dedup();
-        for n in networks.iter().filter(|n| n.ends_with("_default")) {
-            let _ = Command::new("docker").args(["network", "rm", n]).output();
-        }
+        super::remove_containers(&self.container_ids());
         // --force: a session sshd still runs for it (a master natsup left open) must not keep
         // the account alive. --remove takes the home, with the deployment's files.
         let out = Command::new("userdel")

@@ -441,6 +441,40 @@ impl ComposeProject {
     }
 }
 
+/// Removes these containers (by id) and the `<project>_default` networks Compose made for them.
+pub fn remove_containers(ids: &[String]) {
+    let mut networks = Vec::new();
+    for id in ids {
+        if let Ok(out) = Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                id,
+            ])
+            .output()
+        {
+            networks.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_string),
+            );
+        }
+    }
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(ids)
+            .output();
+    }
+    networks.sort();
+    networks.dedup();
+    for n in networks.iter().filter(|n| n.ends_with("_default")) {
+        let _ = Command::new("docker").args(["network", "rm", n]).output();
+    }
+}
+
 pub fn container_started_at(id: &str) -> String {
     let out = run(Command::new("docker").args(["inspect", "-f", "{{.State.StartedAt}}", id]));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -448,36 +482,6 @@ pub fn container_started_at(id: &str) -> String {
 
 impl Drop for ComposeProject {
     fn drop(&mut self) {
-        let ids = self.container_ids();
-        let mut networks = Vec::new();
-        for id in &ids {
-            if let Ok(out) = Command::new("docker")
-                .args([
-                    "inspect",
-                    "-f",
-                    "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
-                    id,
-                ])
-                .output()
-            {
-                networks.extend(
-                    String::from_utf8_lossy(&out.stdout)
-                        .split_whitespace()
-                        .map(str::to_string),
-                );
-            }
-        }
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(&ids)
-                .output();
-        }
-        networks.sort();
-        networks.dedup();
-        for n in networks.iter().filter(|n| n.ends_with("_default")) {
-            let _ = Command::new("docker").args(["network", "rm", n]).output();
-        }
+        remove_containers(&self.container_ids());
     }
 }
