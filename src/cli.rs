@@ -189,8 +189,14 @@ pub struct InitArgs {
     #[arg(long)]
     pub name: String,
     /// The public DNS name or IP address that clients dial.
-    #[arg(long)]
-    pub host: String,
+    #[arg(long, required_unless_present = "nodes", conflicts_with = "nodes")]
+    pub host: Option<String>,
+    /// A server of a cluster, NAME=HOST[@SSH] (SSH defaults to HOST); repeat for each node.
+    #[arg(long = "node", value_name = "NAME=HOST[@SSH]", conflicts_with_all = ["ssh", "identity", "known_hosts"])]
+    pub nodes: Vec<String>,
+    /// bridge (publish the ports) or host (the container uses the server's network).
+    #[arg(long, value_enum)]
+    pub network: Option<crate::config::Network>,
     /// SSH destination: user@host, an ~/.ssh/config alias, or ssh://user@host:port.
     #[arg(long)]
     pub ssh: Option<String>,

@@ -31,7 +31,8 @@ fn the_table() {
             "",
             "colour: blue\n",
             "natsup.yaml: colour: unknown field `colour`, expected one of `name`, `host`, `ssh`, \
-             `remote_dir`, `image`, `port`, `bind`, `extra_sans`, `users`, `jetstream`, `cert`, `auth`",
+             `remote_dir`, `image`, `port`, `bind`, `extra_sans`, `users`, `jetstream`, `cert`, `auth`, \
+             `nodes`, `cluster`, `network`",
         ),
         (
             "name: t\n",
@@ -155,6 +156,11 @@ fn the_table() {
              user's home, or absolute; no `..`)",
         ),
         ("name: t\n", "", "natsup.yaml: missing field `name`"),
+        (
+            "host: nats.example.com\n",
+            "",
+            "natsup.yaml: missing field `host`",
+        ),
     ];
     let mut wrong = Vec::new();
     for (from, to, expected) in table {
@@ -166,6 +172,123 @@ fn the_table() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+const CLUSTER: &str = "name: t\nnodes:\n- name: n1\n  host: n1.example.com\n  ssh: deploy@n1\n- name: n2\n  host: n2.example.com\n  ssh: deploy@n2\n";
+
+/// Issue 12: every mistake in `nodes` names its path.
+#[test]
+fn the_cluster_table() {
+    let table: &[(&str, &str, &str)] = &[
+        (
+            "name: n2",
+            "name: n1",
+            "natsup.yaml: nodes[1].name: \"n1\" is already nodes[0]; node names must be unique",
+        ),
+        (
+            "  host: n2.example.com\n",
+            "",
+            "natsup.yaml: nodes[1]: missing field `host`",
+        ),
+        (
+            "n2.example.com",
+            "n2 example.com",
+            "natsup.yaml: nodes[1].host: \"n2 example.com\" is not a valid hostname or IP address",
+        ),
+        (
+            "name: t\n",
+            "name: t\nhost: h\n",
+            "natsup.yaml: host: a cluster has no top-level host: each of `nodes` has its own \
+             (remove one of them)",
+        ),
+        (
+            "name: t\n",
+            "name: t\nssh:\n  destination: u@h\n",
+            "natsup.yaml: ssh: a cluster has no top-level ssh: each of `nodes` has its own \
+             (remove one of them)",
+        ),
+        (
+            "name: n2",
+            "name: n 2",
+            "natsup.yaml: nodes[1].name: \"n 2\" is not a valid node name (1-64 letters, digits, \
+             _ and -)",
+        ),
+        (
+            "ssh: deploy@n2",
+            "ssh: -oProxyCommand=x",
+            "natsup.yaml: nodes[1].ssh: \"-oProxyCommand=x\" is not an SSH destination \
+             (user@host, an ~/.ssh/config alias, or ssh://user@host:port)",
+        ),
+        (
+            "ssh: deploy@n2",
+            "ssh: deploy@n2\n  port: 0",
+            "natsup.yaml: nodes[1].port: 0 is not a valid port (1-65535)",
+        ),
+        (
+            "ssh: deploy@n2",
+            "ssh: deploy@n2\n  colour: 1",
+            "natsup.yaml: nodes[1].colour: unknown field `colour`, expected one of `name`, \
+             `host`, `ssh`, `identity`, `known_hosts`, `ssh_port`, `host_key_policy`, \
+             `remote_dir`, `bind`, `port`",
+        ),
+        (
+            "ssh: deploy@n2",
+            "ssh: deploy@n1",
+            "natsup.yaml: nodes[1].remote_dir: nodes[0] already uses \"nats-bits\" on the same \
+             server; give each node on one server its own remote_dir",
+        ),
+        (
+            "name: t\n",
+            "name: t\ncluster:\n  port: 0\n",
+            "natsup.yaml: cluster.port: 0 is not a valid port (1-65535)",
+        ),
+        (
+            "name: t\n",
+            "name: t\nnetwork: overlay\n",
+            "natsup.yaml: network: unknown variant `overlay`, expected `bridge` or `host`",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (from, to, expected) in table {
+        assert!(CLUSTER.contains(from), "{from:?}");
+        let got = error(&CLUSTER.replacen(from, to, 1));
+        if got != *expected {
+            wrong.push(format!(
+                "for {to:?}\n  expected: {expected}\n  got:      {got}"
+            ));
+        }
+    }
+    let ten: String = (0..10)
+        .map(|i| format!("- name: n{i}\n  host: n{i}.example.com\n  ssh: deploy@n{i}\n"))
+        .collect();
+    let got = error(&format!("name: t\nnodes:\n{ten}"));
+    if got != "natsup.yaml: nodes: 10 nodes is too many: a cluster has 1 to 9" {
+        wrong.push(format!("for ten nodes: {got}"));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_cluster_config_loads_and_round_trips() {
+    let config = Config::parse(CLUSTER, Path::new("natsup.yaml")).unwrap();
+    assert!(config.is_cluster());
+    assert_eq!(config.host, "");
+    assert_eq!(config.cluster.port, 6222);
+    assert_eq!(
+        config.client_urls(),
+        ["tls://n1.example.com:4222", "tls://n2.example.com:4222"]
+    );
+    let n2 = config.node_view(1);
+    assert_eq!(n2.host, "n2.example.com");
+    assert_eq!(n2.ssh.as_ref().unwrap().destination, "deploy@n2");
+    assert_eq!(n2.sans()[0], "n2.example.com");
+    let again = Config::parse(&config.to_yaml(), Path::new("natsup.yaml")).unwrap();
+    assert_eq!(again, config);
+    assert!(
+        !config.to_yaml().contains("host: ''"),
+        "{}",
+        config.to_yaml()
+    );
 }
 
 #[test]

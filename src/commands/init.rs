@@ -1,7 +1,7 @@
 //! `natsup init`: writes a new natsup.yaml.
 
 use crate::cli::InitArgs;
-use crate::config::{Config, InitOptions, SshConfig};
+use crate::config::{Config, InitOptions, NodeConfig, SshConfig};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 
@@ -20,15 +20,22 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<i32> {
         known_hosts: args.known_hosts.clone(),
         ..SshConfig::new(dest)
     });
+    let nodes = args
+        .nodes
+        .iter()
+        .map(|n| NodeConfig::parse_arg(n).map_err(|e| Error::usage(e, None)))
+        .collect::<Result<Vec<_>>>()?;
     let config = Config::from_init(InitOptions {
         name: args.name,
-        host: args.host,
+        host: args.host.unwrap_or_default(),
         ssh,
         image: args.image,
         port: args.port,
         bind: args.bind,
         remote_dir: args.remote_dir,
         users: args.users,
+        nodes,
+        network: args.network,
     });
     let yaml = format!(
         "# natsup deployment file. It holds no secret: commit it.\n\

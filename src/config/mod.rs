@@ -42,6 +42,9 @@ pub struct Config {
     /// Names the deployment: its state directory, CA subject and nats contexts.
     pub name: String,
     /// The public DNS name or IP that clients dial. Always a SAN of the server certificate.
+    /// Absent in a cluster (`nodes`): each node has its own. In a node's view
+    /// ([`Config::node_view`]) it is that node's.
+    #[serde(default = "absent_host", skip_serializing_if = "String::is_empty")]
     pub host: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshConfig>,
@@ -67,6 +70,98 @@ pub struct Config {
     pub cert: CertSettings,
     #[serde(default)]
     pub auth: Auth,
+    /// The servers of a cluster, 1..=9; exclusive with `host` and `ssh`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeConfig>,
+    #[serde(default, skip_serializing_if = "ClusterSettings::is_default")]
+    pub cluster: ClusterSettings,
+    #[serde(default, skip_serializing_if = "Network::is_default")]
+    pub network: Network,
+    /// In a node's view of a cluster ([`Config::node_view`]): which node this is. Never read
+    /// from or written to natsup.yaml.
+    #[serde(skip)]
+    pub this_node: Option<usize>,
+}
+
+/// One server of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// nats-server's `server_name`; [A-Za-z0-9_-], unique in the cluster.
+    pub name: String,
+    /// What clients and the other nodes dial; a SAN of this node's certificate.
+    pub host: String,
+    /// The same forms as `ssh.destination`.
+    pub ssh: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key_policy: Option<HostKeyPolicy>,
+    /// Defaults to the top-level `remote_dir`, `bind` and `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The route port, published (or listened on, with `network: host`) like the client port.
+    #[serde(default = "default_cluster_port")]
+    pub port: u16,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            port: DEFAULT_CLUSTER_PORT,
+        }
+    }
+}
+
+impl ClusterSettings {
+    fn is_default(&self) -> bool {
+        *self == ClusterSettings::default()
+    }
+}
+
+/// How the container reaches the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// Docker's bridge: the client (and route) ports are published on `bind`.
+    #[default]
+    Bridge,
+    /// `network_mode: host`: nats-server listens on `bind` itself.
+    Host,
+}
+
+impl Network {
+    fn is_default(&self) -> bool {
+        *self == Network::Bridge
+    }
+}
+
+/// How many servers a cluster may have: JetStream's RAFT groups stay small.
+pub const MAX_NODES: usize = 9;
+pub const DEFAULT_CLUSTER_PORT: u16 = 6222;
+
+/// Stands for "no `host` in the file" between parsing and validation, which tells it apart
+/// from an empty one; validation replaces it.
+const ABSENT_HOST: &str = "\0absent";
+
+fn absent_host() -> String {
+    ABSENT_HOST.into()
+}
+fn default_cluster_port() -> u16 {
+    DEFAULT_CLUSTER_PORT
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +306,9 @@ pub struct InitOptions {
     pub bind: Option<IpAddr>,
     pub remote_dir: Option<String>,
     pub users: Vec<String>,
+    /// `--node NAME=HOST[@SSH]`: a cluster instead of `host` and `ssh`.
+    pub nodes: Vec<NodeConfig>,
+    pub network: Option<Network>,
 }
 
 impl Config {
@@ -233,6 +331,10 @@ impl Config {
             jetstream: JetStream::default(),
             cert: CertSettings::default(),
             auth: Auth::default(),
+            nodes: opts.nodes,
+            cluster: ClusterSettings::default(),
+            network: opts.network.unwrap_or_default(),
+            this_node: None,
         }
     }
 
@@ -248,6 +350,8 @@ impl Config {
             bind: Some(IpAddr::from([127, 0, 0, 1])),
             remote_dir: Some("natsup-local".into()),
             users: Vec::new(),
+            nodes: Vec::new(),
+            network: None,
         })
     }
 
@@ -268,7 +372,7 @@ impl Config {
     /// Parses and validates; `file` only names the source in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Config> {
         let de = serde_yaml::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             // serde_path_to_error says "." for the root.
             let path = if path == "." { String::new() } else { path };
@@ -287,7 +391,62 @@ impl Config {
             path: v.path,
             message: v.message,
         })?;
+        if config.host == ABSENT_HOST {
+            config.host = String::new();
+        }
         Ok(config)
+    }
+
+    /// Whether this is a cluster of `nodes` rather than one server.
+    pub fn is_cluster(&self) -> bool {
+        !self.nodes.is_empty()
+    }
+
+    /// One node of a cluster seen as a one-server deployment: its host, SSH, directory, bind
+    /// and port in the top-level fields, and [`this_node`](Self::this_node) set. Everything
+    /// that works on one server (state, rendering, the executor, verify) works on it.
+    pub fn node_view(&self, index: usize) -> Config {
+        let node = &self.nodes[index];
+        let mut view = self.clone();
+        view.host = node.host.clone();
+        let base = SshConfig::new(&node.ssh);
+        view.ssh = Some(SshConfig {
+            port: node.ssh_port.or(base.port),
+            identity: node.identity.clone(),
+            known_hosts: node.known_hosts.clone(),
+            host_key_policy: node.host_key_policy.unwrap_or_default(),
+            ..base
+        });
+        if let Some(dir) = &node.remote_dir {
+            view.remote_dir = dir.clone();
+        }
+        if let Some(bind) = node.bind {
+            view.bind = bind;
+        }
+        if let Some(port) = node.port {
+            view.port = port;
+        }
+        view.this_node = Some(index);
+        view
+    }
+
+    /// Every node's view, in the order of `nodes`.
+    pub fn node_views(&self) -> Vec<Config> {
+        (0..self.nodes.len()).map(|i| self.node_view(i)).collect()
+    }
+
+    /// The client URLs of every server, comma-separated (what async-nats's `connect` and the
+    /// nats CLI's `--server` take): `tls://n1:4222,tls://n2:4222`. One server's for a
+    /// single-server deployment.
+    pub fn client_urls(&self) -> Vec<String> {
+        if self.is_cluster() {
+            self.node_views()
+                .iter()
+                .map(|v| format!("tls://{}", host_port(&v.host, v.port)))
+                .collect()
+        } else {
+            vec![format!("tls://{}", host_port(&self.host, self.port))]
+        }
     }
 
     pub fn to_yaml(&self) -> String {
@@ -340,7 +499,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), Invalid> {
         check_name(&self.name).at("name")?;
-        check_host(&self.host).at("host")?;
+        if self.nodes.is_empty() {
+            if self.host == ABSENT_HOST {
+                return Err(Invalid::new("", "missing field `host`"));
+            }
+            check_host(&self.host).at("host")?;
+        } else {
+            self.validate_nodes()?;
+        }
         if let Some(ssh) = &self.ssh {
             check_ssh_destination(&ssh.destination).at("ssh.destination")?;
             if ssh.port == Some(0) {
@@ -409,6 +575,12 @@ impl Config {
                 ),
             ));
         }
+        if self.cluster.port == 0 {
+            return Err(Invalid::new(
+                "cluster.port",
+                "0 is not a valid port (1-65535)",
+            ));
+        }
         let days = self.cert.lifetime_days;
         if !(1..=MAX_CERT_LIFETIME_DAYS).contains(&days) {
             return Err(Invalid::new(
@@ -418,6 +590,71 @@ impl Config {
                      (825 is the most Apple's TLS clients accept)"
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_nodes(&self) -> Result<(), Invalid> {
+        if self.host != ABSENT_HOST {
+            return Err(Invalid::new(
+                "host",
+                "a cluster has no top-level host: each of `nodes` has its own (remove one of them)",
+            ));
+        }
+        if self.ssh.is_some() {
+            return Err(Invalid::new(
+                "ssh",
+                "a cluster has no top-level ssh: each of `nodes` has its own (remove one of them)",
+            ));
+        }
+        if self.nodes.len() > MAX_NODES {
+            return Err(Invalid::new(
+                "nodes",
+                format!(
+                    "{} nodes is too many: a cluster has 1 to {MAX_NODES}",
+                    self.nodes.len()
+                ),
+            ));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let at = format!("nodes[{i}]");
+            check_node_name(&node.name).at(&format!("{at}.name"))?;
+            if let Some(j) = self.nodes[..i].iter().position(|n| n.name == node.name) {
+                return Err(Invalid::new(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is already nodes[{j}]; node names must be unique",
+                        node.name
+                    ),
+                ));
+            }
+            check_host(&node.host).at(&format!("{at}.host"))?;
+            check_ssh_destination(&node.ssh).at(&format!("{at}.ssh"))?;
+            for (field, port) in [("ssh_port", node.ssh_port), ("port", node.port)] {
+                if port == Some(0) {
+                    return Err(Invalid::new(
+                        format!("{at}.{field}"),
+                        "0 is not a valid port (1-65535)",
+                    ));
+                }
+            }
+            if let Some(dir) = &node.remote_dir {
+                check_remote_dir(dir).at(&format!("{at}.remote_dir"))?;
+            }
+            let view = self.node_view(i);
+            for (j, other) in self.node_views().iter().enumerate().take(i) {
+                if other.ssh == view.ssh && other.remote_dir == view.remote_dir {
+                    return Err(Invalid::new(
+                        format!("{at}.remote_dir"),
+                        format!(
+                            "nodes[{j}] already uses {:?} on the same server; give each node on one server its own remote_dir",
+                            view.remote_dir
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -548,6 +785,47 @@ fn check_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{name:?} is not a valid deployment name (1-64 letters, digits, _ and -, not starting with -)"
+        ))
+    }
+}
+
+impl NodeConfig {
+    /// `NAME=HOST[@SSH]`, as `init --node` takes it; SSH defaults to HOST. The parts are
+    /// checked when the written file is read back.
+    pub fn parse_arg(arg: &str) -> Result<NodeConfig, String> {
+        let (name, rest) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("--node {arg:?}: expected NAME=HOST[@SSH]"))?;
+        let (host, ssh) = match rest.split_once('@') {
+            Some((host, ssh)) => (host, ssh),
+            None => (rest, rest),
+        };
+        Ok(NodeConfig {
+            name: name.into(),
+            host: host.into(),
+            ssh: ssh.into(),
+            identity: None,
+            known_hosts: None,
+            ssh_port: None,
+            host_key_policy: None,
+            remote_dir: None,
+            bind: None,
+            port: None,
+        })
+    }
+}
+
+fn check_node_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid node name (1-64 letters, digits, _ and -)"
         ))
     }
 }
