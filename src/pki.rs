@@ -258,6 +258,28 @@ pub fn issue_server_cert(
     lifetime_days: u32,
     now: OffsetDateTime,
 ) -> Result<ServerCert, PkiError> {
+    issue_leaf(ca, sans, lifetime_days, now, false)
+}
+
+/// A cluster node's certificate: a server certificate that is also valid as a TLS client
+/// certificate, because nats-server presents it when it dials a route and requires and
+/// verifies the other side's on every route (its `cluster { tls {} }` always does).
+pub fn issue_node_cert(
+    ca: &Ca,
+    sans: &[String],
+    lifetime_days: u32,
+    now: OffsetDateTime,
+) -> Result<ServerCert, PkiError> {
+    issue_leaf(ca, sans, lifetime_days, now, true)
+}
+
+fn issue_leaf(
+    ca: &Ca,
+    sans: &[String],
+    lifetime_days: u32,
+    now: OffsetDateTime,
+    route: bool,
+) -> Result<ServerCert, PkiError> {
     let ca_key = KeyPair::from_pem(ca.key_pem.expose()).map_err(err("CA key"))?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).map_err(err("CA certificate"))?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err("server key"))?;
@@ -285,6 +307,11 @@ pub fn issue_server_cert(
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    if route {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - CLOCK_SKEW;
     params.not_after = now + Duration::days(i64::from(lifetime_days));

@@ -241,10 +241,14 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Plan {
 /// The parts of nats-server.conf that a reload cannot change: `listen` (host and port) and
 /// the `jetstream` block (`store_dir`; and on 2.10.x, changing `max_memory_store` or
 /// `max_file_store` fails the reload with only a log line, so it needs a restart).
+/// A cluster node's `server_name` and route `listen` are as static.
 fn static_settings(conf: &str) -> (Vec<&str>, Vec<&str>) {
     let listen = conf
         .lines()
-        .filter(|l| l.trim_start().starts_with("listen"))
+        .filter(|l| {
+            let t = l.trim_start();
+            t.starts_with("listen") || t.starts_with("server_name")
+        })
         .collect();
     let mut jetstream = Vec::new();
     let mut inside = false;
@@ -263,18 +267,28 @@ fn static_settings(conf: &str) -> (Vec<&str>, Vec<&str>) {
     (listen, jetstream)
 }
 
-/// A unified diff in which every password hash is shown as `[REDACTED]`.
+/// A unified diff in which every password hash, and a cluster's route password, is shown as
+/// `[REDACTED]`.
 pub fn redacted_diff(path: &str, old: &[u8], new: &[u8]) -> String {
     let redact = |b: &[u8]| {
         String::from_utf8_lossy(b)
             .lines()
-            .map(|l| match l.find("password:") {
-                Some(i) => format!(
+            .map(|l| match (l.find("password:"), l.find("nats-route://")) {
+                (Some(i), _) => format!(
                     "{}password: [REDACTED {}]",
                     &l[..i],
                     &sha256_hex(l.as_bytes())[..8]
                 ),
-                None => l.to_string(),
+                (None, Some(i)) => match l[i..].find('@') {
+                    Some(at) => format!(
+                        "{}nats-route://[REDACTED {}]{}",
+                        &l[..i],
+                        &sha256_hex(l.as_bytes())[..8],
+                        &l[i + at..]
+                    ),
+                    None => l.to_string(),
+                },
+                (None, None) => l.to_string(),
             })
             .collect::<Vec<_>>()
             .join("\n")

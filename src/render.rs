@@ -9,13 +9,14 @@ use std::net::IpAddr;
 
 use askama::Template;
 
-use crate::config::{Config, Permissions};
-use crate::state::State;
+use crate::config::{Config, Network, Permissions, host_port};
+use crate::state::{ROUTE_USER, State};
 
 /// Where the server finds its files inside the container (the tutorial's volume layout).
 pub const CONTAINER_CONFIG_DIR: &str = "/config";
 pub const CONTAINER_STORE_DIR: &str = "/data";
 pub const CONTAINER_LISTEN: &str = "0.0.0.0:4222";
+pub const CONTAINER_CLUSTER_LISTEN: &str = "0.0.0.0:6222";
 pub const CONF_FILE: &str = "nats-config/nats-server.conf";
 pub const COMPOSE_FILE: &str = "docker-compose.yaml";
 
@@ -27,6 +28,9 @@ pub struct ConfPaths {
     pub cert_file: String,
     pub key_file: String,
     pub store_dir: String,
+    /// A cluster node's: the CA its routes verify each other against, and the route listener.
+    pub ca_file: String,
+    pub cluster_listen: String,
 }
 
 impl ConfPaths {
@@ -36,8 +40,31 @@ impl ConfPaths {
             cert_file: format!("{CONTAINER_CONFIG_DIR}/{}", tls.cert),
             key_file: format!("{CONTAINER_CONFIG_DIR}/{}", tls.key),
             store_dir: CONTAINER_STORE_DIR.into(),
+            ca_file: format!("{CONTAINER_CONFIG_DIR}/rootCA.pem"),
+            cluster_listen: CONTAINER_CLUSTER_LISTEN.into(),
         }
     }
+
+    /// The container's paths for this deployment: on the host's network (`network: host`)
+    /// nats-server itself listens on `bind`; a cluster's CA file is named after its content,
+    /// so a new trust bundle changes nats-server.conf and is applied by a reload.
+    pub fn for_config(config: &Config, state: &State, tls: &TlsNames) -> ConfPaths {
+        let mut paths = ConfPaths::container(tls);
+        if config.network == Network::Host {
+            paths.listen = host_port(&config.bind.to_string(), config.port);
+            paths.cluster_listen = host_port(&config.bind.to_string(), config.cluster.port);
+        }
+        paths.ca_file = format!("{CONTAINER_CONFIG_DIR}/{}", ca_file_name(state));
+        paths
+    }
+}
+
+/// `rootCA-<first 16 hex digits of its SHA-256>.pem`: the trust bundle a cluster's routes use.
+pub fn ca_file_name(state: &State) -> String {
+    format!(
+        "rootCA-{}.pem",
+        &crate::plan::sha256_hex(state.trust_pem.as_bytes())[..16]
+    )
 }
 
 /// File names of the server certificate and key inside `nats-config/`.
@@ -107,8 +134,8 @@ impl Bundle {
 
 /// Renders the bundle: compose file, server config, and the server certificate and key.
 pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
-    let conf = nats_conf(config, state, &ConfPaths::container(tls));
-    Bundle {
+    let conf = nats_conf(config, state, &ConfPaths::for_config(config, state, tls));
+    let mut bundle = Bundle {
         files: vec![
             BundleFile {
                 path: COMPOSE_FILE.into(),
@@ -133,7 +160,17 @@ pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
                 mode: 0o600,
             },
         ],
+    };
+    if config.this_node.is_some() {
+        // The routes' password is in it (the dialing side needs the password itself).
+        bundle.files[1].mode = 0o600;
+        bundle.files.push(BundleFile {
+            path: format!("nats-config/{}", ca_file_name(state)),
+            contents: state.trust_pem.as_bytes().to_vec(),
+            mode: 0o644,
+        });
     }
+    bundle
 }
 
 #[derive(Template)]
@@ -141,12 +178,28 @@ pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
 struct NatsConf<'a> {
     deployment: &'a str,
     listen: &'a str,
+    server_name: Option<&'a str>,
+    client_advertise: Option<String>,
+    cluster: Option<ClusterConf<'a>>,
     users: Vec<ConfUser<'a>>,
     cert_file: &'a str,
     key_file: &'a str,
     store_dir: &'a str,
     max_memory_store: u64,
     max_file_store: u64,
+}
+
+/// A cluster node's `cluster` block.
+struct ClusterConf<'a> {
+    name: &'a str,
+    listen: &'a str,
+    advertise: String,
+    user: &'a str,
+    bcrypt: &'a str,
+    routes: Vec<String>,
+    cert_file: &'a str,
+    key_file: &'a str,
+    ca_file: &'a str,
 }
 
 struct ConfUser<'a> {
@@ -166,9 +219,42 @@ pub fn nats_conf(config: &Config, state: &State, paths: &ConfPaths) -> String {
             permissions: u.permissions.as_ref(),
         })
         .collect();
+    let node = config.this_node.map(|i| &config.nodes[i]);
+    let cluster = node.map(|node| {
+        let route = state
+            .secrets
+            .route
+            .as_ref()
+            .expect("a cluster's state always has its route credential");
+        ClusterConf {
+            name: &config.name,
+            listen: &paths.cluster_listen,
+            advertise: host_port(&config.host, config.cluster.port),
+            user: ROUTE_USER,
+            bcrypt: &route.bcrypt,
+            routes: config
+                .nodes
+                .iter()
+                .filter(|n| n.name != node.name)
+                .map(|n| {
+                    format!(
+                        "nats-route://{ROUTE_USER}:{}@{}",
+                        route.password.expose(),
+                        host_port(&n.host, config.cluster.port)
+                    )
+                })
+                .collect(),
+            cert_file: &paths.cert_file,
+            key_file: &paths.key_file,
+            ca_file: &paths.ca_file,
+        }
+    });
     NatsConf {
         deployment: &config.name,
         listen: &paths.listen,
+        server_name: node.map(|n| n.name.as_str()),
+        client_advertise: node.map(|_| host_port(&config.host, config.port)),
+        cluster,
         users,
         cert_file: &paths.cert_file,
         key_file: &paths.key_file,
@@ -187,7 +273,8 @@ struct Compose<'a> {
     deployment: &'a str,
     image: &'a str,
     command: String,
-    ports: String,
+    host_network: bool,
+    ports: Vec<String>,
 }
 
 /// `docker-compose.yaml`: the tutorial's file, with the port published on `bind`.
@@ -196,11 +283,16 @@ pub fn compose(config: &Config) -> String {
         IpAddr::V6(ip) => format!("[{ip}]"),
         IpAddr::V4(ip) => ip.to_string(),
     };
+    let mut ports = vec![format!("{bind}:{}:4222", config.port)];
+    if config.this_node.is_some() {
+        ports.push(format!("{bind}:{}:6222", config.cluster.port));
+    }
     Compose {
         deployment: &config.name,
         image: &config.image,
         command: format!("--config {CONTAINER_CONFIG_DIR}/nats-server.conf"),
-        ports: format!("{bind}:{}:4222", config.port),
+        host_network: config.network == Network::Host,
+        ports,
     }
     .render()
     .expect("the docker-compose.yaml template renders from any valid config")

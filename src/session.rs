@@ -57,8 +57,13 @@ impl Context {
         Config::load(&self.config_path)
     }
 
+    /// The deployment's state; for one node's view of a cluster, with that node's certificate.
     pub fn state_dir(&self, config: &Config) -> StateDir {
-        StateDir::new(&self.state_base, &config.name)
+        let dir = StateDir::new(&self.state_base, &config.name);
+        match config.this_node {
+            Some(i) => dir.for_node(&config.nodes[i].name),
+            None => dir,
+        }
     }
 }
 

@@ -11,7 +11,10 @@
 //!   ca/next-rootCA-key.pem   0400
 //!   server/nats-server-cert.pem  0644
 //!   server/nats-server-key.pem   0600
-//!   secrets.yaml             0600  per user: password, its bcrypt hash, when it was rotated
+//!   nodes/<node>/nats-server-{cert,key}.pem   a cluster's: one certificate per node
+//!                                  (instead of server/), valid for clients and routes
+//!   secrets.yaml             0600  per user: password, its bcrypt hash, when it was rotated;
+//!                                  a cluster's route credential, kept the same way
 //! ```
 //!
 //! Everything natsup creates is written here before any server sees it, so a run that dies
@@ -36,6 +39,9 @@ use crate::secret::{self, Secret};
 pub struct StateDir {
     pub root: PathBuf,
     pub name: String,
+    /// Where the server certificate lives under `root`: `server`, or `nodes/<node>` for one
+    /// node of a cluster.
+    pub server_subdir: String,
 }
 
 impl StateDir {
@@ -43,6 +49,15 @@ impl StateDir {
         StateDir {
             root: state_dir.join(name),
             name: name.into(),
+            server_subdir: "server".into(),
+        }
+    }
+
+    /// The same deployment's state, with the certificate of cluster node `node`.
+    pub fn for_node(&self, node: &str) -> StateDir {
+        StateDir {
+            server_subdir: format!("nodes/{node}"),
+            ..self.clone()
         }
     }
 
@@ -64,10 +79,14 @@ impl StateDir {
         self.root.join("ca/next-rootCA-key.pem")
     }
     pub fn server_cert(&self) -> PathBuf {
-        self.root.join("server/nats-server-cert.pem")
+        self.root
+            .join(&self.server_subdir)
+            .join("nats-server-cert.pem")
     }
     pub fn server_key(&self) -> PathBuf {
-        self.root.join("server/nats-server-key.pem")
+        self.root
+            .join(&self.server_subdir)
+            .join("nats-server-key.pem")
     }
     pub fn secrets(&self) -> PathBuf {
         self.root.join("secrets.yaml")
@@ -129,7 +148,14 @@ impl StateDir {
 #[serde(deny_unknown_fields)]
 pub struct Secrets {
     pub users: BTreeMap<String, UserSecret>,
+    /// A cluster's route credential: the nodes dial each other with the password, and each
+    /// accepts the hash (`cluster.authorization`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<UserSecret>,
 }
+
+/// The user name nodes of a cluster log in to each other's routes with.
+pub const ROUTE_USER: &str = "natsup_route";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -365,6 +391,21 @@ impl State {
                 users: missing.iter().map(|s| s.to_string()).collect(),
             });
         }
+        if config.is_cluster() && secrets.route.is_none() {
+            let (password, bcrypt) = passwords::generate_hashed(1, config.auth.bcrypt_cost)
+                .pop()
+                .expect("one password was asked for");
+            secrets.route = Some(UserSecret {
+                password,
+                bcrypt,
+                rotated_at: now,
+                pending: None,
+            });
+            save_secrets(dir, &secrets)?;
+            created.push(Created::Passwords {
+                users: vec![ROUTE_USER.to_string()],
+            });
+        }
         // A hash of another cost than the config's (an older natsup's 11, or a changed
         // `auth.bcrypt_cost`) is made again, of the same password: the next `up` reloads the
         // server with it, and no client has to change anything or is disconnected.
@@ -564,8 +605,16 @@ fn issue_and_store(
     ca: &Ca,
     now: OffsetDateTime,
 ) -> Result<ServerCert> {
-    let pair = pki::issue_server_cert(ca, &config.sans(), config.cert.lifetime_days, now)?;
-    create_private_dir(&dir.root.join("server"))?;
+    let issue = if config.this_node.is_some() {
+        pki::issue_node_cert
+    } else {
+        pki::issue_server_cert
+    };
+    let pair = issue(ca, &config.sans(), config.cert.lifetime_days, now)?;
+    if dir.server_subdir.contains('/') {
+        create_private_dir(&dir.root.join("nodes"))?;
+    }
+    create_private_dir(&dir.root.join(&dir.server_subdir))?;
     write_atomic(&dir.server_key(), pair.key_pem().expose().as_bytes(), 0o600)?;
     write_atomic(&dir.server_cert(), pair.cert_pem().as_bytes(), 0o644)?;
     Ok(pair)

@@ -24,6 +24,8 @@ pub fn local_paths(state: &State, port: u16, store: &Path) -> ConfPaths {
         cert_file: state.dir.server_cert().display().to_string(),
         key_file: state.dir.server_key().display().to_string(),
         store_dir: store.display().to_string(),
+        ca_file: state.dir.ca_cert().display().to_string(),
+        cluster_listen: "127.0.0.1:6222".into(),
     }
 }
 

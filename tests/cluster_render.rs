@@ -1,0 +1,223 @@
+//! A cluster's rendered files (issue 12), checked by the real nats-server: every node's
+//! `nats-server.conf` passes `nats-server -t`, and three native nats-servers on 127.0.0.21-23
+//! started from them form a cluster whose routes run over TLS with the route login, and whose
+//! JetStream takes an R3 KV bucket.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use natsup::config::Config;
+use natsup::render::{self, ConfPaths, TlsNames};
+use natsup::state::{State, StateDir};
+use time::OffsetDateTime;
+
+use support::{nats_server_bin, nats_server_check_config};
+
+const HOSTS: [&str; 3] = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
+
+fn cluster_yaml(client_port: u16, route_port: u16, network: &str) -> String {
+    let nodes: String = HOSTS
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            format!(
+                "- name: n{}\n  host: {h}\n  ssh: root@{h}\n  bind: {h}\n",
+                i + 1
+            )
+        })
+        .collect();
+    format!(
+        "name: clr\nport: {client_port}\nnetwork: {network}\ncluster:\n  port: {route_port}\nnodes:\n{nodes}"
+    )
+}
+
+/// Every node's state, made as `up` makes it.
+fn states(config: &Config, base: &Path) -> Vec<(Config, State)> {
+    config
+        .node_views()
+        .into_iter()
+        .map(|view| {
+            let dir =
+                StateDir::new(base, &view.name).for_node(&view.nodes[view.this_node.unwrap()].name);
+            let (state, _) = State::ensure(&view, &dir, OffsetDateTime::now_utc()).unwrap();
+            (view, state)
+        })
+        .collect()
+}
+
+#[test]
+fn the_rendered_bundles_of_a_host_network_cluster() {
+    let yaml = cluster_yaml(4222, 6222, "host");
+    let config = Config::parse(&yaml, Path::new("natsup.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = states(&config, dir.path());
+    let (view, state) = &nodes[1];
+    assert_eq!(
+        state.dir.server_cert(),
+        dir.path().join("clr/nodes/n2/nats-server-cert.pem")
+    );
+    assert!(state.server_info.sans.contains(&"127.0.0.22".to_string()));
+    let bundle = render::bundle(view, state, &TlsNames::plain());
+    let compose =
+        String::from_utf8(bundle.get(render::COMPOSE_FILE).unwrap().contents.clone()).unwrap();
+    assert!(
+        compose.contains("network_mode: host") && !compose.contains("ports:"),
+        "{compose}"
+    );
+    let conf = bundle.get(render::CONF_FILE).unwrap();
+    assert_eq!(conf.mode, 0o600, "the routes' password is in it");
+    let conf = String::from_utf8(conf.contents.clone()).unwrap();
+    for want in [
+        "listen: \"127.0.0.22:4222\"",
+        "server_name: \"n2\"",
+        "client_advertise: \"127.0.0.22:4222\"",
+        "listen: \"127.0.0.22:6222\"",
+        "@127.0.0.21:6222\"",
+        "@127.0.0.23:6222\"",
+    ] {
+        assert!(conf.contains(want), "{want} missing from\n{conf}");
+    }
+    assert!(
+        !conf.contains("@127.0.0.22:6222"),
+        "no route to itself:\n{conf}"
+    );
+    let route = state.secrets.route.as_ref().unwrap();
+    assert!(conf.contains(&route.bcrypt));
+    let ca = format!("nats-config/{}", render::ca_file_name(state));
+    assert!(bundle.get(&ca).is_some(), "the CA file is in the bundle");
+    // A plan's diff never shows the route password.
+    let diff = natsup::plan::redacted_diff("c", b"", conf.as_bytes());
+    assert!(!diff.contains(route.password.expose()), "{diff}");
+
+    // Bridge: both ports published, nats-server listens on the container's.
+    let bridge = Config::parse(
+        &cluster_yaml(4222, 6222, "bridge"),
+        Path::new("natsup.yaml"),
+    )
+    .unwrap();
+    let view = bridge.node_view(0);
+    let compose = render::compose(&view);
+    assert!(
+        compose.contains("'127.0.0.21:4222:4222'") && compose.contains("'127.0.0.21:6222:6222'"),
+        "{compose}"
+    );
+}
+
+#[test]
+fn three_native_servers_form_a_cluster_from_the_rendered_configs() {
+    let (client_port, route_port) = (support::free_port(), support::free_port());
+    let config = Config::parse(
+        &cluster_yaml(client_port, route_port, "host"),
+        Path::new("natsup.yaml"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = states(&config, dir.path());
+    let mut children = Vec::new();
+    for (i, (view, state)) in nodes.iter().enumerate() {
+        let store = dir.path().join(format!("store{i}"));
+        let ca = dir.path().join(format!("ca{i}.pem"));
+        std::fs::write(&ca, &state.trust_pem).unwrap();
+        let paths = ConfPaths {
+            listen: format!("{}:{client_port}", HOSTS[i]),
+            cert_file: state.dir.server_cert().display().to_string(),
+            key_file: state.dir.server_key().display().to_string(),
+            store_dir: store.display().to_string(),
+            ca_file: ca.display().to_string(),
+            cluster_listen: format!("{}:{route_port}", HOSTS[i]),
+        };
+        let conf = dir.path().join(format!("n{i}.conf"));
+        std::fs::write(&conf, render::nats_conf(view, state, &paths)).unwrap();
+        nats_server_check_config(&conf)
+            .unwrap_or_else(|e| panic!("nats-server -t refused n{i}:\n{e}"));
+        let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap();
+        children.push(Killed(
+            Command::new(nats_server_bin())
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    let logs = || {
+        (0..3)
+            .map(|i| {
+                std::fs::read_to_string(dir.path().join(format!("n{i}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    natsup::install_crypto_provider();
+    let (view, state) = &nodes[0];
+    let user = &view.users[0].name;
+    let password = state.secrets.password(user).unwrap().expose().to_string();
+    // async-nats does not split a comma-separated &str (nats-io/nats.rs#801): a list it is.
+    let urls: Vec<async_nats::ServerAddr> = config
+        .client_urls()
+        .iter()
+        .map(|u| u.parse().unwrap())
+        .collect();
+    let rt = natsup::runtime();
+    let ok = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let attempt = async {
+                let client = async_nats::ConnectOptions::with_user_and_password(
+                    user.clone(),
+                    password.clone(),
+                )
+                .tls_client_config(natsup::nats_client::client_tls(&state.trust_pem).unwrap())
+                .require_tls(true)
+                .connect(urls.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+                let js = async_nats::jetstream::new(client.clone());
+                let kv = js
+                    .create_key_value(async_nats::jetstream::kv::Config {
+                        bucket: "r3".into(),
+                        num_replicas: 3,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                kv.put("k", "v".into()).await.map_err(|e| e.to_string())?;
+                let info = client.server_info();
+                Ok::<_, String>(info.connect_urls.len())
+            };
+            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+                Ok(Ok(n)) if n >= 3 => return Ok(n),
+                Ok(Ok(n)) => eprintln!("connect_urls has {n}"),
+                Ok(Err(e)) => eprintln!("not yet: {e}"),
+                Err(_) => eprintln!("not yet: timed out"),
+            }
+            if Instant::now() > deadline {
+                return Err(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    assert!(ok.is_ok(), "no cluster formed:\n{}", logs());
+    let log = logs();
+    assert!(
+        log.contains("Route connection created") || log.contains("route"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("authorization violation") && !log.contains("Authorization Error"),
+        "{log}"
+    );
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
