@@ -357,6 +357,24 @@ impl State {
         let server_info = server.info().clone();
 
         let mut secrets = load_secrets(&dir.secrets())?.unwrap_or_default();
+        // A pending rotation of a user since removed from the config can never settle: the
+        // server no longer has the user, so it takes neither password, and nobody is handed
+        // either. It is dropped; the user's current password stays, should they come back.
+        let removed: Vec<String> = secrets
+            .pending_users()
+            .into_iter()
+            .filter(|u| config.user(u).is_none())
+            .collect();
+        if !removed.is_empty() {
+            for user in &removed {
+                secrets.discard_pending(user);
+            }
+            save_secrets(dir, &secrets)?;
+            crate::ui::note(format!(
+                "dropped the pending new password of {}: no longer a user in the config",
+                removed.join(", ")
+            ));
+        }
         let missing: Vec<&str> = config
             .users
             .iter()
