@@ -158,7 +158,7 @@ pub struct TargetArgs {
     #[arg(long)]
     pub accept_new_host_key: bool,
     /// Use this image instead of the config's.
-    #[arg(long)]
+    #[arg(long, value_parser = image_arg)]
     pub image: Option<String>,
 }
 
@@ -201,7 +201,7 @@ pub struct InitArgs {
     #[arg(long, requires = "ssh")]
     pub known_hosts: Option<PathBuf>,
     /// Docker image [default: nats:2.10.21].
-    #[arg(long)]
+    #[arg(long, value_parser = image_arg)]
     pub image: Option<String>,
     /// Host port the server is published on [default: 4222].
     #[arg(long)]
@@ -333,4 +333,10 @@ pub enum EnvFormat {
     Dotenv,
     Shell,
     Json,
+}
+
+/// `--image` gets the same check as the config's `image:` (its value reaches `docker run` on
+/// the server); clap names the flag and exits 2.
+fn image_arg(value: &str) -> Result<String, String> {
+    crate::config::check_image(value).map(|()| value.to_string())
 }

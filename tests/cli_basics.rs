@@ -317,3 +317,40 @@ fn a_second_run_on_the_same_deployment_waits_for_the_first() {
             .is_file()
     );
 }
+
+/// `--image` gets the check the config's `image:` gets: a value `docker run` would read as an
+/// option, or one with a space, is refused before anything runs, naming the flag.
+#[test]
+fn a_bad_image_flag_is_exit_2_naming_the_flag() {
+    let ws = Workspace::new("img");
+    ws.ok(&["init", "--name", "img", "--host", "nats.example.com"]);
+    for (args, bad) in [
+        (
+            vec!["up", "--local", "--dry-run", "--image=--privileged"],
+            "--privileged",
+        ),
+        (vec!["plan", "--local", "--image", "nats 2.10"], "nats 2.10"),
+        (
+            vec![
+                "init",
+                "--name",
+                "x",
+                "--host",
+                "h",
+                "--force",
+                "--image=-v/:/host",
+            ],
+            "-v/:/host",
+        ),
+    ] {
+        let out = ws.run(&args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains("--image")
+                && said.contains(&format!("{bad:?} is not a Docker image reference")),
+            "{args:?}: {said}"
+        );
+        assert!(!ws.state_dir().exists(), "{args:?} made state");
+    }
+}
