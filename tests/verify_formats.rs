@@ -261,3 +261,60 @@ fn in_a_deployment_the_nats_variables_are_not_read() {
     assert!(checked.contains("gameserver"), "{}", text(&out));
     assert!(!checked.contains("webhook"), "{}", text(&out));
 }
+
+/// Issue 11, 4.6 e: a URL's `user:pass@` never reaches smoke mode's output, in any format,
+/// whether the URL is bad (port, scheme) or names a host that is not there.
+#[test]
+fn smoke_mode_never_echoes_a_password_from_the_url() {
+    let (ws, _config, _state) = rendered_workspace("urlpw");
+    let secret = "s3cr3t-in-the-url";
+    let port = ws.port.to_string();
+    let ca = ws.login("gameserver").ca_pem;
+    let urls = [
+        format!("tls://gameserver:{secret}@127.0.0.1:99999"),
+        format!("tls://gameserver:{secret}@127.0.0.1:{port}"),
+        format!("tls://gameserver:{secret}@no-such-host.invalid:4222"),
+        format!("http://gameserver:{secret}@127.0.0.1:{port}"),
+        format!("tls://gameserver:{secret}@[::1:{port}"),
+        format!("tls://gameserver:{secret}@:{port}"),
+    ];
+    for url in &urls {
+        for format in ["text", "json", "nagios", "prometheus"] {
+            let args = ["--format", format];
+            // From NATS_URL, where there is no natsup.yaml.
+            let mut both = vec![smoke_at(url, &ca, "gameserver", "wrong", &args)];
+            // From --url, in the deployment.
+            let mut cmd = ws.natsup();
+            cmd.env("NATS_PASSWORD", "wrong")
+                .args(untimed(&["verify", "--url", url, "--user", "gameserver"]))
+                .args(["--ca-contents", &ca])
+                .args(args);
+            both.push(cmd.output().unwrap());
+            for out in both {
+                assert_ne!(out.status.code(), Some(0), "{url}: {}", text(&out));
+                assert!(
+                    !text(&out).contains(secret),
+                    "{url} {format}: {}",
+                    text(&out)
+                );
+            }
+        }
+    }
+}
+
+/// Like [`smoke`], with the URL given.
+fn smoke_at(url: &str, ca_pem: &str, user: &str, password: &str, args: &[&str]) -> Output {
+    let empty = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_natsup"))
+        .current_dir(empty.path())
+        .env("NATSUP_STATE_DIR", empty.path().join("state"))
+        .env("NATS_URL", url)
+        .env("NATS_CA_CONTENTS", ca_pem)
+        .env("NATS_USER", user)
+        .env("NATS_PASSWORD", password)
+        .env_remove("NATS_CA")
+        .arg("verify")
+        .args(untimed(args))
+        .output()
+        .unwrap()
+}

@@ -115,7 +115,7 @@ fn smoke_target(url: &str, args: &VerifyArgs) -> Plan {
         .clone()
         .or_else(|| env("NATS_PASSWORD"))
         .ok_or("no password: set NATS_PASSWORD (or pass --password)")?;
-    let target = Endpoint::from_url(url, ca_pem)?;
+    let target = Endpoint::from_url(&without_userinfo(url), ca_pem)?;
     Ok((
         target,
         vec![Login {
@@ -124,6 +124,20 @@ fn smoke_target(url: &str, args: &VerifyArgs) -> Plan {
             permissions: None,
         }],
     ))
+}
+
+/// The URL without a `user:pass@` part. Smoke mode logs in with `--user`/`NATS_USER` and the
+/// password, never with a URL's userinfo (which [`Endpoint::from_url`] skips), and the URL is
+/// quoted in error messages that CI logs keep (issue 11, 4.6 e).
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}{host}"),
+        None => url.to_string(),
+    }
 }
 
 fn read_ca(path: &Path) -> std::result::Result<String, String> {
@@ -153,4 +167,22 @@ fn deployment_logins(config: &Config, state: &State, args: &VerifyArgs) -> Plan 
         logins[0].password = Secret::new(pw.clone());
     }
     Ok((target, logins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn userinfo_is_dropped() {
+        for (url, bare) in [
+            ("tls://u:p@h:4222", "tls://h:4222"),
+            ("tls://u:p@ss@w0rd@[::1]:1", "tls://[::1]:1"),
+            ("u:p@h", "h"),
+            ("nats://h:4222", "nats://h:4222"),
+            ("h", "h"),
+        ] {
+            assert_eq!(without_userinfo(url), bare, "{url}");
+        }
+    }
 }
