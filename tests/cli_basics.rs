@@ -317,3 +317,25 @@ fn a_second_run_on_the_same_deployment_waits_for_the_first() {
             .is_file()
     );
 }
+
+/// Issue 11, 4.6 f: `bundle --out .` leaves the project folder's mode alone; only a folder
+/// bundle makes is private. nats.env, which holds the password, is 0600 either way.
+#[test]
+fn bundle_makes_only_its_own_folder_private() {
+    let ws = Workspace::new("bundlemode");
+    ws.ok(&["init", "--name", "bm", "--host", "203.0.113.9"]);
+    ws.ok(&["render"]);
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    ws.ok(&["bundle", "gameserver", "--out", "."]);
+    assert_eq!(
+        mode(ws.path()),
+        0o755,
+        "bundle --out . changed the project's mode"
+    );
+    assert_eq!(mode(&ws.path().join("nats.env")), 0o600);
+
+    ws.ok(&["bundle", "gameserver", "--out", "images/gs"]);
+    assert_eq!(mode(&ws.path().join("images/gs")), 0o700);
+    assert_eq!(mode(&ws.path().join("images/gs/nats.env")), 0o600);
+}
