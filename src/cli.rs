@@ -111,6 +111,10 @@ pub struct RotatePasswordsArgs {
     /// Show what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also print each rotated user's new settings, password included, as `natsup env USER`
+    /// does [default: only who rotated, and how to get them].
+    #[arg(long, conflicts_with = "dry_run")]
+    pub show: bool,
 }
 
 #[derive(Debug, Args)]
