@@ -339,3 +339,45 @@ fn bundle_makes_only_its_own_folder_private() {
     assert_eq!(mode(&ws.path().join("images/gs")), 0o700);
     assert_eq!(mode(&ws.path().join("images/gs/nats.env")), 0o600);
 }
+
+/// Issue 11, 4.6 b: `render` in a git work tree leaves a `.gitignore` beside the private key,
+/// so `git add -A` cannot commit it; a `.gitignore` already there keeps its lines.
+#[test]
+fn render_in_a_git_work_tree_keeps_the_key_out_of_git() {
+    let ws = Workspace::new("rendergit");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(ws.path())
+            .env("HOME", ws.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(git(&["init", "-q"]).status.success());
+    ws.ok(&["init", "--name", "rg", "--host", "203.0.113.8"]);
+    let config_dir = ws.path().join("natsup-out/nats-config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(config_dir.join(".gitignore"), "*.bak").unwrap();
+
+    ws.ok(&["render"]);
+    let key = "natsup-out/nats-config/nats-server-key.pem";
+    let ignored = git(&["check-ignore", "-q", key]);
+    assert_eq!(ignored.status.code(), Some(0), "git would commit {key}");
+    let added = git(&["add", "-A", "--dry-run"]);
+    let added = String::from_utf8_lossy(&added.stdout);
+    assert!(!added.contains(key), "{added}");
+    assert!(
+        added.contains("natsup-out/nats-config/nats-server.conf"),
+        "{added}"
+    );
+    let ignore = std::fs::read_to_string(config_dir.join(".gitignore")).unwrap();
+    assert!(ignore.starts_with("*.bak\n"), "{ignore}");
+
+    // Once listed, a second render changes nothing.
+    let out = ws.ok(&["render"]);
+    assert!(text(&out).contains("is up to date"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(config_dir.join(".gitignore")).unwrap(),
+        ignore
+    );
+}
