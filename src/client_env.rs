@@ -29,11 +29,28 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
 
 /// bevygap's `NATS_HOST` is `host` or `host:port` (its README: `nats.example.com:4222` or
 /// `1.2.3.4`); the port is left out when it is NATS's default.
+///
+/// A cluster's is every node's URL, comma-separated (`tls://n1:4222,tls://n2:4222`), which
+/// the nats CLI and the Go client split. async-nats does not split a `&str` given to
+/// `connect` (nats-io/nats.rs#801: it wants a list of `ServerAddr`), so a Rust client must
+/// split it on `,` first; tests/e2e_cluster.rs checks both.
 pub fn nats_host(config: &Config) -> String {
+    if config.is_cluster() {
+        return config.client_urls().join(",");
+    }
     if config.port == 4222 {
         config.host.clone()
     } else {
         crate::config::host_port(&config.host, config.port)
+    }
+}
+
+/// The nats CLI context's `url`: the server's `nats://host:port`, or a cluster's list.
+pub fn nats_url(config: &Config) -> String {
+    if config.is_cluster() {
+        config.client_urls().join(",")
+    } else {
+        config.url()
     }
 }
 

@@ -15,10 +15,14 @@
 //!   and the scripts they run) and in [`nats_client`] and [`tls_probe`] (NATS clients);
 //!   [`verify`] grades what they find, [`verify_output`] prints it;
 //! - what clients are handed (`NATS_HOST`, `NATS_USER`, ...) is [`client_env`];
+//! - a deployment of several servers (`nodes`) is run node by node by [`cluster`], which
+//!   decides the order (all at once when fresh, else one at a time) and proves each node is
+//!   back in the cluster;
 //! - each subcommand is a leaf in [`commands`].
 
 pub mod cli;
 pub mod client_env;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod deploy;

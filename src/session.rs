@@ -57,6 +57,16 @@ impl Context {
         Config::load(&self.config_path)
     }
 
+    /// Where the state a client's settings come from lives (the CA and the passwords, which
+    /// every node shares): a cluster's first node's.
+    pub fn client_state_dir(&self, config: &Config) -> StateDir {
+        if config.is_cluster() {
+            self.state_dir(&config.node_view(0))
+        } else {
+            self.state_dir(config)
+        }
+    }
+
     /// The deployment's state; for one node's view of a cluster, with that node's certificate.
     pub fn state_dir(&self, config: &Config) -> StateDir {
         let dir = StateDir::new(&self.state_base, &config.name);
@@ -65,6 +75,22 @@ impl Context {
             None => dir,
         }
     }
+}
+
+/// The config, when it is a cluster's (`nodes`); `--image` overrides its image for this run.
+/// `None` for one server, whose commands go on with [`server`].
+pub fn cluster_config(ctx: &Context, args: &TargetArgs) -> Result<Option<Config>> {
+    if args.local || !ctx.config_path.exists() {
+        return Ok(None);
+    }
+    let mut config = ctx.load_config()?;
+    if !config.is_cluster() {
+        return Ok(None);
+    }
+    if let Some(image) = &args.image {
+        config.image = image.clone();
+    }
+    Ok(Some(config))
 }
 
 /// The config and how to reach its server. `--local` without a natsup.yaml uses the built-in
@@ -77,6 +103,19 @@ pub fn server(ctx: &Context, args: &TargetArgs) -> Result<(Config, Via)> {
     };
     if let Some(image) = &args.image {
         config.image = image.clone();
+    }
+    if config.is_cluster() {
+        return Err(Error::usage(
+            format!(
+                "deployment `{}` is a cluster of {} nodes; this command works on one server",
+                config.name,
+                config.nodes.len()
+            ),
+            Some(
+                "for a cluster, use `natsup up`, `verify`, `env`, `context` or `bundle`"
+                    .to_string(),
+            ),
+        ));
     }
     let via = if args.local {
         Via::Local
@@ -108,6 +147,10 @@ pub struct Session {
     /// What opening the session had to make (a first run's CA, certificate, passwords).
     pub created: Vec<Created>,
     pub now: OffsetDateTime,
+    /// A cluster's nodes: each node's view of the config ([`Config::node_view`]) and its
+    /// state (the shared CA and passwords, its own certificate). `state` is the first's.
+    /// Empty for one server.
+    pub nodes: Vec<(Config, State)>,
     _lock: File,
 }
 
@@ -117,6 +160,30 @@ impl Session {
         let dir = ctx.state_dir(&config);
         let lock = dir.lock()?;
         let now = OffsetDateTime::now_utc();
+        if config.is_cluster() {
+            let mut created = Vec::new();
+            let mut nodes = Vec::new();
+            for view in config.node_views() {
+                let (state, made) = State::ensure(&view, &ctx.state_dir(&view), now)?;
+                let node = &view.nodes[view.this_node.expect("a node's view")].name;
+                created.extend(made.into_iter().map(|c| match c {
+                    Created::ServerCert { reason } => Created::ServerCert {
+                        reason: format!("{reason} (node {node})"),
+                    },
+                    other => other,
+                }));
+                nodes.push((view, state));
+            }
+            report_created(&created);
+            return Ok(Session {
+                config,
+                state: nodes[0].1.clone(),
+                created,
+                now,
+                nodes,
+                _lock: lock,
+            });
+        }
         let (state, created) = State::ensure(&config, &dir, now)?;
         report_created(&created);
         Ok(Session {
@@ -124,6 +191,7 @@ impl Session {
             state,
             created,
             now,
+            nodes: Vec::new(),
             _lock: lock,
         })
     }

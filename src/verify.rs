@@ -516,9 +516,20 @@ async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
         .map_err(|e| format!("cannot create KV bucket: {e}"))?;
     let result = async {
         let value = bucket.as_bytes().to_vec();
-        kv.put("check", value.clone().into())
-            .await
-            .map_err(|e| format!("KV put failed: {e}"))?;
+        // In a cluster the new stream's interest reaches the other servers a moment after
+        // its creation is acknowledged; a put through one of them meanwhile finds no stream
+        // ("no responders"). One server answers the first time.
+        let mut tries = 0;
+        loop {
+            match kv.put("check", value.clone().into()).await {
+                Ok(_) => break,
+                Err(e) if tries < 20 && e.to_string().contains("no stream found") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(format!("KV put failed: {e}")),
+            }
+        }
         let got = kv
             .get("check")
             .await

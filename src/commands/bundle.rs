@@ -11,7 +11,10 @@ use crate::state::State;
 pub fn run(ctx: &Context, args: BundleArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     config.select_users(std::slice::from_ref(&args.user))?;
-    let state = State::load_for(&ctx.state_dir(&config), std::slice::from_ref(&args.user))?;
+    let state = State::load_for(
+        &ctx.client_state_dir(&config),
+        std::slice::from_ref(&args.user),
+    )?;
     // The folder holds a password: one natsup makes is private, like its own state. A folder
     // that exists keeps its mode: `--out .` is often the project itself, which others may need
     // to read (issue 11, 4.6 f); nats.env, the secret, is 0600 in any case.

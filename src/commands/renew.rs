@@ -6,9 +6,13 @@ use crate::cli::RenewCertArgs;
 use crate::error::Result;
 use crate::failpoint;
 use crate::operation::{self, Proof};
-use crate::session::{Context, Session};
+use crate::session::{self, Context, Session};
+use crate::{cluster, ui};
 
 pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
+    if let Some(config) = session::cluster_config(ctx, &args.target)? {
+        return run_cluster(ctx, args, config);
+    }
     let (mut session, via) = Session::open_server(ctx, &args.target)?;
     let fresh_issue = session.issued_server_cert();
     let Session {
@@ -57,5 +61,68 @@ pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
         session.state.server_info.serial,
         session.state.server_info.not_after.date()
     );
+    Ok(0)
+}
+
+/// A cluster: each node whose certificate is due (or all, with `--force`) gets a new one; the
+/// nodes then reload one at a time, each proven to present its new certificate and back in
+/// the cluster before the next.
+fn run_cluster(ctx: &Context, args: RenewCertArgs, config: crate::config::Config) -> Result<i32> {
+    let mut session = Session::open(ctx, config)?;
+    let now = session.now;
+    let mut proofs = Vec::new();
+    for (view, state) in &mut session.nodes {
+        let node = view.nodes[view.this_node.expect("a node's view")]
+            .name
+            .clone();
+        let reason = if args.force {
+            Some("--force".to_string())
+        } else {
+            state.server_info.renewal_reason(now)
+        };
+        match reason {
+            Some(reason) if args.dry_run => {
+                println!("node {node}: would renew the server certificate: {reason}");
+                proofs.push(Proof::Settled);
+            }
+            Some(reason) => {
+                ui::note(format!(
+                    "node {node}: renewing the server certificate: {reason}"
+                ));
+                state.reissue_server_cert(view, now)?;
+                proofs.push(Proof::ServesCertificate {
+                    retry: "renew-cert",
+                });
+            }
+            None => {
+                println!(
+                    "node {node}: the server certificate is valid until {} ({} days left): no renewal needed",
+                    state.server_info.not_after.date(),
+                    state.server_info.days_left(now)
+                );
+                proofs.push(Proof::Settled);
+            }
+        }
+    }
+    failpoint::hit("renew-cert:issued");
+    if args.dry_run {
+        return Ok(0);
+    }
+    let mut members = cluster::members(&session.nodes, args.target.accept_new_host_key);
+    let rolled = crate::runtime().block_on(cluster::converge(
+        &mut members,
+        &proofs,
+        false,
+        operation::READY_TIMEOUT,
+    ))?;
+    ui::note(rolled.summary());
+    for m in &members {
+        println!(
+            "node {}: presents certificate {} (valid until {})",
+            m.name,
+            m.state.server_info.serial,
+            m.state.server_info.not_after.date()
+        );
+    }
     Ok(0)
 }

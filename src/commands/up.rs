@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use crate::cli::{PlanArgs, UpArgs};
+use crate::cluster;
+use crate::config::Config;
 use crate::deploy::{self, Node};
 use crate::error::{Error, Result};
 use crate::nats_client;
@@ -14,6 +16,9 @@ use crate::verify::{self, Depth, Status, Thresholds};
 use crate::verify_output::print_report;
 
 pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
+    if let Some(config) = session::cluster_config(ctx, &args.target)? {
+        return run_up_cluster(ctx, args, config);
+    }
     let runtime = crate::runtime();
     let (config, via) = session::server(ctx, &args.target)?;
     // Opening the SSH connection takes a few round trips and needs nothing from the local
@@ -97,6 +102,57 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
             }
         };
         step.done(format!("{}{early_note}", report.status.label()));
+        print_report(&report, false);
+        Ok(if report.status >= Status::Critical {
+            1
+        } else {
+            0
+        })
+    })
+}
+
+/// `up` for a cluster: every node inspected at once, then started at once (fresh) or rolled
+/// one at a time ([`cluster::converge`]), then every node verified.
+fn run_up_cluster(ctx: &Context, args: UpArgs, config: Config) -> Result<i32> {
+    let runtime = crate::runtime();
+    let mut session = Session::open(ctx, config)?;
+    let now = session.now;
+    let mut proofs = Vec::new();
+    for (view, state) in &mut session.nodes {
+        let node = &view.nodes[view.this_node.expect("a node's view")].name;
+        match state.server_info.renewal_reason(now) {
+            Some(reason) if args.dry_run => {
+                ui::note(format!(
+                    "node {node}: the server certificate would be renewed: {reason}"
+                ));
+                proofs.push(Proof::Settled);
+            }
+            Some(reason) => {
+                ui::note(format!(
+                    "node {node}: renewing the server certificate: {reason}"
+                ));
+                state.reissue_server_cert(view, now)?;
+                proofs.push(Proof::ServesCertificate { retry: "up" });
+            }
+            None => proofs.push(Proof::Settled),
+        }
+    }
+    let mut members = cluster::members(&session.nodes, args.target.accept_new_host_key);
+    let timeout = Duration::from_secs(args.timeout);
+    runtime.block_on(async {
+        let rolled = cluster::converge(&mut members, &proofs, args.dry_run, timeout).await?;
+        if args.dry_run {
+            return Ok(0);
+        }
+        ui::note(rolled.summary());
+        let depth = if rolled.changed.is_empty() {
+            Depth::Quick
+        } else {
+            Depth::AllAtOnce
+        };
+        let step = ui::Step::start("verifying every node and the cluster");
+        let report = cluster::verify(&members, &Thresholds::works(), depth).await;
+        step.done(report.status.label());
         print_report(&report, false);
         Ok(if report.status >= Status::Critical {
             1

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use crate::cli::{VerifyArgs, VerifyFormat};
+use crate::cluster;
 use crate::config::Config;
 use crate::error::Result;
 use crate::nats_client::{self, Endpoint, Login};
@@ -20,6 +21,12 @@ use crate::session::Context;
 use crate::verify_output::format_report;
 
 pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
+    if smoke_url(ctx, &args).is_none() && ctx.config_path.exists() {
+        let config = ctx.load_config()?;
+        if config.is_cluster() {
+            return run_cluster(ctx, &args, config);
+        }
+    }
     let plan = match smoke_url(ctx, &args) {
         Some(url) => smoke_target(&url, &args),
         None => deployment_target(ctx, &args)?,
@@ -61,6 +68,43 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
         &limits,
         verify::Depth::Thorough,
     ));
+    let format = if args.json {
+        VerifyFormat::Json
+    } else {
+        args.format
+    };
+    print!("{}", format_report(&report, format, &limits));
+    Ok(report.exit_code())
+}
+
+fn limits(args: &VerifyArgs) -> Thresholds {
+    Thresholds {
+        connect_warn: args.connect_warn,
+        connect_critical: args.connect_critical,
+        rtt_warn: args.rtt_warn,
+        rtt_critical: args.rtt_critical,
+        cert_warn_days: args.cert_warn_days,
+        cert_critical_days: args.cert_critical_days,
+    }
+}
+
+/// A cluster: every node's checks, then the checks across nodes ([`cluster::verify`]).
+fn run_cluster(ctx: &Context, args: &VerifyArgs, config: Config) -> Result<i32> {
+    if args.user.is_some() || args.ca.is_some() {
+        return Err(crate::error::Error::usage(
+            "--user and --ca check one server; this deployment is a cluster",
+            Some("run `natsup verify` for every node, or `natsup verify --url tls://NODE:PORT --user NAME` for one".to_string()),
+        ));
+    }
+    let mut nodes = Vec::new();
+    for view in config.node_views() {
+        let state = State::load(&view, &ctx.state_dir(&view))?;
+        nodes.push((view, state));
+    }
+    let members = cluster::members(&nodes, false);
+    let limits = limits(args);
+    let report =
+        crate::runtime().block_on(cluster::verify(&members, &limits, verify::Depth::Thorough));
     let format = if args.json {
         VerifyFormat::Json
     } else {

@@ -48,9 +48,14 @@ pub fn free_port() -> u16 {
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    wait_for_addr("127.0.0.1", port, timeout)
+}
+
+/// Whether something accepts TCP connections on `addr:port` within `timeout`.
+pub fn wait_for_addr(addr: &str, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect((addr, port)).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(25));
@@ -200,6 +205,9 @@ impl NatsServer {
 pub struct Sshd {
     child: Reaped,
     port: u16,
+    /// The loopback address it listens on: 127.0.0.1, or another of 127.0.0.0/8 for a
+    /// cluster's node.
+    addr: String,
     dir: tempfile::TempDir,
 }
 
@@ -220,6 +228,11 @@ impl Sshd {
 
     /// With extra sshd_config lines.
     pub fn start_with(extra_config: &str) -> Sshd {
+        Sshd::start_at("127.0.0.1", extra_config)
+    }
+
+    /// Listening on `addr` (any of 127.0.0.0/8 is loopback), with extra sshd_config lines.
+    pub fn start_at(addr: &str, extra_config: &str) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(sshd.is_file(), "/usr/sbin/sshd is missing: {HINT}");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -230,7 +243,7 @@ impl Sshd {
         std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
         let port = free_port();
         let config = format!(
-            "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+            "ListenAddress {addr}\nPort {port}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
@@ -243,7 +256,7 @@ impl Sshd {
         let entry = |pubkey: &str| {
             let mut parts = pubkey.split_whitespace();
             format!(
-                "[127.0.0.1]:{port} {} {}\n",
+                "[{addr}]:{port} {} {}\n",
                 parts.next().unwrap_or_default(),
                 parts.next().unwrap_or_default()
             )
@@ -266,9 +279,10 @@ impl Sshd {
         let server = Sshd {
             child: Reaped(child),
             port,
+            addr: addr.to_string(),
             dir,
         };
-        if !wait_for_port(port, Duration::from_secs(10)) {
+        if !wait_for_addr(addr, port, Duration::from_secs(10)) {
             panic!("sshd did not listen on {port}:\n{}", server.log());
         }
         server
@@ -302,9 +316,9 @@ impl Sshd {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// `ssh://USER@127.0.0.1:PORT`
+    /// `ssh://USER@ADDR:PORT`
     pub fn destination(&self) -> String {
-        format!("ssh://{}@127.0.0.1:{}", self.user(), self.port)
+        format!("ssh://{}@{}:{}", self.user(), self.addr, self.port)
     }
 
     pub fn log(&self) -> String {

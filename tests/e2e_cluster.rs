@@ -1,0 +1,305 @@
+//! A three-node cluster, for real (issue 12): three sshd on 127.0.0.21, .22 and .23, three
+//! Compose projects with `network: host`, each node's nats-server listening on its own
+//! address for clients and routes. One test, in order, so the cluster is bootstrapped once:
+//! - a node unreachable over SSH: `up` names it and changes nothing on any node;
+//! - bootstrap: every node up, every check of `verify` OK, a client holding the three URLs
+//!   connects;
+//! - one node's container killed: R3 KV writes still succeed; `up` brings it back;
+//! - rolling `rotate-passwords` while a client holding all three URLs publishes every 20 ms:
+//!   no publish fails, and that (unaffected) client is never disconnected.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::workspace::{Workspace, text};
+use support::{ComposeProject, Sshd, free_port, test_image, unique_name};
+
+const ADDRS: [&str; 3] = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
+
+struct Cluster {
+    ws: Workspace,
+    sshd: Vec<Sshd>,
+    dirs: Vec<std::path::PathBuf>,
+    projects: Vec<ComposeProject>,
+    port: u16,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let ws = Workspace::new("cl");
+        let sshd: Vec<Sshd> = ADDRS.iter().map(|a| Sshd::start_at(a, "")).collect();
+        let dirs: Vec<_> = (1..=3)
+            .map(|i| {
+                ws.path()
+                    .join("server")
+                    .join(unique_name(&format!("cl-n{i}")))
+            })
+            .collect();
+        let projects = dirs.iter().map(|d| ComposeProject::new(d)).collect();
+        Cluster {
+            ws,
+            sshd,
+            dirs,
+            projects,
+            port: free_port(),
+        }
+    }
+
+    /// natsup.yaml for the three nodes; `ssh_port_of` overrides a node's SSH port.
+    fn yaml(&self, route_port: u16, ssh_port_of: impl Fn(usize) -> u16) -> String {
+        let nodes: String = (0..3)
+            .map(|i| {
+                let s = &self.sshd[i];
+                format!(
+                    "- name: n{n}\n  host: {a}\n  ssh: {user}@{a}\n  ssh_port: {p}\n  identity: {id}\n  known_hosts: {kh}\n  bind: {a}\n  remote_dir: {dir}\n",
+                    n = i + 1,
+                    a = ADDRS[i],
+                    user = s.user(),
+                    p = ssh_port_of(i),
+                    id = s.identity().display(),
+                    kh = s.known_hosts().display(),
+                    dir = self.dirs[i].display(),
+                )
+            })
+            .collect();
+        format!(
+            "name: cl\nimage: {image}\nport: {port}\nnetwork: host\ncluster:\n  port: {route_port}\nnodes:\n{nodes}",
+            image = test_image(),
+            port = self.port,
+        )
+    }
+
+    fn containers(&self) -> Vec<Vec<String>> {
+        self.projects.iter().map(|p| p.container_ids()).collect()
+    }
+
+    fn urls(&self) -> Vec<async_nats::ServerAddr> {
+        ADDRS
+            .iter()
+            .map(|a| format!("tls://{a}:{}", self.port).parse().unwrap())
+            .collect()
+    }
+}
+
+async fn connect_all(
+    login: &support::workspace::Login,
+    urls: Vec<async_nats::ServerAddr>,
+    disconnects: Arc<AtomicUsize>,
+) -> async_nats::Client {
+    login
+        .options()
+        .event_callback(move |event| {
+            let disconnects = disconnects.clone();
+            async move {
+                if let async_nats::Event::Disconnected = event {
+                    disconnects.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+        .connect(urls)
+        .await
+        .expect("a client with the three URLs connects")
+}
+
+#[test]
+fn a_three_node_cluster() {
+    let cl = Cluster::new();
+    let route_port = free_port();
+    let started = Instant::now();
+
+    // A node unreachable over SSH (nothing listens on that port): `up` names it, and no node
+    // gets a container or a file.
+    let dead_port = free_port();
+    cl.ws.set_config(&cl.yaml(route_port, |i| {
+        if i == 2 { dead_port } else { cl.sshd[i].port() }
+    }));
+    let out = cl.ws.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("node n3"), "{}", text(&out));
+    assert!(
+        text(&out).contains("nothing was changed on any node"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        cl.containers().iter().all(Vec::is_empty),
+        "{:?}",
+        cl.containers()
+    );
+    for dir in &cl.dirs {
+        assert!(
+            !dir.join("nats-config").exists(),
+            "{} got files",
+            dir.display()
+        );
+    }
+
+    // Bootstrap: all three at once, then every check of the cluster's verify is OK.
+    cl.ws
+        .set_config(&cl.yaml(route_port, |i| cl.sshd[i].port()));
+    let t = Instant::now();
+    let out = cl.ws.ok(&["up"]);
+    let bootstrap = t.elapsed();
+    let up = text(&out);
+    assert!(up.contains("starting 3 nodes at once"), "{up}");
+    for check in ["routes", "messages_across", "kv_replicated", "meta_leader"] {
+        assert!(up.contains(check), "{check} missing from\n{up}");
+    }
+    assert!(
+        cl.containers().iter().all(|c| c.len() == 1),
+        "{:?}",
+        cl.containers()
+    );
+    let out = cl.ws.verify(&[]);
+    let report = text(&out);
+    for n in ["n1", "n2", "n3"] {
+        assert!(report.contains(&format!("{n}/server")), "{report}");
+        assert!(report.contains(&format!("{n}/gameserver")), "{report}");
+    }
+    // A second `up` changes nothing.
+    let again = text(&cl.ws.ok(&["up"]));
+    assert!(again.contains("nothing to do"), "{again}");
+
+    natsup::install_crypto_provider();
+    let rt = natsup::runtime();
+    let matchmaker = cl.ws.login("matchmaker");
+    let gameserver = cl.ws.login("gameserver");
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let client = connect_all(&matchmaker, cl.urls(), disconnects.clone()).await;
+        client.flush().await.unwrap();
+    });
+
+    // One node's container killed: R3 KV writes still succeed through the others.
+    let (kv_ok, first_after_kill) = rt.block_on(async {
+        let client = connect_all(&gameserver, cl.urls(), Arc::new(AtomicUsize::new(0))).await;
+        let js = async_nats::jetstream::new(client.clone());
+        let kv = js
+            .create_key_value(async_nats::jetstream::kv::Config {
+                bucket: "sessions".into(),
+                num_replicas: 3,
+                ..Default::default()
+            })
+            .await
+            .expect("an R3 bucket");
+        kv.put("before", "1".into())
+            .await
+            .expect("put before the kill");
+        let n3 = cl.projects[2].container_id();
+        let killed = Instant::now();
+        support::run(Command::new("docker").args(["kill", &n3]));
+        let mut ok = 0;
+        let mut first: Option<Duration> = None;
+        for i in 0..20 {
+            match tokio::time::timeout(Duration::from_secs(5), kv.put(format!("k{i}"), "v".into()))
+                .await
+            {
+                Ok(Ok(_)) => {
+                    ok += 1;
+                    first.get_or_insert(killed.elapsed());
+                }
+                other => eprintln!("put {i} while n3 is down: {other:?}"),
+            }
+        }
+        (ok, first)
+    });
+    assert!(
+        kv_ok >= 18,
+        "only {kv_ok} of 20 R3 puts succeeded with one node down"
+    );
+    let out = cl.ws.ok(&["up"]);
+    let up = text(&out);
+    assert!(
+        up.contains("n3 started") || up.contains("n3 recreated"),
+        "{up}"
+    );
+    cl.ws.verify(&[]);
+
+    // Rolling rotate-passwords of one user, then a rolling renew-cert, each while an
+    // unaffected client holding all three URLs publishes every 20 ms: no publish fails, and
+    // it is never disconnected.
+    let (rotate, rot_published) = rt.block_on(while_publishing(
+        &cl,
+        &gameserver,
+        &["rotate-passwords", "--user", "webhook"],
+    ));
+    cl.ws.verify(&[]);
+    let (renew, renew_published) = rt.block_on(while_publishing(
+        &cl,
+        &gameserver,
+        &["renew-cert", "--force"],
+    ));
+    let report = text(&cl.ws.verify(&[]));
+    assert!(report.contains("n3/server"), "{report}");
+    eprintln!(
+        "figures: bootstrap 3 nodes {:.1}s; first R3 put after a kill {:?}; rolling rotate-passwords {:.1}s ({rot_published} publishes, 0 failed); rolling renew-cert {:.1}s ({renew_published} publishes, 0 failed); whole test {:.0}s",
+        bootstrap.as_secs_f64(),
+        first_after_kill,
+        rotate.as_secs_f64(),
+        renew.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(disconnects.load(Ordering::SeqCst), 0);
+}
+
+/// Runs `natsup ARGS` while a client of `login` holding every node's URL publishes every
+/// 20 ms, each publish flushed; asserts none failed and the client never disconnected.
+/// Returns how long the command took and how many publishes went out.
+async fn while_publishing(
+    cl: &Cluster,
+    login: &support::workspace::Login,
+    args: &[&str],
+) -> (Duration, usize) {
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let client = connect_all(login, cl.urls(), disconnects.clone()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = tokio::spawn({
+        let (client, stop) = (client.clone(), stop.clone());
+        async move {
+            let (mut ok, mut failed) = (0usize, 0usize);
+            while !stop.load(Ordering::SeqCst) {
+                let sent = client.publish("game.tick", "t".into()).await.is_ok()
+                    && tokio::time::timeout(Duration::from_secs(2), client.flush())
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                if sent {
+                    ok += 1
+                } else {
+                    failed += 1
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = cl.ws.natsup();
+        cmd.args(args);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let took = t.elapsed();
+    assert!(out.status.success(), "natsup {args:?}:\n{}", text(&out));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = publisher.await.unwrap();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} publishes failed during {args:?}",
+        ok + failed
+    );
+    assert_eq!(
+        disconnects.load(Ordering::SeqCst),
+        0,
+        "the unaffected client was disconnected during {args:?}"
+    );
+    (took, ok)
+}
