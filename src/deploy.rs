@@ -11,7 +11,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::observed::{Observed, base64_decode};
 use crate::plan::{self, Action, Plan, sha256_hex};
-use crate::remote::{AnyRemote, Remote, Via, script};
+use crate::remote::script::Bounds;
+use crate::remote::{AnyRemote, INSPECT_BOUND, Remote, Via, script};
 use crate::render::{self, Bundle, TlsNames};
 use crate::state::State;
 use crate::ui;
@@ -45,7 +46,9 @@ impl Node {
 
 pub async fn observe<R: Remote>(remote: &mut R, node: &Node) -> Result<Observed> {
     let script = script::observe(&node.remote_dir, node.port);
-    let out = remote.run("inspecting the server", &script, &[]).await?;
+    let out = remote
+        .run_within("inspecting the server", &script, &[], INSPECT_BOUND)
+        .await?;
     Observed::parse(&out.stdout, &remote.describe()).map_err(|e| match e {
         Error::Remote {
             target,
@@ -101,14 +104,20 @@ pub async fn apply<R: Remote>(
     timeout: Duration,
 ) -> Result<()> {
     let (tar, manifest) = tar_bundle(&node.bundle);
+    let bounds = Bounds::from_ready(timeout);
     let script = script::apply(
         &node.remote_dir,
         &node.image,
         plan.action,
         &manifest,
-        timeout.as_secs().max(1) as u32,
+        &bounds,
     );
-    let out = remote.run("applying the change", &script, &tar).await?;
+    // The script bounds each of its steps and names the one that ran out; this bound only
+    // catches a connection or a server that stopped answering altogether.
+    let bound = bounds.apply_total() + Duration::from_secs(60);
+    let out = remote
+        .run_within("applying the change", &script, &tar, bound)
+        .await?;
     let get = |key: &str| {
         out.stdout
             .lines()
@@ -138,7 +147,7 @@ pub async fn apply<R: Remote>(
                 message = format!("{message}:\n{err}");
             }
             Err(fail(
-                "validating the new configuration",
+                &get("step").unwrap_or_else(|| "validating the new configuration".into()),
                 message,
                 Some("nothing on the server was changed".into()),
             ))
