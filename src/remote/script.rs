@@ -57,13 +57,50 @@ pub fn apply(
     manifest: &str,
     bounds: &Bounds,
 ) -> String {
+    apply_script(remote_dir, image, action_arg(action), manifest, bounds)
+}
+
+/// natsup's verdict on a change the server's log could not confirm (the apply script's exit
+/// 6), proven or not from natsup's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It serves the change: record it as applied.
+    Confirm,
+    /// It does not: roll back as a failed `action` would.
+    Undo,
+}
+
+/// The apply script run again, with nothing on stdin, to carry out `verdict` on the change
+/// `manifest` describes (refused if the live files are no longer those).
+pub fn follow_up(
+    remote_dir: &str,
+    image: &str,
+    action: Action,
+    manifest: &str,
+    bounds: &Bounds,
+    verdict: Verdict,
+) -> String {
+    let arg = match verdict {
+        Verdict::Confirm => "confirm".to_string(),
+        Verdict::Undo => format!("undo-{}", action_arg(action)),
+    };
+    apply_script(remote_dir, image, &arg, manifest, bounds)
+}
+
+fn apply_script(
+    remote_dir: &str,
+    image: &str,
+    action: &str,
+    manifest: &str,
+    bounds: &Bounds,
+) -> String {
     let secs = |d: Duration| d.as_secs().max(1).to_string();
     format!(
         "{}{COMMON}{APPLY}",
         header(&[
             ("DIR", remote_dir.to_string()),
             ("IMAGE", image.to_string()),
-            ("ACTION", action_arg(action).to_string()),
+            ("ACTION", action.to_string()),
             ("MANIFEST", manifest.to_string()),
             ("TIMEOUT", secs(bounds.ready)),
             ("VALIDATE_TIMEOUT", secs(bounds.validate)),
@@ -152,6 +189,17 @@ mod tests {
             "the wait apply.sh always had"
         );
         assert!(b.apply_total() > b.lock + b.pull + b.validate);
+    }
+
+    #[test]
+    fn a_follow_up_carries_the_verdict_apply_sh_reads() {
+        let b = bounds();
+        let confirm = follow_up("/d", "i", Action::Reload, "", &b, Verdict::Confirm);
+        assert!(confirm.contains("\nACTION='confirm'\n"));
+        let undo = follow_up("/d", "i", Action::Recreate, "", &b, Verdict::Undo);
+        assert!(undo.contains("\nACTION='undo-recreate'\n"));
+        assert!(APPLY.contains("confirm) FOLLOW_UP=confirm"));
+        assert!(APPLY.contains("undo-*) FOLLOW_UP=undo"));
     }
 
     #[test]

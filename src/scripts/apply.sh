@@ -7,8 +7,14 @@
 # change rolls back to, and what an interrupted run is finished against next time.
 #
 # Exit codes: 0 applied; 3 rejected, nothing live changed; 4 failed and rolled back;
-# 5 failed and the rollback failed too; 1 anything else. `natsup.step=` names the step that
-# failed.
+# 5 failed and the rollback failed too; 6 committed but not confirmed by the log; 1 anything
+# else. `natsup.step=` names the step that failed.
+#
+# nats-server's log is the proof of a reload or a start, but a log driver that cannot be read
+# back (`none`, syslog, ...) or a rotation during the wait can hide it. Then (6) the change
+# stays live but is not recorded as applied, and natsup proves it from its side (the served
+# certificate, a login per user) and runs this script again with ACTION `confirm` (record it)
+# or `undo-ACTION` (roll back as below), with the same MANIFEST and nothing on stdin.
 #
 # Every step that waits on Docker has a bound (the header's *_TIMEOUT, in seconds, derived by
 # deploy.rs from `up --timeout`): an image whose entrypoint never exits, a pull or a
@@ -59,6 +65,23 @@ if command -v flock >/dev/null 2>&1; then
     sleep 0.2
   done
 fi
+install_file() { # src dest: atomic within the destination directory
+  cp -p "$1" "$2.natsup-tmp" && mv -f "$2.natsup-tmp" "$2"
+}
+
+FOLLOW_UP=""
+case "$ACTION" in
+  confirm) FOLLOW_UP=confirm ;;
+  undo-*) FOLLOW_UP=undo; ACTION=${ACTION#undo-} ;;
+esac
+if [ -n "$FOLLOW_UP" ] && ! printf '%s\n' "$MANIFEST" | sed '/^$/d' | sha256sum -c >/dev/null 2>&1; then
+  say rejected "the live files changed since natsup applied them; run the same command again"
+  exit 3
+fi
+
+# The upload, its checks and the commit; a follow-up skips them (not indented, to keep the
+# history of these lines readable).
+if [ -z "$FOLLOW_UP" ]; then
 rm -rf .natsup/staging && mkdir .natsup/staging
 
 if ! tar -xpmf - --no-same-owner -C .natsup/staging 2>.natsup/tar.err; then
@@ -121,9 +144,6 @@ for f in docker-compose.yaml nats-config/nats-server.conf; do
   [ -f "$a" ] || [ ! -f "$f" ] || cp -p "$f" "$a"
 done
 
-install_file() { # src dest: atomic within the destination directory
-  cp -p "$1" "$2.natsup-tmp" && mv -f "$2.natsup-tmp" "$2"
-}
 for f in .natsup/staging/nats-config/*.pem; do
   n=${f##*/}
   cmp -s "$f" "nats-config/$n" || install_file "$f" "nats-config/$n" || { say error "cannot write nats-config/$n"; exit 1; }
@@ -133,6 +153,7 @@ install_file .natsup/staging/docker-compose.yaml docker-compose.yaml || { say er
 mv -f .natsup/staging/nats-config/nats-server.conf nats-config/nats-server.conf || { say error "cannot write nats-config/nats-server.conf"; exit 1; }
 rm -rf .natsup/staging
 say committed yes
+fi
 
 log_lines() { bounded "$STEP_TIMEOUT" $DOCKER logs "$1" 2>&1 | wc -l; }
 
@@ -147,8 +168,9 @@ wait_reload() {
     esac
     sleep 0.1
   done
-  say failure "$(printf 'nats-server did not confirm the reload within %ss' "$TIMEOUT" | b64)"
-  return 1
+  # Neither line came (a rotated log, a slow reload): natsup decides.
+  say unconfirmed "$(printf 'nats-server did not log the outcome of the reload within %ss' "$TIMEOUT" | b64)"
+  return 2
 }
 
 # Waits until the container runs and nats-server says it is ready, reading only the logs of
@@ -159,6 +181,8 @@ wait_reload() {
 wait_ready() {
   started=$(date +%s)
   first=""
+  status=""
+  restarts=""
   before_id=$1
   before_lines=$2
   while [ "$(date +%s)" -le $((started + TIMEOUT)) ]; do
@@ -170,6 +194,10 @@ wait_ready() {
       if [ "$status" = running ] && [ "$restarts" = "$first" ]; then
         skip=0
         [ "$id" = "$before_id" ] && skip=$before_lines
+        if ! bounded "$STEP_TIMEOUT" $DOCKER logs --tail 1 "$id" >/dev/null 2>&1; then
+          say unconfirmed "$(printf 'the container runs, and its log cannot be read' | b64)"
+          return 2
+        fi
         bounded "$STEP_TIMEOUT" $DOCKER logs "$id" 2>&1 | tail -n +$((skip + 1)) | grep -q "Server is ready" && return 0
       elif [ "$(date +%s)" -gt $((started + 1)) ] && { [ "$restarts" != "$first" ] || [ "$status" = exited ] || [ "$status" = dead ]; }; then
         say failure "$(bounded "$STEP_TIMEOUT" $DOCKER logs --tail 30 "$id" 2>&1 | b64)"
@@ -179,17 +207,28 @@ wait_ready() {
     sleep 0.1
   done
   id=$(find_container)
+  if [ "$status" = running ] && [ "$restarts" = "$first" ]; then
+    # Running all along, but the ready line never showed (a rotated log): natsup decides.
+    say unconfirmed "$(printf 'the container runs, and nats-server did not log that it is ready within %ss' "$TIMEOUT" | b64)"
+    return 2
+  fi
   say failure "$( { printf 'not ready within %ss\n' "$TIMEOUT"; [ -n "$id" ] && bounded "$STEP_TIMEOUT" $DOCKER logs --tail 30 "$id" 2>&1; } | b64)"
   return 1
 }
 
-# Runs $1 (reload | start | recreate) and waits for its outcome.
+# Runs $1 (reload | start | recreate) and waits for its outcome: 0 confirmed, 1 failed,
+# 2 unconfirmed (the log cannot tell).
 act() {
   case "$1" in
     reload)
       id=$(find_container)
       n=$(log_lines "$id")
-      bounded "$STEP_TIMEOUT" $DOCKER kill -s HUP "$id" >/dev/null && wait_reload "$id" "$n" ;;
+      bounded "$STEP_TIMEOUT" $DOCKER kill -s HUP "$id" >/dev/null || return 1
+      if ! bounded "$STEP_TIMEOUT" $DOCKER logs --tail 1 "$id" >/dev/null 2>&1; then
+        say unconfirmed "$(printf 'the reload was signalled, and the log cannot be read' | b64)"
+        return 2
+      fi
+      wait_reload "$id" "$n" ;;
     start | recreate)
       id=$(find_container)
       n=0
@@ -209,7 +248,18 @@ act() {
 }
 
 say step "starting the server"
-if act "$ACTION"; then
+case "$FOLLOW_UP" in
+  confirm) outcome=0 ;;
+  undo) outcome=1 ;;
+  *)
+    act "$ACTION"
+    outcome=$?
+    if [ $outcome = 2 ]; then
+      say result unconfirmed
+      exit 6
+    fi ;;
+esac
+if [ $outcome = 0 ]; then
   for f in docker-compose.yaml nats-config/nats-server.conf; do
     install_file "$f" ".natsup/applied/${f##*/}"
   done
@@ -230,7 +280,9 @@ if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compos
     reload) back=reload ;;
     *) back=recreate ;;
   esac
-  if act "$back"; then
+  # The old config ran before, so a rollback the log cannot confirm (2) counts.
+  act "$back"
+  if [ $? != 1 ]; then
     say result rolled-back
     exit 4
   fi
