@@ -216,3 +216,68 @@ fn a_user_with_neither_the_docker_group_nor_sudo_is_told_how_and_nothing_is_made
     );
     assert!(user.container_ids().is_empty(), "up made a container");
 }
+
+/// `mode & 0o777` and owner uid of `path`.
+fn mode_and_owner(path: &std::path::Path) -> (u32, u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.permissions().mode() & 0o777, meta.uid())
+}
+
+/// Issue 11, 4.6: on the server, the config (it holds the hashes) and the key are readable by
+/// the deploy user only, and nats-server, root in its container, still starts and reloads on
+/// them. The user is a non-root member of the docker group.
+#[test]
+fn the_config_and_key_on_the_server_are_readable_by_the_deploy_user_only() {
+    let host = Host::start();
+    let user = host.user(Kind::DockerGroup, Compose::V1);
+    let ws = Workspace::new("hostsmodes");
+    init(
+        &ws,
+        &format!("hosts{}", user.name),
+        &host,
+        &user,
+        Some("nats-modes"),
+    );
+    let dir = user.home.join("nats-modes");
+    let _project = ComposeProject::new(&dir);
+    let uid: u32 = user.ssh("id -u").parse().expect("a uid");
+
+    let check = |when: &str| {
+        let config = dir.join("nats-config");
+        let mut private = vec![
+            config.join("nats-server.conf"),
+            dir.join(".natsup/applied/nats-server.conf"),
+        ];
+        let keys: Vec<PathBuf> = std::fs::read_dir(&config)
+            .expect("read nats-config")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().contains("key"))
+            .collect();
+        assert_eq!(keys.len(), 1, "{when}: {keys:?}");
+        private.extend(keys);
+        for path in &private {
+            let (mode, owner) = mode_and_owner(path);
+            assert_eq!(
+                (mode & 0o077, owner),
+                (0, uid),
+                "{when}: {} is {mode:o}, owned by {owner}",
+                path.display()
+            );
+        }
+    };
+
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("started in"), "{}", text(&out));
+    check("after the first up");
+    let rt = runtime();
+    rt.block_on(ws.login("gameserver").connect())
+        .expect("the server runs on its private files");
+
+    ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("reloaded"), "{}", text(&out));
+    check("after a reload");
+    rt.block_on(ws.login("analytics").connect())
+        .expect("the reload read the private config");
+}

@@ -11,6 +11,10 @@
 set -u
 # Once the upload is in, finish the job even if the SSH client goes away.
 trap '' HUP PIPE
+# The config holds every user's bcrypt hash and the key is the server's: both arrive 0600 in
+# the bundle, and nothing made here (staging, folders, copies) may be readable by other users
+# of the server. The container still reads them: the official image runs nats-server as root.
+umask 077
 cd "$HOME" 2>/dev/null || cd /
 find_docker || exit 1
 [ -n "$COMPOSE" ] || { say error "neither 'docker compose' nor 'docker-compose' is installed"; exit 1; }
@@ -91,6 +95,14 @@ install_file .natsup/staging/docker-compose.yaml docker-compose.yaml || { say er
 mv -f .natsup/staging/nats-config/nats-server.conf nats-config/nats-server.conf || { say error "cannot write nats-config/nats-server.conf"; exit 1; }
 rm -rf .natsup/staging
 say committed yes
+
+# Older natsup versions wrote the config 0644, and `cp -p` keeps a mode: take group and other
+# access off every file that holds a hash or a key, live or kept for a rollback.
+private_files() {
+  chmod go= nats-config/nats-server.conf .natsup/applied/nats-server.conf nats-config/*key*.pem 2>/dev/null
+  return 0
+}
+private_files
 
 log_lines() { $DOCKER logs "$1" 2>&1 | wc -l; }
 
@@ -177,6 +189,7 @@ fi
 if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compose.yaml ]; then
   install_file .natsup/applied/docker-compose.yaml docker-compose.yaml
   install_file .natsup/applied/nats-server.conf nats-config/nats-server.conf
+  private_files
   case "$ACTION" in
     reload) back=reload ;;
     *) back=recreate ;;
