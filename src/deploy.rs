@@ -25,6 +25,8 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// config, so a deployment of several servers is several nodes.
 #[derive(Debug)]
 pub struct Node {
+    /// The deployment's name: the first part of the node's Compose project name.
+    pub deployment: String,
     pub remote_dir: String,
     pub port: u16,
     pub image: String,
@@ -35,6 +37,7 @@ impl Node {
     /// The one server of a single-server deployment.
     pub fn of(config: &Config, state: &State) -> Node {
         Node {
+            deployment: config.name.clone(),
             remote_dir: config.remote_dir.clone(),
             port: config.port,
             image: config.image.clone(),
@@ -44,7 +47,7 @@ impl Node {
 }
 
 pub async fn observe<R: Remote>(remote: &mut R, node: &Node) -> Result<Observed> {
-    let script = script::observe(&node.remote_dir, node.port);
+    let script = script::observe(&node.deployment, &node.remote_dir, node.port);
     let out = remote.run("inspecting the server", &script, &[]).await?;
     Observed::parse(&out.stdout, &remote.describe()).map_err(|e| match e {
         Error::Remote {
@@ -102,6 +105,7 @@ pub async fn apply<R: Remote>(
 ) -> Result<()> {
     let (tar, manifest) = tar_bundle(&node.bundle);
     let script = script::apply(
+        &node.deployment,
         &node.remote_dir,
         &node.image,
         plan.action,

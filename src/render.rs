@@ -18,6 +18,9 @@ pub const CONTAINER_STORE_DIR: &str = "/data";
 pub const CONTAINER_LISTEN: &str = "0.0.0.0:4222";
 pub const CONF_FILE: &str = "nats-config/nats-server.conf";
 pub const COMPOSE_FILE: &str = "docker-compose.yaml";
+/// The line templates/docker-compose.yaml opens with after its title: a compose file that
+/// holds it was made by natsup (`natsup render`'s output copied by hand, say).
+pub const COMPOSE_MARK: &str = "# Rendered by natsup";
 
 /// The paths and listen address written into `nats-server.conf`. The container's by default;
 /// tests render the same config with local paths to run it under a local nats-server.

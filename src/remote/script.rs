@@ -37,17 +37,38 @@ fn header(vars: &[(&str, String)]) -> String {
     s
 }
 
+/// The deployment's name as the first part of its Compose project name; the scripts add a
+/// hash of the deployment folder's physical path (`set_project` in common.sh). Compose v2
+/// takes only lowercase letters, digits, `-` and `_`, starting with a letter or digit, and v1
+/// lowercases a name and drops anything else: this is a name both keep as it is.
+pub fn project_prefix(deployment: &str) -> String {
+    let name: String = deployment
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    match name.trim_start_matches(['-', '_']) {
+        "" => "natsup".into(),
+        name => name.into(),
+    }
+}
+
 /// Read-only inspection of the deployment directory, Docker, the container and the port.
-pub fn observe(remote_dir: &str, port: u16) -> String {
+pub fn observe(deployment: &str, remote_dir: &str, port: u16) -> String {
     format!(
         "{}{COMMON}{OBSERVE}",
-        header(&[("DIR", remote_dir.to_string()), ("PORT", port.to_string())])
+        header(&[
+            ("PROJECT_PREFIX", project_prefix(deployment)),
+            ("DIR", remote_dir.to_string()),
+            ("PORT", port.to_string())
+        ])
     )
 }
 
 /// Unpacks, validates, commits and activates the bundle that arrives on stdin.
 /// `manifest` is `sha256sum` output (`HASH  PATH` lines) for the bundle's files.
 pub fn apply(
+    deployment: &str,
     remote_dir: &str,
     image: &str,
     action: Action,
@@ -57,6 +78,7 @@ pub fn apply(
     format!(
         "{}{COMMON}{APPLY}",
         header(&[
+            ("PROJECT_PREFIX", project_prefix(deployment)),
             ("DIR", remote_dir.to_string()),
             ("IMAGE", image.to_string()),
             ("ACTION", action_arg(action).to_string()),
@@ -86,7 +108,7 @@ mod tests {
             (Action::Start, "start"),
             (Action::Recreate, "recreate"),
         ] {
-            let script = apply("/srv/nats", "nats:2.10.21", action, "", 30);
+            let script = apply("prod", "/srv/nats", "nats:2.10.21", action, "", 30);
             assert!(
                 script.contains(&format!("\nACTION='{arg}'\n")),
                 "{action:?}"
@@ -95,10 +117,19 @@ mod tests {
     }
 
     #[test]
+    fn project_prefixes_are_names_both_composes_keep() {
+        assert_eq!(project_prefix("prod"), "prod");
+        assert_eq!(project_prefix("My_Game-EU"), "my_game-eu");
+        assert_eq!(project_prefix("_x"), "x");
+        assert_eq!(project_prefix("__"), "natsup");
+    }
+
+    #[test]
     fn scripts_parse_under_sh() {
         for script in [
-            observe("nats bits/'x'", 4222),
+            observe("prod", "nats bits/'x'", 4222),
             apply(
+                "prod",
                 "/srv/nats",
                 "nats:2.10.21",
                 Action::Reload,

@@ -19,9 +19,10 @@ cd "$HOME" 2>/dev/null || cd /
 find_docker || exit 1
 [ -n "$COMPOSE" ] || { say error "neither 'docker compose' nor 'docker-compose' is installed"; exit 1; }
 
-mkdir -p "$DIR" && cd "$DIR" || { say error "cannot create $DIR"; exit 1; }
+mkdir -p "$DIR" && enter_dir "$DIR" || { say error "cannot create $DIR"; exit 1; }
 # nats-data is JetStream's storage: created once, never touched again.
 mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $PWD"; exit 1; }
+set_project
 
 # One apply at a time per deployment. A run that was killed or interrupted after its upload
 # goes on applying here (HUP is ignored above), and the next run must neither clear its staging
@@ -77,7 +78,8 @@ if [ $first_start = no ] && ! out=$($DOCKER run --rm --network none -v "$PWD/.na
   exit 3
 fi
 
-# A deployment natsup did not make yet (the tutorial's, say) counts as applied as it stands.
+# Files no change has confirmed yet (natsup's own compose file copied by hand, say) count as
+# applied as they stand.
 for f in docker-compose.yaml nats-config/nats-server.conf; do
   a=.natsup/applied/${f##*/}
   [ -f "$a" ] || [ ! -f "$f" ] || cp -p "$f" "$a"
@@ -166,7 +168,13 @@ act() {
       [ -z "$id" ] || n=$(log_lines "$id")
       flag=""
       [ "$1" = start ] || flag=--force-recreate
-      $COMPOSE up -d $flag >&2 && wait_ready "$id" "$n" ;;
+      if [ "$1" = recreate ] && [ "$PROJECT" != "$OWN_PROJECT" ]; then
+        # The container is an adopted one, under the folder's name: this restart moves it to
+        # natsup's own project (`down` takes its container and network).
+        compose down >&2 2>&1
+        PROJECT=$OWN_PROJECT
+      fi
+      compose up -d $flag >&2 && wait_ready "$id" "$n" ;;
     none)
       return 0 ;;
   esac
@@ -202,6 +210,6 @@ if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compos
   exit 5
 fi
 # A first start that failed has nothing to go back to: stop it rather than let it crash-loop.
-$COMPOSE down >&2 2>&1
+compose down >&2 2>&1
 say result stopped
 exit 4
