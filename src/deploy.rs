@@ -31,6 +31,8 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// config, so a deployment of several servers is several nodes.
 #[derive(Debug)]
 pub struct Node {
+    /// The deployment's name: the first part of the node's Compose project name.
+    pub deployment: String,
     pub remote_dir: String,
     pub port: u16,
     pub image: String,
@@ -43,6 +45,7 @@ impl Node {
     /// The one server of a single-server deployment.
     pub fn of(config: &Config, state: &State) -> Node {
         Node {
+            deployment: config.name.clone(),
             remote_dir: config.remote_dir.clone(),
             port: config.port,
             image: config.image.clone(),
@@ -118,7 +121,7 @@ impl HealthProbe {
 }
 
 pub async fn observe<R: Remote>(remote: &mut R, node: &Node) -> Result<Observed> {
-    let script = script::observe(&node.remote_dir, node.port);
+    let script = script::observe(&node.deployment, &node.remote_dir, node.port);
     let out = remote
         .run_within("inspecting the server", &script, &[], INSPECT_BOUND)
         .await?;
@@ -179,6 +182,7 @@ pub async fn apply<R: Remote>(
     let (tar, manifest) = tar_bundle(&node.bundle);
     let bounds = Bounds::from_ready(timeout);
     let script = script::apply(
+        &node.deployment,
         &node.remote_dir,
         &node.image,
         plan.action,
@@ -204,6 +208,7 @@ pub async fn apply<R: Remote>(
         };
         tracing::info!("the server's log could not confirm the change; natsup's proof: {proof:?}");
         let script = script::follow_up(
+            &node.deployment,
             &node.remote_dir,
             &node.image,
             plan.action,

@@ -39,11 +39,31 @@ fn header(vars: &[(&str, String)]) -> String {
     s
 }
 
+/// The deployment's name as the first part of its Compose project name; the scripts add a
+/// hash of the deployment folder's physical path (`set_project` in common.sh). Compose v2
+/// takes only lowercase letters, digits, `-` and `_`, starting with a letter or digit, and v1
+/// lowercases a name and drops anything else: this is a name both keep as it is.
+pub fn project_prefix(deployment: &str) -> String {
+    let name: String = deployment
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    match name.trim_start_matches(['-', '_']) {
+        "" => "natsup".into(),
+        name => name.into(),
+    }
+}
+
 /// Read-only inspection of the deployment directory, Docker, the container and the port.
-pub fn observe(remote_dir: &str, port: u16) -> String {
+pub fn observe(deployment: &str, remote_dir: &str, port: u16) -> String {
     format!(
         "{}{COMMON}{OBSERVE}",
-        header(&[("DIR", remote_dir.to_string()), ("PORT", port.to_string())])
+        header(&[
+            ("PROJECT_PREFIX", project_prefix(deployment)),
+            ("DIR", remote_dir.to_string()),
+            ("PORT", port.to_string())
+        ])
     )
 }
 
@@ -51,13 +71,21 @@ pub fn observe(remote_dir: &str, port: u16) -> String {
 /// `manifest` is `sha256sum` output (`HASH  PATH` lines) for the bundle's files.
 /// `bounds` limits each step that waits on Docker.
 pub fn apply(
+    deployment: &str,
     remote_dir: &str,
     image: &str,
     action: Action,
     manifest: &str,
     bounds: &Bounds,
 ) -> String {
-    apply_script(remote_dir, image, action_arg(action), manifest, bounds)
+    apply_script(
+        deployment,
+        remote_dir,
+        image,
+        action_arg(action),
+        manifest,
+        bounds,
+    )
 }
 
 /// natsup's verdict on a change the server's log could not confirm (the apply script's exit
@@ -73,6 +101,7 @@ pub enum Verdict {
 /// The apply script run again, with nothing on stdin, to carry out `verdict` on the change
 /// `manifest` describes (refused if the live files are no longer those).
 pub fn follow_up(
+    deployment: &str,
     remote_dir: &str,
     image: &str,
     action: Action,
@@ -84,10 +113,11 @@ pub fn follow_up(
         Verdict::Confirm => "confirm".to_string(),
         Verdict::Undo => format!("undo-{}", action_arg(action)),
     };
-    apply_script(remote_dir, image, &arg, manifest, bounds)
+    apply_script(deployment, remote_dir, image, &arg, manifest, bounds)
 }
 
 fn apply_script(
+    deployment: &str,
     remote_dir: &str,
     image: &str,
     action: &str,
@@ -98,6 +128,7 @@ fn apply_script(
     format!(
         "{}{COMMON}{APPLY}",
         header(&[
+            ("PROJECT_PREFIX", project_prefix(deployment)),
             ("DIR", remote_dir.to_string()),
             ("IMAGE", image.to_string()),
             ("ACTION", action.to_string()),
@@ -166,7 +197,14 @@ mod tests {
 
     #[test]
     fn every_bound_the_apply_script_reads_is_set() {
-        let script = apply("/srv/nats", "nats:2.10.21", Action::Reload, "", &bounds());
+        let script = apply(
+            "prod",
+            "/srv/nats",
+            "nats:2.10.21",
+            Action::Reload,
+            "",
+            &bounds(),
+        );
         for var in [
             "TIMEOUT",
             "VALIDATE_TIMEOUT",
@@ -194,9 +232,9 @@ mod tests {
     #[test]
     fn a_follow_up_carries_the_verdict_apply_sh_reads() {
         let b = bounds();
-        let confirm = follow_up("/d", "i", Action::Reload, "", &b, Verdict::Confirm);
+        let confirm = follow_up("d", "/d", "i", Action::Reload, "", &b, Verdict::Confirm);
         assert!(confirm.contains("\nACTION='confirm'\n"));
-        let undo = follow_up("/d", "i", Action::Recreate, "", &b, Verdict::Undo);
+        let undo = follow_up("d", "/d", "i", Action::Recreate, "", &b, Verdict::Undo);
         assert!(undo.contains("\nACTION='undo-recreate'\n"));
         assert!(APPLY.contains("confirm) FOLLOW_UP=confirm"));
         assert!(APPLY.contains("undo-*) FOLLOW_UP=undo"));
@@ -218,7 +256,7 @@ mod tests {
             (Action::Start, "start"),
             (Action::Recreate, "recreate"),
         ] {
-            let script = apply("/srv/nats", "nats:2.10.21", action, "", &bounds());
+            let script = apply("prod", "/srv/nats", "nats:2.10.21", action, "", &bounds());
             assert!(
                 script.contains(&format!("\nACTION='{arg}'\n")),
                 "{action:?}"
@@ -227,10 +265,19 @@ mod tests {
     }
 
     #[test]
+    fn project_prefixes_are_names_both_composes_keep() {
+        assert_eq!(project_prefix("prod"), "prod");
+        assert_eq!(project_prefix("My_Game-EU"), "my_game-eu");
+        assert_eq!(project_prefix("_x"), "x");
+        assert_eq!(project_prefix("__"), "natsup");
+    }
+
+    #[test]
     fn scripts_parse_under_sh() {
         for script in [
-            observe("nats bits/'x'", 4222),
+            observe("prod", "nats bits/'x'", 4222),
             apply(
+                "prod",
                 "/srv/nats",
                 "nats:2.10.21",
                 Action::Reload,

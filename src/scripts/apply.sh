@@ -22,6 +22,10 @@
 set -u
 # Once the upload is in, finish the job even if the SSH client goes away.
 trap '' HUP PIPE
+# The config holds every user's bcrypt hash and the key is the server's: both arrive 0600 in
+# the bundle, and nothing made here (staging, folders, copies) may be readable by other users
+# of the server. The container still reads them: the official image runs nats-server as root.
+umask 077
 cd "$HOME" 2>/dev/null || cd /
 find_docker || exit 1
 
@@ -43,9 +47,10 @@ bounded() {
 }
 [ -n "$COMPOSE" ] || { say error "neither 'docker compose' nor 'docker-compose' is installed"; exit 1; }
 
-mkdir -p "$DIR" && cd "$DIR" || { say error "cannot create $DIR"; exit 1; }
+mkdir -p "$DIR" && enter_dir "$DIR" || { say error "cannot create $DIR"; exit 1; }
 # nats-data is JetStream's storage: created once, never touched again.
 mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $PWD"; exit 1; }
+set_project
 
 # One apply at a time per deployment. A run that was killed or interrupted after its upload
 # goes on applying here (HUP is ignored above), and the next run must neither clear its staging
@@ -138,7 +143,8 @@ if [ $first_start = no ]; then
   fi
 fi
 
-# A deployment natsup did not make yet (the tutorial's, say) counts as applied as it stands.
+# Files no change has confirmed yet (natsup's own compose file copied by hand, say) count as
+# applied as they stand.
 for f in docker-compose.yaml nats-config/nats-server.conf; do
   a=.natsup/applied/${f##*/}
   [ -f "$a" ] || [ ! -f "$f" ] || cp -p "$f" "$a"
@@ -154,6 +160,14 @@ mv -f .natsup/staging/nats-config/nats-server.conf nats-config/nats-server.conf 
 rm -rf .natsup/staging
 say committed yes
 fi
+
+# Older natsup versions wrote the config 0644, and `cp -p` keeps a mode: take group and other
+# access off every file that holds a hash or a key, live or kept for a rollback.
+private_files() {
+  chmod go= nats-config/nats-server.conf .natsup/applied/nats-server.conf nats-config/*key*.pem 2>/dev/null
+  return 0
+}
+private_files
 
 log_lines() { bounded "$STEP_TIMEOUT" $DOCKER logs "$1" 2>&1 | wc -l; }
 
@@ -235,7 +249,13 @@ act() {
       [ -z "$id" ] || n=$(log_lines "$id")
       flag=""
       [ "$1" = start ] || flag=--force-recreate
-      bounded "$COMPOSE_TIMEOUT" $COMPOSE up -d $flag >&2
+      if [ "$1" = recreate ] && [ "$PROJECT" != "$OWN_PROJECT" ]; then
+        # The container is an adopted one, under the folder's name: this restart moves it to
+        # natsup's own project (`down` takes its container and network).
+        bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) down >&2 2>&1
+        PROJECT=$OWN_PROJECT
+      fi
+      bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) up -d $flag >&2
       rc=$?
       if [ $rc = 124 ]; then
         say failure "$(printf '`compose up -d %s` did not finish within %ss' "$flag" "$COMPOSE_TIMEOUT" | b64)"
@@ -276,6 +296,7 @@ fi
 if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compose.yaml ]; then
   install_file .natsup/applied/docker-compose.yaml docker-compose.yaml
   install_file .natsup/applied/nats-server.conf nats-config/nats-server.conf
+  private_files
   case "$ACTION" in
     reload) back=reload ;;
     *) back=recreate ;;
@@ -290,6 +311,6 @@ if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compos
   exit 5
 fi
 # A first start that failed has nothing to go back to: stop it rather than let it crash-loop.
-bounded "$COMPOSE_TIMEOUT" $COMPOSE down >&2 2>&1
+bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) down >&2 2>&1
 say result stopped
 exit 4
