@@ -344,6 +344,18 @@ pub async fn wait_in_cluster(member: &Member, all: &[Member]) -> Result<()> {
     }
 }
 
+/// One look (no waiting) at whether `member` is in the cluster, as [`wait_in_cluster`] asks.
+pub async fn check_in_cluster(member: &Member, all: &[Member]) -> Result<(), String> {
+    let peers: Vec<String> = all
+        .iter()
+        .filter(|m| m.name != member.name)
+        .map(|m| host_port(&m.view.host, m.view.port))
+        .collect();
+    let (endpoint, login) =
+        checking_login(&member.view, &member.state).map_err(|e| e.to_string())?;
+    in_cluster(&endpoint, &login, &peers).await
+}
+
 async fn in_cluster(endpoint: &Endpoint, login: &Login, peers: &[String]) -> Result<(), String> {
     let client = nats_client::connect(endpoint, login).await?;
     let urls = client.server_info().connect_urls;
@@ -364,6 +376,39 @@ async fn in_cluster(endpoint: &Endpoint, login: &Login, peers: &[String]) -> Res
             .await
             .map_err(|_| "JetStream did not answer".to_string())?
             .map_err(|e| format!("JetStream: {e}"))?;
+        tokio::time::timeout(nats_client::STEP_TIMEOUT, streams_current(&js))
+            .await
+            .map_err(|_| "JetStream did not list the streams".to_string())??;
+    }
+    Ok(())
+}
+
+/// Every replicated stream of the account has a leader and every replica is current: the
+/// node that came back has caught up, so taking another node away keeps every stream's
+/// quorum.
+async fn streams_current(js: &async_nats::jetstream::Context) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let mut streams = js.streams();
+    while let Some(info) = streams.next().await {
+        let info = info.map_err(|e| format!("listing streams: {e}"))?;
+        let Some(cluster) = &info.cluster else {
+            continue;
+        };
+        let name = &info.config.name;
+        if info.config.num_replicas > 1 && cluster.leader.is_none() {
+            return Err(format!("stream {name} has no leader yet"));
+        }
+        if let Some(peer) = cluster.replicas.iter().find(|p| !p.current || p.offline) {
+            return Err(format!(
+                "stream {name}: the replica on {} is {}",
+                peer.name,
+                if peer.offline {
+                    "offline"
+                } else {
+                    "catching up"
+                }
+            ));
+        }
     }
     Ok(())
 }
@@ -636,16 +681,28 @@ async fn kv_across(
     let js = async_nats::jetstream::new(writer.clone());
     let reader_js = async_nats::jetstream::new(reader.expect("some client").0.clone());
     let result = tokio::time::timeout(nats_client::STEP_TIMEOUT * 2, async {
-        let kv = js
-            .create_key_value(async_nats::jetstream::kv::Config {
-                bucket: bucket.clone(),
-                history: 1,
-                max_age: Duration::from_secs(60),
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot create an R{replicas} KV bucket: {e}"))?;
+        // Just after the cluster formed, the meta leader may not have heard from every peer
+        // yet and refuses to place replicas on it ("peer offline", 10005): asked again.
+        let mut tries = 0;
+        let kv = loop {
+            match js
+                .create_key_value(async_nats::jetstream::kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    max_age: Duration::from_secs(60),
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(kv) => break kv,
+                Err(e) if tries < 40 && e.to_string().contains("10005") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(format!("cannot create an R{replicas} KV bucket: {e}")),
+            }
+        };
         let value = bucket.as_bytes().to_vec();
         // The new stream's interest reaches every server a moment after its creation is
         // acknowledged: a put meanwhile finds "no stream", and is tried again.

@@ -179,6 +179,24 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
+    if let Some(config) = session::cluster_config(ctx, &args.target)? {
+        if args.json {
+            return Err(Error::usage(
+                "plan --json shows one server's plan; this deployment is a cluster",
+                Some("run `natsup plan` for every node's plan in text".to_string()),
+            ));
+        }
+        let session = Session::open(ctx, config)?;
+        let mut members = cluster::members(&session.nodes, args.target.accept_new_host_key);
+        let proofs = vec![Proof::Settled; members.len()];
+        crate::runtime().block_on(cluster::converge(
+            &mut members,
+            &proofs,
+            true,
+            deploy::DEFAULT_READY_TIMEOUT,
+        ))?;
+        return Ok(0);
+    }
     // Missing local state (a new user's password, a certificate for new names) is made here
     // as `render` would make it: the plan then shows exactly what `up` will send.
     let (session, via) = Session::open_server(ctx, &args.target)?;
