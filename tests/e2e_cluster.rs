@@ -264,13 +264,26 @@ fn a_three_node_cluster() {
     ));
     let report = text(&cl.ws.verify(&[]));
     assert!(report.contains("n3/server"), "{report}");
+
+    // A CA rotation across the cluster: --begin hands clients old + new; --finish rolls the
+    // bundle, then new certificates, then the new CA alone, while a client that took the
+    // bundle publishes throughout.
+    cl.ws.ok(&["rotate-ca", "--begin"]);
+    let bundled = cl.ws.login("gameserver");
+    let (rotate_ca, ca_published) =
+        rt.block_on(while_publishing(&cl, &bundled, &["rotate-ca", "--finish"]));
+    let report = text(&cl.ws.verify(&[]));
+    assert!(report.contains("n3/server"), "{report}");
+    let again = text(&cl.ws.ok(&["up"]));
+    assert!(again.contains("nothing to do"), "{again}");
     eprintln!(
-        "figures: bootstrap 3 nodes {:.1}s, 1 node {:.1}s; first R3 put after a kill {:.2}s; rolling rotate-passwords {:.1}s ({rot_published} publishes, 0 failed); rolling renew-cert {:.1}s ({renew_published} publishes, 0 failed); whole test {:.0}s",
+        "figures: bootstrap 3 nodes {:.1}s, 1 node {:.1}s; first R3 put after a kill {:.2}s; rolling rotate-passwords {:.1}s ({rot_published} publishes, 0 failed); rolling renew-cert {:.1}s ({renew_published} publishes, 0 failed); rotate-ca --finish {:.1}s ({ca_published} publishes, 0 failed); whole test {:.0}s",
         bootstrap.as_secs_f64(),
         one_node.as_secs_f64(),
         first_after_kill.as_secs_f64(),
         rotate.as_secs_f64(),
         renew.as_secs_f64(),
+        rotate_ca.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     assert_eq!(disconnects.load(Ordering::SeqCst), 0);

@@ -10,8 +10,13 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::operation::{self, Proof};
 use crate::session::{self, Context, Session};
+use crate::state::State;
+use crate::{cluster, ui};
 
 pub fn run(ctx: &Context, args: RotateCaArgs) -> Result<i32> {
+    if let Some(config) = session::cluster_config(ctx, &args.target)? {
+        return run_cluster(ctx, args, config);
+    }
     // --begin only touches local state: it needs no server access.
     let (config, via) = match session::server(ctx, &args.target) {
         Ok((c, v)) => (c, Some(v)),
@@ -59,6 +64,75 @@ pub fn run(ctx: &Context, args: RotateCaArgs) -> Result<i32> {
     // Only now that the server presents the new CA's certificate may the old CA go.
     session.state.retire_old_ca()?;
     println!("the server presents a certificate from the new CA; the old CA is retired.");
+    println!("clients trust: {}", ca_cert.display());
+    Ok(0)
+}
+
+/// A cluster: the nodes verify each other's route certificates against the trust bundle, so
+/// `--finish` rolls three times, each one node at a time ([`cluster::converge`]):
+/// 1. the bundle of old + new CA to every node (nothing to do if `up` ran since `--begin`),
+///    so every node accepts a route certificate from either CA;
+/// 2. a certificate from the new CA on every node, each proven presented;
+/// 3. once the old CA is retired locally, the bundle of the new CA alone.
+fn run_cluster(ctx: &Context, args: RotateCaArgs, config: crate::config::Config) -> Result<i32> {
+    let mut session = Session::open(ctx, config)?;
+    let ca_cert = ctx.client_state_dir(&session.config).ca_cert();
+    let now = session.now;
+    if args.begin {
+        let (view, state) = &mut session.nodes[0];
+        if state.begin_ca_rotation(view, now)? {
+            println!("made a new CA; clients now get a bundle of the old and the new one:");
+        } else {
+            println!("a CA rotation is already under way; clients get the bundle:");
+        }
+        println!("  {}", ca_cert.display());
+        println!(
+            "Give it to every client (`natsup env USER`, `natsup context`), then run `natsup rotate-ca --finish`."
+        );
+        return Ok(0);
+    }
+    if session.nodes[0].1.next_ca.is_none() {
+        return Err(Error::usage(
+            "no CA rotation is under way",
+            Some("start one with `natsup rotate-ca --begin`".to_string()),
+        ));
+    }
+    let accept = args.target.accept_new_host_key;
+    let roll = |nodes: &[(crate::config::Config, State)], proofs: &[Proof]| {
+        let mut members = cluster::members(nodes, accept);
+        crate::runtime()
+            .block_on(cluster::converge(
+                &mut members,
+                proofs,
+                false,
+                operation::READY_TIMEOUT,
+            ))
+            .map(|rolled| ui::note(rolled.summary()))
+    };
+    let settled = vec![Proof::Settled; session.nodes.len()];
+    ui::note("1 of 3: every node trusts the old and the new CA");
+    roll(&session.nodes, &settled)?;
+    for (view, state) in &mut session.nodes {
+        state.issue_from_next_ca(view, now)?;
+    }
+    failpoint::hit("rotate-ca:issued");
+    ui::note("2 of 3: every node presents a certificate from the new CA");
+    let proofs = vec![
+        Proof::ServesCertificate {
+            retry: "rotate-ca --finish",
+        };
+        session.nodes.len()
+    ];
+    roll(&session.nodes, &proofs)?;
+    session.nodes[0].1.retire_old_ca()?;
+    let mut nodes = Vec::new();
+    for view in session.config.node_views() {
+        let state = State::load(&view, &ctx.state_dir(&view))?;
+        nodes.push((view, state));
+    }
+    ui::note("3 of 3: every node trusts the new CA alone");
+    roll(&nodes, &settled)?;
+    println!("every node presents a certificate from the new CA; the old CA is retired.");
     println!("clients trust: {}", ca_cert.display());
     Ok(0)
 }

@@ -172,8 +172,7 @@ async fn server_status(
     via: &Via,
     now: OffsetDateTime,
 ) -> Result<ServerStatus> {
-    let (observed, plan, target) =
-        deploy::inspect(via, &deploy::Node::of(config, state)).await?;
+    let (observed, plan, target) = deploy::inspect(via, &deploy::Node::of(config, state)).await?;
 
     let addr = crate::config::host_port(&config.host, config.port);
     let certificate =
