@@ -8,7 +8,7 @@ use std::process::Command;
 use super::{run, unique_name};
 
 /// An image whose nats-server is a stand-in built from tests/assets/`source`: crashy.c passes
-/// `-t` and then exits 1; refuses.c refuses every config at `-t`. On Drop it removes every
+/// `-t` and then exits 1; refuses.c refuses every config at `-t`; hang.c never exits. On Drop it removes every
 /// container made from it, by id, and then itself.
 pub struct StandInImage(pub String);
 
