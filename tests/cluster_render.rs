@@ -221,3 +221,44 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// `init --node` writes a cluster's natsup.yaml that loads; `render` writes one folder per node.
+#[test]
+fn init_with_nodes_and_render_per_node() {
+    let ws = support::workspace::Workspace::new("clinit");
+    ws.ok(&[
+        "init",
+        "--name",
+        "clinit",
+        "--node",
+        "n1=127.0.0.21@root@127.0.0.21",
+        "--node",
+        "n2=n2.example.com",
+        "--network",
+        "host",
+    ]);
+    let config = Config::load(&ws.path().join("natsup.yaml")).unwrap();
+    assert_eq!(config.nodes.len(), 2);
+    assert_eq!(config.nodes[0].ssh, "root@127.0.0.21");
+    assert_eq!(config.nodes[1].ssh, "n2.example.com");
+    assert_eq!(config.network, natsup::config::Network::Host);
+    let out = ws.run(&["init", "--name", "x", "--node", "n1", "--force"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        support::workspace::text(&out)
+    );
+    ws.ok(&["render"]);
+    for node in ["n1", "n2"] {
+        let conf = std::fs::read_to_string(
+            ws.path()
+                .join(format!("natsup-out/{node}/nats-config/nats-server.conf")),
+        )
+        .unwrap();
+        assert!(conf.contains(&format!("server_name: \"{node}\"")), "{conf}");
+    }
+    // A command that works on one server says so for a cluster.
+    let out = ws.run(&["ca", "show"]);
+    assert!(out.status.success(), "{}", support::workspace::text(&out));
+}

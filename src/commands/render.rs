@@ -14,10 +14,32 @@ use crate::session::{Context, Session};
 
 pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32> {
     let session = Session::open(ctx, ctx.load_config()?)?;
-    let bundle = render::bundle(&session.config, &session.state, &TlsNames::plain());
-    let mut changed = write_bundle(&bundle, &args.out)?;
-    if in_git_work_tree(&args.out)? {
-        changed += ignore_secrets(&bundle, &args.out)?;
+    // A cluster's bundles go to one folder per node (`<out>/<node>/`); a node's
+    // nats-server.conf holds the route password, so it is kept out of git like the key.
+    let bundles: Vec<(std::path::PathBuf, Bundle)> = if session.config.is_cluster() {
+        session
+            .nodes
+            .iter()
+            .map(|(view, state)| {
+                let node = &view.nodes[view.this_node.expect("a node's view")].name;
+                (
+                    args.out.join(node),
+                    render::bundle(view, state, &TlsNames::plain()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(
+            args.out.clone(),
+            render::bundle(&session.config, &session.state, &TlsNames::plain()),
+        )]
+    };
+    let mut changed = 0;
+    for (out, bundle) in &bundles {
+        changed += write_bundle(bundle, out)?;
+        if in_git_work_tree(out)? {
+            changed += ignore_secrets(bundle, out)?;
+        }
     }
     if changed == 0 {
         println!("{} is up to date", args.out.display());
