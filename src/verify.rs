@@ -543,7 +543,18 @@ async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
         Ok(())
     }
     .await;
-    let cleanup = js.delete_key_value(&bucket).await;
+    // Just after a cluster formed, a server may not know a bucket made through another one
+    // yet and answers "stream not found" (10059); asked again, it does.
+    let mut cleanup = js.delete_key_value(&bucket).await;
+    for _ in 0..10 {
+        match &cleanup {
+            Err(e) if e.to_string().contains("10059") => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                cleanup = js.delete_key_value(&bucket).await;
+            }
+            _ => break,
+        }
+    }
     result?;
     cleanup.map_err(|e| format!("cannot delete KV bucket {bucket}: {e}"))?;
     Ok(bucket)

@@ -174,6 +174,37 @@ fn a_three_node_cluster() {
     assert_eq!(json["nodes"][2]["node"], "n3", "{json}");
     assert_eq!(json["nodes"][2]["in_sync"], true, "{json}");
 
+    // With the cluster running and a change pending (a new user), a node that cannot be
+    // reached: `up` names it and no node reloads or gets a file.
+    let good = cl.ws.config();
+    let live: Vec<String> = cl
+        .dirs
+        .iter()
+        .map(|d| std::fs::read_to_string(d.join("nats-config/nats-server.conf")).unwrap())
+        .collect();
+    let started_at: Vec<String> = cl
+        .projects
+        .iter()
+        .map(|p| p.started_at(&p.container_id()))
+        .collect();
+    cl.ws.set_config(
+        &cl.yaml(route_port, |i| {
+            if i == 1 { dead_port } else { cl.sshd[i].port() }
+        })
+        .replace("nodes:\n", "users:\n- name: matchmaker\n- name: matchmaker_httpd\n- name: gameserver\n- name: webhook\n- name: analytics\nnodes:\n"),
+    );
+    let out = cl.ws.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("node n2"), "{}", text(&out));
+    for (i, d) in cl.dirs.iter().enumerate() {
+        let now = std::fs::read_to_string(d.join("nats-config/nats-server.conf")).unwrap();
+        assert_eq!(now, live[i], "node n{} got a new config", i + 1);
+        let p = &cl.projects[i];
+        assert_eq!(p.started_at(&p.container_id()), started_at[i]);
+    }
+    assert!(!live[0].contains("analytics"));
+    cl.ws.set_config(&good);
+
     // The same bootstrap for one server, side by side (issue 12's benchmark: a 3-node
     // bootstrap should cost at most 1.5x a 1-node one, as the nodes start in parallel).
     let single = Workspace::new("cl1");
