@@ -222,6 +222,14 @@ async fn start_all(
         w.map_err(|e| on_node(&m.name, e, false))?;
     }
     step.done("routes up and JetStream answering on every node");
+    // A password left pending by an interrupted run went out with the start: settle it.
+    if let Some(Member {
+        view, state, via, ..
+    }) = members.first_mut()
+        && !state.secrets.pending_users().is_empty()
+    {
+        operation::settle_pending(via, view, state).await?;
+    }
     Ok(())
 }
 
@@ -259,6 +267,11 @@ async fn roll(
                 view, state, via, ..
             } = &mut members[i];
             operation::settle_pending(via, view, state).await?;
+            // Every node shares the passwords: the next node starts from what this one settled.
+            let secrets = members[i].state.secrets.clone();
+            for m in members.iter_mut() {
+                m.state.secrets = secrets.clone();
+            }
             applied.map_err(|e| on_node(&name, e, false))?;
             rolled.changed.push((name.clone(), action));
         }
