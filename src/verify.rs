@@ -499,7 +499,11 @@ fn ms(d: Duration) -> String {
 
 /// Creates a short-lived KV bucket, puts, gets and deletes a key, and removes the bucket.
 async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
-    let js = async_nats::jetstream::new(client.clone());
+    let mut js = async_nats::jetstream::new(client.clone());
+    // async-nats gives each JetStream request 5 s; a server that has just started on a busy
+    // machine can take longer to create its first streams. The check's own bound (10 s)
+    // decides instead.
+    js.set_timeout(STEP_TIMEOUT * 2);
     let mut suffix = [0u8; 6];
     getrandom::fill(&mut suffix).expect("the OS random number generator failed");
     let bucket = format!("natsup_verify_{}", hex::encode(suffix));
