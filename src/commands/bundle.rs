@@ -11,7 +11,11 @@ use crate::state::State;
 pub fn run(ctx: &Context, args: BundleArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     config.select_users(std::slice::from_ref(&args.user))?;
-    let state = State::load_for(&ctx.state_dir(&config), std::slice::from_ref(&args.user))?;
+    let state = State::load_for(
+        &config,
+        &ctx.state_dir(&config),
+        std::slice::from_ref(&args.user),
+    )?;
     // The folder holds a password: private, like natsup's own state.
     create_private_dir(&args.out)?;
     let ca_file = args.out.join("rootCA.pem");

@@ -41,7 +41,7 @@ pub fn nats_config_dir() -> Result<PathBuf> {
 pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     let users = config.select_users(&args.users)?;
-    let state = State::load_for(&ctx.state_dir(&config), &users)?;
+    let state = State::load_for(&config, &ctx.state_dir(&config), &users)?;
     if args.select && users.len() != 1 {
         return Err(Error::usage(
             "--select needs exactly one context",

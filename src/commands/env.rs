@@ -10,7 +10,11 @@ use crate::state::State;
 pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     config.select_users(std::slice::from_ref(&args.user))?;
-    let state = State::load_for(&ctx.state_dir(&config), std::slice::from_ref(&args.user))?;
+    let state = State::load_for(
+        &config,
+        &ctx.state_dir(&config),
+        std::slice::from_ref(&args.user),
+    )?;
     if args.ca_arg {
         println!("{}", ca_arg(&state.trust_pem));
         return Ok(0);

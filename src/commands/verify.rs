@@ -106,7 +106,7 @@ fn deployment_target(ctx: &Context, args: &VerifyArgs) -> Result<Plan> {
         Some(user) => config.select_users(std::slice::from_ref(user))?,
         None => config.users.iter().map(|u| u.name.clone()).collect(),
     };
-    let state = State::load_for(&ctx.state_dir(&config), &users)?;
+    let state = State::load_for(&config, &ctx.state_dir(&config), &users)?;
     Ok(deployment_logins(&config, &state, args))
 }
 
