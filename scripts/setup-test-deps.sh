@@ -39,6 +39,7 @@ command -v systemd-analyze >/dev/null || missing+=(systemd) # checks the example
 [ -x /bin/busybox ] || missing+=(busybox-static)          # the host matrix's BusyBox user
 command -v useradd >/dev/null || missing+=(passwd)        # the host matrix's users
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
+command -v strace >/dev/null || missing+=(strace)         # local state's directory fsyncs
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"

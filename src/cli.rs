@@ -111,6 +111,10 @@ pub struct RotatePasswordsArgs {
     /// Show what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also print each rotated user's new settings, password included, as `natsup env USER`
+    /// does [default: only who rotated, and how to get them].
+    #[arg(long, conflicts_with = "dry_run")]
+    pub show: bool,
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +162,7 @@ pub struct TargetArgs {
     #[arg(long)]
     pub accept_new_host_key: bool,
     /// Use this image instead of the config's.
-    #[arg(long)]
+    #[arg(long, value_parser = image_arg)]
     pub image: Option<String>,
 }
 
@@ -201,7 +205,7 @@ pub struct InitArgs {
     #[arg(long, requires = "ssh")]
     pub known_hosts: Option<PathBuf>,
     /// Docker image [default: nats:2.10.21].
-    #[arg(long)]
+    #[arg(long, value_parser = image_arg)]
     pub image: Option<String>,
     /// Host port the server is published on [default: 4222].
     #[arg(long)]
@@ -229,26 +233,24 @@ pub struct RenderArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Server URL; with it, verify checks one user and needs no config or state.
-    #[arg(long, env = "NATS_URL")]
+    /// Server URL: check this server in smoke mode, one user, with no config or state. Without
+    /// it, smoke mode is used only where there is no deployment (no natsup.yaml) and NATS_URL
+    /// is set; in a deployment the NATS_* variables are never read.
+    #[arg(long)]
     pub url: Option<String>,
-    /// CA certificate (PEM) the server's certificate must chain to.
-    #[arg(long, env = "NATS_CA")]
+    /// CA certificate (PEM) the server's certificate must chain to [smoke mode: else NATS_CA].
+    #[arg(long)]
     pub ca: Option<PathBuf>,
-    /// User to check (all of the deployment's users by default).
-    #[arg(long, env = "NATS_USER")]
+    /// User to check (all of the deployment's users by default) [smoke mode: else NATS_USER].
+    #[arg(long)]
     pub user: Option<String>,
-    /// Password, for checking a server without natsup's state. Prefer the NATS_PASSWORD env var:
-    /// a flag is visible to other users in `ps`.
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    /// Password, for checking what a client holds rather than natsup's state [smoke mode: else
+    /// NATS_PASSWORD]. Prefer NATS_PASSWORD: a flag is visible to other users in `ps`.
+    #[arg(long)]
     pub password: Option<String>,
-    /// CA certificate PEM contents, instead of a file (bevygap's NATS_CA_CONTENTS).
-    #[arg(
-        long,
-        env = "NATS_CA_CONTENTS",
-        hide_env_values = true,
-        conflicts_with = "ca"
-    )]
+    /// CA certificate PEM contents, instead of a file [smoke mode: else NATS_CA_CONTENTS, as
+    /// bevygap reads it].
+    #[arg(long, conflicts_with = "ca")]
     pub ca_contents: Option<String>,
     /// Print one JSON object instead of a table (same as --format json).
     #[arg(long, conflicts_with = "format")]
@@ -333,4 +335,10 @@ pub enum EnvFormat {
     Dotenv,
     Shell,
     Json,
+}
+
+/// `--image` gets the same check as the config's `image:` (its value reaches `docker run` on
+/// the server); clap names the flag and exits 2.
+fn image_arg(value: &str) -> Result<String, String> {
+    crate::config::check_image(value).map(|()| value.to_string())
 }

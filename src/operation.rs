@@ -7,7 +7,10 @@
 //! - a pending password is promoted once the server accepts it *and* refuses the old one, and
 //!   dropped once the server still takes the old one (nats-server never holds two passwords for
 //!   one user, so exactly one of them is served). Neither answer keeps both, so nobody is
-//!   locked out by a run that died anywhere; the next run settles it;
+//!   locked out by a run that died anywhere; the next run settles it. When the server's NATS
+//!   port does not answer from here (`bind: 127.0.0.1` on a remote host, a firewall), the
+//!   server is asked over its remote instead: the nats-server.conf it last confirmed holds
+//!   exactly one of the two hashes;
 //! - a new certificate counts once the server presents its serial to a TLS client.
 
 use std::time::Duration;
@@ -20,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::nats_client::{self, Endpoint, Login};
 use crate::pki;
-use crate::remote::Via;
+use crate::remote::{Remote, Via};
+use crate::render::CONF_FILE;
 use crate::secret::Secret;
 use crate::session::Session;
 use crate::state::State;
@@ -59,7 +63,7 @@ pub async fn apply(step: &str, via: &Via, session: &mut Session, proof: Proof) -
     )
     .await;
     failpoint::hit(&format!("{step}:applied"));
-    prove(deployed, &session.config, &mut session.state, proof).await
+    prove(deployed, via, &session.config, &mut session.state, proof).await
 }
 
 /// The second half of [`apply`], for `up`, which applies over a connection it opened early.
@@ -67,11 +71,12 @@ pub async fn apply(step: &str, via: &Via, session: &mut Session, proof: Proof) -
 /// failing otherwise leaves clients holding a password that is no longer served.
 pub async fn prove(
     deployed: Result<Deployed>,
+    via: &Via,
     config: &Config,
     state: &mut State,
     proof: Proof,
 ) -> Result<Applied> {
-    let settled = settle_pending(config, state).await?;
+    let settled = settle_pending(via, config, state).await?;
     let deployed = deployed?;
     ui::note(deployed.summary());
     if let Proof::ServesCertificate { retry } = proof {
@@ -106,8 +111,9 @@ pub struct Settled {
     pub outcome: Outcome,
 }
 
-/// Asks the server which password each user with a pending one holds, and records the answer.
-pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Settled>> {
+/// Asks the server which password each user with a pending one holds, and records the answer:
+/// over NATS first, then, for the users NATS could not tell about, over `via`.
+pub async fn settle_pending(via: &Via, config: &Config, state: &mut State) -> Result<Vec<Settled>> {
     let users = state.secrets.pending_users();
     if users.is_empty() {
         return Ok(Vec::new());
@@ -138,7 +144,28 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
             }
         }
     });
-    let outcomes = futures_util::future::join_all(asked).await;
+    let mut outcomes = futures_util::future::join_all(asked).await;
+    if outcomes.contains(&Outcome::Unsettled) {
+        let undecided: Vec<(usize, &String)> = users
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| outcomes[*i] == Outcome::Unsettled)
+            .collect();
+        let confirmed = confirmed_conf(via, config, state).await;
+        for (i, user) in undecided {
+            let answer = confirmed
+                .as_deref()
+                .map(|conf| held_in_conf(conf, &state.secrets, user));
+            if let Some(outcome @ (Outcome::Promoted | Outcome::Discarded)) = answer {
+                ui::note(format!(
+                    "{user}: {} did not answer a login from here; the nats-server.conf the \
+                     server last confirmed says which password it holds",
+                    config.url()
+                ));
+                outcomes[i] = outcome;
+            }
+        }
+    }
     let mut settled = Vec::new();
     for (user, outcome) in users.into_iter().zip(outcomes) {
         match outcome {
@@ -157,6 +184,52 @@ pub async fn settle_pending(config: &Config, state: &mut State) -> Result<Vec<Se
     }
     state.save_secrets()?;
     Ok(settled)
+}
+
+/// The nats-server.conf the running server was last confirmed on (the apply script copies it
+/// to `.natsup/applied/` only once nats-server logged that it loaded it), read over the
+/// deployment's remote. `None` when it cannot be read, or while a change is in flight (the
+/// live file differs from the confirmed one: the server may hold either).
+async fn confirmed_conf(via: &Via, config: &Config, state: &State) -> Option<String> {
+    let mut remote = match via.connect().await {
+        Ok(remote) => remote,
+        Err(e) => {
+            ui::note(format!(
+                "could not ask the server over its remote either: {e}"
+            ));
+            return None;
+        }
+    };
+    let observed = deploy::observe(&mut remote, &Node::of(config, state)).await;
+    remote.close().await;
+    let observed = observed
+        .map_err(|e| {
+            ui::note(format!(
+                "could not ask the server over its remote either: {e}"
+            ))
+        })
+        .ok()?;
+    let applied = observed.content(".natsup/applied/nats-server.conf")?;
+    let live = observed.content(CONF_FILE)?;
+    (applied == live).then(|| String::from_utf8_lossy(applied).into_owned())
+}
+
+/// Which of `user`'s two hashes `conf` holds. bcrypt hashes carry a random salt, so a hash
+/// names one password of one user.
+fn held_in_conf(conf: &str, secrets: &crate::state::Secrets, user: &str) -> Outcome {
+    let quoted = |hash: &str| format!("\"{hash}\"");
+    let Some(current) = secrets.users.get(user) else {
+        return Outcome::Unsettled;
+    };
+    let pending = secrets.served_hash(user);
+    match (
+        conf.contains(&quoted(pending)),
+        conf.contains(&quoted(&current.bcrypt)),
+    ) {
+        (true, false) => Outcome::Promoted,
+        (false, true) => Outcome::Discarded,
+        _ => Outcome::Unsettled,
+    }
 }
 
 /// `Some(true)` accepted, `Some(false)` refused as a bad login, `None` could not tell.
@@ -196,4 +269,56 @@ pub async fn served_serial(config: &Config) -> Result<String> {
         .first()
         .ok_or_else(|| Error::failed("the server presented no certificate", None))?;
     Ok(pki::inspect_der(leaf)?.serial)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{PendingPassword, Secrets, UserSecret};
+
+    fn secrets(current: &str, pending: Option<&str>) -> Secrets {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut s = Secrets::default();
+        s.users.insert(
+            "u".into(),
+            UserSecret {
+                password: Secret::new("old"),
+                bcrypt: current.into(),
+                rotated_at: now,
+                pending: pending.map(|p| PendingPassword {
+                    password: Secret::new("new"),
+                    bcrypt: p.into(),
+                    created_at: now,
+                }),
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn the_confirmed_conf_names_the_hash_the_server_holds() {
+        let s = secrets("$2b$04$old", Some("$2b$04$new"));
+        let conf = |hash: &str| format!("{{user: \"u\", password: \"{hash}\"}}");
+        assert_eq!(
+            held_in_conf(&conf("$2b$04$new"), &s, "u"),
+            Outcome::Promoted
+        );
+        assert_eq!(
+            held_in_conf(&conf("$2b$04$old"), &s, "u"),
+            Outcome::Discarded
+        );
+        assert_eq!(
+            held_in_conf(&conf("$2b$04$other"), &s, "u"),
+            Outcome::Unsettled
+        );
+        // A hash is matched whole, quoted: a prefix of another is not it.
+        assert_eq!(
+            held_in_conf(&conf("$2b$04$newer"), &s, "u"),
+            Outcome::Unsettled
+        );
+        assert_eq!(
+            held_in_conf(&conf("$2b$04$new"), &s, "nobody"),
+            Outcome::Unsettled
+        );
+    }
 }

@@ -123,6 +123,13 @@ impl ServerCert {
     pub fn info(&self) -> &CertInfo {
         &self.info
     }
+
+    /// Whether the key is the one the certificate names (as [`Ca::key_matches`]).
+    pub fn key_matches(&self) -> Result<bool, PkiError> {
+        let pair = KeyPair::from_pem(self.key_pem.expose()).map_err(|e| PkiError(e.to_string()))?;
+        let parsed = parse_der(&pem_certs(&self.cert_pem)?[0])?;
+        Ok(pair.public_key_raw() == parsed.public_key.as_slice())
+    }
 }
 
 /// What natsup needs to know about a certificate.

@@ -263,19 +263,13 @@ fn static_settings(conf: &str) -> (Vec<&str>, Vec<&str>) {
     (listen, jetstream)
 }
 
-/// A unified diff in which every password hash is shown as `[REDACTED]`.
+/// A unified diff in which every password (hash) is shown as `[REDACTED <hash of the line>]`,
+/// so a changed password still shows as a changed line.
 pub fn redacted_diff(path: &str, old: &[u8], new: &[u8]) -> String {
     let redact = |b: &[u8]| {
         String::from_utf8_lossy(b)
             .lines()
-            .map(|l| match l.find("password:") {
-                Some(i) => format!(
-                    "{}password: [REDACTED {}]",
-                    &l[..i],
-                    &sha256_hex(l.as_bytes())[..8]
-                ),
-                None => l.to_string(),
-            })
+            .map(redact_line)
             .collect::<Vec<_>>()
             .join("\n")
             + "\n"
@@ -286,4 +280,131 @@ pub fn redacted_diff(path: &str, old: &[u8], new: &[u8]) -> String {
         .context_radius(2)
         .header(&format!("server/{path}"), &format!("natsup/{path}"))
         .to_string()
+}
+
+/// Keys whose value is a secret. nats-server reads keys case-insensitively and takes `pass` as
+/// `password` (its `server/opts.go`, `parseUsers`: `switch strings.ToLower(k)` ...
+/// `case "pass", "password"`); `token` is the `authorization` block's single-secret login.
+const SECRET_KEYS: [&str; 3] = ["password", "pass", "token"];
+
+/// One line with everything after its first secret key redacted. A key counts wherever the
+/// text around it could make it one: alone or quoted (`"password": ...`, JSON), and followed by
+/// any separator nats-server's config accepts (`:`, `=`, or only spaces). A line the server
+/// would not read as a key (a comment, say) may be redacted too: showing less is the safe way.
+fn redact_line(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(['p', 't']) {
+        let i = from + at;
+        from = i + 1;
+        let starts_word = lower[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        if !starts_word {
+            continue;
+        }
+        let Some(key) = SECRET_KEYS.iter().find(|k| lower[i..].starts_with(*k)) else {
+            continue;
+        };
+        let mut j = i + key.len();
+        // A quoted key: `"password"` or `'password'`.
+        if let Some(q @ ('"' | '\'')) = lower[..i].chars().next_back() {
+            if !lower[j..].starts_with(q) {
+                continue;
+            }
+            j += 1;
+        }
+        let rest = &lower[j..];
+        let value = rest.trim_start_matches([' ', '\t']);
+        let value = value.strip_prefix([':', '=']).unwrap_or(value);
+        let value = value.trim_start_matches([' ', '\t']);
+        let separated = rest.starts_with([':', '=', ' ', '\t']);
+        if !separated || value.is_empty() {
+            continue;
+        }
+        let kept = line.len() - value.len();
+        return format!(
+            "{}[REDACTED {}]",
+            &line[..kept],
+            &sha256_hex(line.as_bytes())[..8]
+        );
+    }
+    line.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way a config text can hold a password or token (issue 11, 4.6 d).
+    #[test]
+    fn every_way_of_writing_a_password_is_redacted() {
+        let secret = "hunter2-$2b$04$abcdefghijklmnopqrstuv";
+        let table = [
+            ("      password: \"@\"", "      password: "),
+            ("password:\"@\"", "password:"),
+            ("password = \"@\"", "password = "),
+            ("password=@", "password="),
+            ("password @", "password "),
+            ("PASSWORD: @", "PASSWORD: "),
+            ("  pass: @", "  pass: "),
+            ("pass = '@'", "pass = "),
+            ("  \"password\": \"@\",", "  \"password\": "),
+            (
+                "{\"user\":\"a\",\"password\":\"@\"}",
+                "{\"user\":\"a\",\"password\":",
+            ),
+            ("'pass': '@'", "'pass': "),
+            (
+                "{user: a, password: @}, {user: b, password: @}",
+                "{user: a, password: ",
+            ),
+            ("{user: a, pass: \"@\"}", "{user: a, pass: "),
+            ("authorization { token: \"@\" }", "authorization { token: "),
+            ("\tpassword\t\"@\"", "\tpassword\t"),
+            ("# password: @", "# password: "),
+        ];
+        let redacted = |line: &str| {
+            let line = line.replace('@', secret);
+            let out = redact_line(&line);
+            (line, out)
+        };
+        let leaks: Vec<_> = table
+            .iter()
+            .map(|(line, _)| redacted(line))
+            .filter(|(_, out)| out.contains("hunter2"))
+            .collect();
+        assert!(leaks.is_empty(), "leaked: {leaks:#?}");
+        for (line, kept) in table {
+            let (line, out) = redacted(line);
+            assert!(
+                out.starts_with(kept) && out[kept.len()..].starts_with("[REDACTED "),
+                "{line:?} -> {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_without_a_secret_are_kept() {
+        for line in [
+            "# Passwords are bcrypt hashes; the plaintext lives only in natsup's local state.",
+            "      user: \"passenger\"",
+            "  bypass: true",
+            "  passwords_file: x",
+            "  password:",
+            "    image: nats:2.10.21",
+            "port: 4222",
+        ] {
+            assert_eq!(redact_line(line), line);
+        }
+    }
+
+    #[test]
+    fn a_changed_password_is_a_changed_line() {
+        let diff = redacted_diff("c.conf", b"password: \"a\"\n", b"password: \"b\"\n");
+        assert!(diff.contains("-password: [REDACTED "), "{diff}");
+        assert!(diff.contains("+password: [REDACTED "), "{diff}");
+        assert!(!diff.contains("\"a\"") && !diff.contains("\"b\""), "{diff}");
+    }
 }

@@ -11,6 +11,7 @@
 //!   ca/next-rootCA-key.pem   0400
 //!   server/nats-server-cert.pem  0644
 //!   server/nats-server-key.pem   0600
+//!   server/next-pair.pem         0600  only while a new server pair is written: both of it
 //!   secrets.yaml             0600  per user: password, its bcrypt hash, when it was rotated
 //!   acme/account-<id>.json   0600  the ACME account (its key), one per ACME directory
 //!   acme/cert.pem            0644  the publicly trusted chain (`tls.issuer: acme`)
@@ -19,6 +20,13 @@
 //!
 //! Everything natsup creates is written here before any server sees it, so a run that dies
 //! half-way never leaves the server holding a credential that exists nowhere else.
+//!
+//! A key and its certificate are two files, written one after the other. A run that dies
+//! between them is finished or undone by the next one that opens the state (under its lock):
+//! a new server pair is first written whole to `server/next-pair.pem`, which the next run
+//! copies into place; a pair found mismatched or half there anyway gets a new certificate
+//! (the server never holds a pair that is not here, so nothing is lost); a CA that a run
+//! stopped creating, from which no server certificate was issued yet, is made again.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -29,7 +37,8 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::fsutil::{create_private_dir, read_optional, write_atomic};
+use crate::failpoint;
+use crate::fsutil::{create_private_dir, read_optional, sync_dir, write_atomic};
 use crate::passwords;
 use crate::pki::{self, Ca, CertInfo, ServerCert};
 use crate::secret::{self, Secret};
@@ -71,6 +80,11 @@ impl StateDir {
     }
     pub fn server_key(&self) -> PathBuf {
         self.root.join("server/nats-server-key.pem")
+    }
+    /// A new server certificate and its key in one file, written before either of the two
+    /// files it replaces and removed after both.
+    pub fn server_pair_journal(&self) -> PathBuf {
+        self.root.join("server/next-pair.pem")
     }
     pub fn secrets(&self) -> PathBuf {
         self.root.join("secrets.yaml")
@@ -141,6 +155,7 @@ impl StateDir {
     fn write_ca(&self, ca: &Ca) -> Result<()> {
         create_private_dir(&self.root.join("ca"))?;
         write_atomic(&self.ca_key(), ca.key_pem().expose().as_bytes(), 0o400)?;
+        failpoint::hit("state:ca-key-written");
         write_atomic(&self.ca_cert(), ca.cert_pem().as_bytes(), 0o644)
     }
 
@@ -329,6 +344,7 @@ impl State {
         create_private_dir(&dir.root)?;
         let mut created = Vec::new();
 
+        repair_half_made_cas(dir)?;
         let (ca, next_ca, trust_pem) = match load_cas(dir)? {
             Some(cas) => cas,
             None => {
@@ -346,9 +362,9 @@ impl State {
             .map(|c| c.info().subject.as_str())
             .collect();
 
-        let existing = load_server(dir)?;
+        let (existing, broken) = load_server_repairing(dir)?;
         let reissue_reason = match &existing {
-            None => Some("none existed".to_string()),
+            None => Some(broken.unwrap_or_else(|| "none existed".to_string())),
             Some(pair) => {
                 let info = pair.info();
                 if !info.has_sans(&config.sans()) {
@@ -380,6 +396,24 @@ impl State {
         let server_info = server.info().clone();
 
         let mut secrets = load_secrets(&dir.secrets())?.unwrap_or_default();
+        // A pending rotation of a user since removed from the config can never settle: the
+        // server no longer has the user, so it takes neither password, and nobody is handed
+        // either. It is dropped; the user's current password stays, should they come back.
+        let removed: Vec<String> = secrets
+            .pending_users()
+            .into_iter()
+            .filter(|u| config.user(u).is_none())
+            .collect();
+        if !removed.is_empty() {
+            for user in &removed {
+                secrets.discard_pending(user);
+            }
+            save_secrets(dir, &secrets)?;
+            crate::ui::note(format!(
+                "dropped the pending new password of {}: no longer a user in the config",
+                removed.join(", ")
+            ));
+        }
         let missing: Vec<&str> = config
             .users
             .iter()
@@ -442,7 +476,7 @@ impl State {
     /// works while a user just added to natsup.yaml has none yet.
     pub fn load_for(config: &Config, dir: &StateDir, users: &[String]) -> Result<State> {
         let (ca, next_ca, trust_pem) = load_cas(dir)?.ok_or_else(|| dir.missing("CA"))?;
-        let server = load_server(dir)?.ok_or_else(|| dir.missing("server certificate"))?;
+        let server = load_server(dir, false)?.ok_or_else(|| dir.missing("server certificate"))?;
         let (server, publicly_trusted) = match acme_server(config, dir)? {
             Some(acme) => (acme, true),
             None => (server, false),
@@ -598,6 +632,7 @@ impl State {
             next.key_pem().expose().as_bytes(),
             0o400,
         )?;
+        failpoint::hit("state:next-ca-key-written");
         write_atomic(&self.dir.next_ca_cert(), next.cert_pem().as_bytes(), 0o644)?;
         self.trust_pem = format!("{}{}", self.ca.cert_pem(), next.cert_pem());
         write_atomic(&self.dir.ca_cert(), self.trust_pem.as_bytes(), 0o644)?;
@@ -650,8 +685,11 @@ fn issue_and_store(
 ) -> Result<ServerCert> {
     let pair = pki::issue_server_cert(ca, &config.sans(), config.cert.lifetime_days, now)?;
     create_private_dir(&dir.root.join("server"))?;
-    write_atomic(&dir.server_key(), pair.key_pem().expose().as_bytes(), 0o600)?;
-    write_atomic(&dir.server_cert(), pair.cert_pem().as_bytes(), 0o644)?;
+    // The whole pair first: from here on, a run that dies anywhere leaves a pair the next
+    // run puts in place (`load_server`), never a key beside another key's certificate.
+    let both = format!("{}{}", pair.cert_pem(), pair.key_pem().expose());
+    write_atomic(&dir.server_pair_journal(), both.as_bytes(), 0o600)?;
+    write_server_pair(dir, &pair)?;
     Ok(pair)
 }
 
@@ -672,13 +710,146 @@ fn acme_server(config: &Config, dir: &StateDir) -> Result<Option<ServerCert>> {
         .then_some(pair))
 }
 
-fn load_server(dir: &StateDir) -> Result<Option<ServerCert>> {
+/// Writes the key and the certificate from a pair already saved whole in the journal, then
+/// drops the journal.
+fn write_server_pair(dir: &StateDir, pair: &ServerCert) -> Result<()> {
+    write_atomic(&dir.server_key(), pair.key_pem().expose().as_bytes(), 0o600)?;
+    failpoint::hit("state:server-key-written");
+    write_atomic(&dir.server_cert(), pair.cert_pem().as_bytes(), 0o644)?;
+    let journal = dir.server_pair_journal();
+    match std::fs::remove_file(&journal) {
+        Ok(()) => sync_dir(&journal).map_err(|e| Error::io("sync", &journal, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", &journal, e)),
+    }
+}
+
+/// The server pair. A pair still in the journal (its run died while writing it) is the one
+/// that counts; with `repair` (under the state lock) it is also put in place.
+fn load_server(dir: &StateDir, repair: bool) -> Result<Option<ServerCert>> {
+    let journal = dir.server_pair_journal();
+    if let Some(both) = read_optional(&journal)? {
+        let cert_pem = pki::pem_blocks(&both)
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::corrupt(&journal, "holds no certificate"))?;
+        let end = both
+            .find("-----END CERTIFICATE-----")
+            .map(|i| i + "-----END CERTIFICATE-----".len())
+            .unwrap_or_default();
+        let key_pem = Secret::new(both[end..].trim_start().to_string());
+        let pair = ServerCert::from_pem(cert_pem, key_pem)
+            .map_err(|e| Error::corrupt(&journal, e.to_string()))?;
+        if repair {
+            crate::ui::note(
+                "finished writing the server certificate and key that an interrupted run left half-written",
+            );
+            write_server_pair(dir, &pair)?;
+        }
+        return Ok(Some(pair));
+    }
     let Some((cert_pem, key_pem)) = load_pair(&dir.server_cert(), &dir.server_key())? else {
         return Ok(None);
     };
     ServerCert::from_pem(cert_pem, key_pem)
         .map(Some)
         .map_err(|e| Error::corrupt(dir.server_cert(), e.to_string()))
+}
+
+/// The server pair, or why a new one is needed though files are there: one file of the pair
+/// without the other, or a key that is not the certificate's. Both are what a run that died
+/// between the two writes leaves (or an older natsup, which wrote no journal). The server
+/// only ever gets a pair that is here, so a new pair from the same CA loses nothing.
+fn load_server_repairing(dir: &StateDir) -> Result<(Option<ServerCert>, Option<String>)> {
+    let (cert, key) = (dir.server_cert(), dir.server_key());
+    match (cert.exists(), key.exists()) {
+        (true, false) | (false, true) if !dir.server_pair_journal().exists() => {
+            let (there, gone) = if cert.exists() {
+                (&cert, &key)
+            } else {
+                (&key, &cert)
+            };
+            return Ok((
+                None,
+                Some(format!(
+                    "{} was there without {} (a run stopped between writing the two)",
+                    there.display(),
+                    gone.display()
+                )),
+            ));
+        }
+        _ => {}
+    }
+    let Some(pair) = load_server(dir, true)? else {
+        return Ok((None, None));
+    };
+    match pair.key_matches() {
+        Ok(true) => Ok((Some(pair), None)),
+        Ok(false) => Ok((
+            None,
+            Some(format!(
+                "{} was not the key of {} (a run stopped between writing the two)",
+                key.display(),
+                cert.display()
+            )),
+        )),
+        Err(e) => Err(Error::corrupt(&key, e.to_string())),
+    }
+}
+
+/// A CA a run stopped creating: `write_ca` (and `begin_ca_rotation` for the next CA) writes
+/// the key, then the certificate, so a run that died between them leaves one without the
+/// other. While no server certificate exists, nothing was issued from that CA and no server
+/// or client has it: it is removed and made again rather than reported as corrupt. The next
+/// CA of a rotation reaches clients only through rootCA.pem, written after both of its files:
+/// while rootCA.pem does not hold it, it is dropped and `rotate-ca --begin` makes it again.
+fn repair_half_made_cas(dir: &StateDir) -> Result<()> {
+    let half = |cert: &Path, key: &Path| cert.exists() != key.exists();
+    let no_server = !dir.server_cert().exists()
+        && !dir.server_key().exists()
+        && !dir.server_pair_journal().exists();
+    if half(&dir.ca_cert(), &dir.ca_key())
+        && no_server
+        && !dir.next_ca_cert().exists()
+        && !dir.next_ca_key().exists()
+    {
+        crate::ui::note(
+            "a run stopped while creating the CA (only its key or only its certificate was \
+             written); no server certificate came from it, so it is made again",
+        );
+        remove_files(&[dir.ca_cert(), dir.ca_key()])?;
+        return Ok(());
+    }
+    if half(&dir.next_ca_cert(), &dir.next_ca_key()) {
+        let trusted = match read_optional(&dir.next_ca_cert())? {
+            Some(next) => {
+                read_optional(&dir.ca_cert())?.is_some_and(|trust| trust.contains(next.trim()))
+            }
+            None => false,
+        };
+        let retiring = read_optional(&dir.next_ca_key())?
+            .is_some_and(|next_key| read_optional(&dir.ca_key()).ok().flatten() == Some(next_key));
+        // `retiring`: `retire_old_ca` died after its first write; `load_cas` finishes that.
+        if !trusted && !retiring {
+            crate::ui::note(
+                "a run stopped while `rotate-ca --begin` created the next CA; no client was \
+                 given it yet, so it is dropped (run `natsup rotate-ca --begin` again)",
+            );
+            remove_files(&[dir.next_ca_cert(), dir.next_ca_key()])?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_files(paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        match std::fs::remove_file(path) {
+            Ok(()) => sync_dir(path).map_err(|e| Error::io("sync", path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", path, e)),
+        }
+    }
+    Ok(())
 }
 
 /// The PEM texts of a certificate file and its key file: both, or neither. One without the

@@ -317,3 +317,104 @@ fn a_second_run_on_the_same_deployment_waits_for_the_first() {
             .is_file()
     );
 }
+
+/// `--image` gets the check the config's `image:` gets: a value `docker run` would read as an
+/// option, or one with a space, is refused before anything runs, naming the flag.
+#[test]
+fn a_bad_image_flag_is_exit_2_naming_the_flag() {
+    let ws = Workspace::new("img");
+    ws.ok(&["init", "--name", "img", "--host", "nats.example.com"]);
+    for (args, bad) in [
+        (
+            vec!["up", "--local", "--dry-run", "--image=--privileged"],
+            "--privileged",
+        ),
+        (vec!["plan", "--local", "--image", "nats 2.10"], "nats 2.10"),
+        (
+            vec![
+                "init",
+                "--name",
+                "x",
+                "--host",
+                "h",
+                "--force",
+                "--image=-v/:/host",
+            ],
+            "-v/:/host",
+        ),
+    ] {
+        let out = ws.run(&args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains("--image")
+                && said.contains(&format!("{bad:?} is not a Docker image reference")),
+            "{args:?}: {said}"
+        );
+        assert!(!ws.state_dir().exists(), "{args:?} made state");
+    }
+}
+
+/// Issue 11, 4.6 f: `bundle --out .` leaves the project folder's mode alone; only a folder
+/// bundle makes is private. nats.env, which holds the password, is 0600 either way.
+#[test]
+fn bundle_makes_only_its_own_folder_private() {
+    let ws = Workspace::new("bundlemode");
+    ws.ok(&["init", "--name", "bm", "--host", "203.0.113.9"]);
+    ws.ok(&["render"]);
+    std::fs::set_permissions(ws.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    ws.ok(&["bundle", "gameserver", "--out", "."]);
+    assert_eq!(
+        mode(ws.path()),
+        0o755,
+        "bundle --out . changed the project's mode"
+    );
+    assert_eq!(mode(&ws.path().join("nats.env")), 0o600);
+
+    ws.ok(&["bundle", "gameserver", "--out", "images/gs"]);
+    assert_eq!(mode(&ws.path().join("images/gs")), 0o700);
+    assert_eq!(mode(&ws.path().join("images/gs/nats.env")), 0o600);
+}
+
+/// Issue 11, 4.6 b: `render` in a git work tree leaves a `.gitignore` beside the private key,
+/// so `git add -A` cannot commit it; a `.gitignore` already there keeps its lines.
+#[test]
+fn render_in_a_git_work_tree_keeps_the_key_out_of_git() {
+    let ws = Workspace::new("rendergit");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(ws.path())
+            .env("HOME", ws.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(git(&["init", "-q"]).status.success());
+    ws.ok(&["init", "--name", "rg", "--host", "203.0.113.8"]);
+    let config_dir = ws.path().join("natsup-out/nats-config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(config_dir.join(".gitignore"), "*.bak").unwrap();
+
+    ws.ok(&["render"]);
+    let key = "natsup-out/nats-config/nats-server-key.pem";
+    let ignored = git(&["check-ignore", "-q", key]);
+    assert_eq!(ignored.status.code(), Some(0), "git would commit {key}");
+    let added = git(&["add", "-A", "--dry-run"]);
+    let added = String::from_utf8_lossy(&added.stdout);
+    assert!(!added.contains(key), "{added}");
+    assert!(
+        added.contains("natsup-out/nats-config/nats-server.conf"),
+        "{added}"
+    );
+    let ignore = std::fs::read_to_string(config_dir.join(".gitignore")).unwrap();
+    assert!(ignore.starts_with("*.bak\n"), "{ignore}");
+
+    // Once listed, a second render changes nothing.
+    let out = ws.ok(&["render"]);
+    assert!(text(&out).contains("is up to date"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(config_dir.join(".gitignore")).unwrap(),
+        ignore
+    );
+}

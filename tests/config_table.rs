@@ -203,6 +203,67 @@ fn the_table() {
             "tls:\n  issuer: acme\nacme:\n  directory_ca: /nonexistent/pebble.pem\n",
             "natsup.yaml: acme.directory_ca: /nonexistent/pebble.pem is not a file",
         ),
+        (
+            "name: t\n",
+            "name: t\nssh:\n  destination: ssh://-oProxyCommand=touch${IFS}/tmp/x\n",
+            "natsup.yaml: ssh.destination: \"ssh://-oProxyCommand=touch${IFS}/tmp/x\" is not an \
+             SSH destination (user@host, an ~/.ssh/config alias, or ssh://user@host:port)",
+        ),
+        (
+            "name: t\n",
+            "name: t\nssh:\n  destination: ssh://u@-oProxyCommand=x:22\n",
+            "natsup.yaml: ssh.destination: \"ssh://u@-oProxyCommand=x:22\" is not an SSH \
+             destination (user@host, an ~/.ssh/config alias, or ssh://user@host:port)",
+        ),
+        (
+            "name: t\n",
+            "name: t\nssh:\n  destination: -oProxyCommand=x\n",
+            "natsup.yaml: ssh.destination: \"-oProxyCommand=x\" is not an SSH destination \
+             (user@host, an ~/.ssh/config alias, or ssh://user@host:port)",
+        ),
+        (
+            "",
+            "remote_dir: \"-\"\n",
+            "natsup.yaml: remote_dir: \"-\" starts with `-`, which cd and mkdir read as an \
+             option; name the folder with a letter or digit first, like nats-bits",
+        ),
+        (
+            "",
+            "remote_dir: ~/x\n",
+            "natsup.yaml: remote_dir: \"~/x\": `~` is not expanded here; write \"x\" (a \
+             relative path is already relative to the SSH user's home)",
+        ),
+        (
+            "",
+            "remote_dir: ~other/x\n",
+            "natsup.yaml: remote_dir: \"~other/x\": `~` is not expanded here; write the path \
+             relative to the SSH user's home, or absolute (a relative path is already relative \
+             to the SSH user's home)",
+        ),
+        (
+            "",
+            "remote_dir: \"nats:bits\"\n",
+            "natsup.yaml: remote_dir: \"nats:bits\" contains `:`, which Docker reads as the end \
+             of a bind mount's path; choose a folder without one",
+        ),
+        (
+            "nats.example.com",
+            "nats.example.com.",
+            "natsup.yaml: host: \"nats.example.com.\" ends with a dot; write \
+             \"nats.example.com\" (a certificate cannot name a host with its trailing dot)",
+        ),
+        (
+            "",
+            "extra_sans: [\"nats.internal.\"]\n",
+            "natsup.yaml: extra_sans[0]: \"nats.internal.\" ends with a dot; write \
+             \"nats.internal\" (a certificate cannot name a host with its trailing dot)",
+        ),
+        (
+            "",
+            "image: \"--privileged\"\n",
+            "natsup.yaml: image: \"--privileged\" is not a Docker image reference (like \
+             nats:2.10.21)",
+        ),
         ("name: t\n", "", "natsup.yaml: missing field `name`"),
     ];
     let mut wrong = Vec::new();

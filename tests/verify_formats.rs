@@ -192,3 +192,129 @@ fn smoke_mode_needs_only_env_vars() {
     let out = smoke(&ws, "gameserver", &password, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// The users a JSON report checked.
+fn scopes(out: &Output) -> std::collections::BTreeSet<String> {
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)));
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["scope"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 11, 4.2: in a deployment, `verify` checks every user whatever the shell exported;
+/// smoke mode is chosen by `--url`, or by NATS_URL only where there is no natsup.yaml.
+#[test]
+fn in_a_deployment_the_nats_variables_are_not_read() {
+    let (ws, config, state) = rendered_workspace("envmode");
+    let _server = serve(&config, &state, ws.port);
+    let all: std::collections::BTreeSet<String> =
+        config.users.iter().map(|u| u.name.clone()).collect();
+
+    // What `eval "$(natsup env gameserver --format shell)"` exports, plus the NATS_URL the CI
+    // example is given.
+    let exported: serde_json::Value =
+        serde_json::from_slice(&ws.ok(&["env", "gameserver", "--format", "json"]).stdout).unwrap();
+    let mut vars: Vec<(String, String)> = exported
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    vars.push((
+        "NATS_URL".into(),
+        format!("tls://{}", exported["NATS_HOST"].as_str().unwrap()),
+    ));
+    let verify = |vars: &[(String, String)], args: &[&str]| {
+        let mut cmd = ws.natsup();
+        cmd.envs(vars.iter().map(|(k, v)| (k, v)))
+            .args(untimed(&[&["verify", "--json"][..], args].concat()));
+        cmd.output().unwrap()
+    };
+
+    let out = verify(&vars, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(scopes(&out).is_superset(&all), "{}", text(&out));
+
+    // Not even bad values are read: a dead URL, a wrong password, a CA that is not a PEM.
+    let bad: Vec<(String, String)> = [
+        ("NATS_URL", "tls://127.0.0.1:1"),
+        ("NATS_USER", "nobody"),
+        ("NATS_PASSWORD", "wrong"),
+        ("NATS_CA_CONTENTS", "not a pem"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let out = verify(&bad, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(scopes(&out).is_superset(&all), "{}", text(&out));
+
+    // `--url` chooses smoke mode explicitly, and then the variables fill in its login.
+    let url = format!("tls://127.0.0.1:{}", ws.port);
+    let out = verify(&vars, &["--url", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let checked = scopes(&out);
+    assert!(checked.contains("gameserver"), "{}", text(&out));
+    assert!(!checked.contains("webhook"), "{}", text(&out));
+}
+
+/// Issue 11, 4.6 e: a URL's `user:pass@` never reaches smoke mode's output, in any format,
+/// whether the URL is bad (port, scheme) or names a host that is not there.
+#[test]
+fn smoke_mode_never_echoes_a_password_from_the_url() {
+    let (ws, _config, _state) = rendered_workspace("urlpw");
+    let secret = "s3cr3t-in-the-url";
+    let port = ws.port.to_string();
+    let ca = ws.login("gameserver").ca_pem;
+    let urls = [
+        format!("tls://gameserver:{secret}@127.0.0.1:99999"),
+        format!("tls://gameserver:{secret}@127.0.0.1:{port}"),
+        format!("tls://gameserver:{secret}@no-such-host.invalid:4222"),
+        format!("http://gameserver:{secret}@127.0.0.1:{port}"),
+        format!("tls://gameserver:{secret}@[::1:{port}"),
+        format!("tls://gameserver:{secret}@:{port}"),
+    ];
+    for url in &urls {
+        for format in ["text", "json", "nagios", "prometheus"] {
+            let args = ["--format", format];
+            // From NATS_URL, where there is no natsup.yaml.
+            let mut both = vec![smoke_at(url, &ca, "gameserver", "wrong", &args)];
+            // From --url, in the deployment.
+            let mut cmd = ws.natsup();
+            cmd.env("NATS_PASSWORD", "wrong")
+                .args(untimed(&["verify", "--url", url, "--user", "gameserver"]))
+                .args(["--ca-contents", &ca])
+                .args(args);
+            both.push(cmd.output().unwrap());
+            for out in both {
+                assert_ne!(out.status.code(), Some(0), "{url}: {}", text(&out));
+                assert!(
+                    !text(&out).contains(secret),
+                    "{url} {format}: {}",
+                    text(&out)
+                );
+            }
+        }
+    }
+}
+
+/// Like [`smoke`], with the URL given.
+fn smoke_at(url: &str, ca_pem: &str, user: &str, password: &str, args: &[&str]) -> Output {
+    let empty = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_natsup"))
+        .current_dir(empty.path())
+        .env("NATSUP_STATE_DIR", empty.path().join("state"))
+        .env("NATS_URL", url)
+        .env("NATS_CA_CONTENTS", ca_pem)
+        .env("NATS_USER", user)
+        .env("NATS_PASSWORD", password)
+        .env_remove("NATS_CA")
+        .arg("verify")
+        .args(untimed(args))
+        .output()
+        .unwrap()
+}

@@ -16,8 +16,12 @@ pub fn run(ctx: &Context, args: BundleArgs) -> Result<i32> {
         &ctx.state_dir(&config),
         std::slice::from_ref(&args.user),
     )?;
-    // The folder holds a password: private, like natsup's own state.
-    create_private_dir(&args.out)?;
+    // The folder holds a password: one natsup makes is private, like its own state. A folder
+    // that exists keeps its mode: `--out .` is often the project itself, which others may need
+    // to read (issue 11, 4.6 f); nats.env, the secret, is 0600 in any case.
+    if !args.out.is_dir() {
+        create_private_dir(&args.out)?;
+    }
     let ca_file = args.out.join("rootCA.pem");
     write_atomic(&ca_file, state.trust_pem.as_bytes(), 0o644)?;
     let ca_path = match &args.ca_path {

@@ -1,9 +1,13 @@
 //! `natsup render`: creates missing state and writes the bundle that goes to the server.
+//!
+//! Inside a git work tree, the server's private key gets a `.gitignore` beside it, so that
+//! `git add -A` in the project cannot commit it (issue 11, 4.6 b).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::cli::RenderArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_atomic};
 use crate::render::{self, Bundle, TlsNames};
 use crate::session::{Context, Session};
@@ -11,7 +15,10 @@ use crate::session::{Context, Session};
 pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32> {
     let session = Session::open(ctx, ctx.load_config()?)?;
     let bundle = render::bundle(&session.config, &session.state, &TlsNames::plain());
-    let changed = write_bundle(&bundle, &args.out)?;
+    let mut changed = write_bundle(&bundle, &args.out)?;
+    if in_git_work_tree(&args.out)? {
+        changed += ignore_secrets(&bundle, &args.out)?;
+    }
     if changed == 0 {
         println!("{} is up to date", args.out.display());
     } else {
@@ -32,6 +39,54 @@ pub fn write_bundle(bundle: &Bundle, out: &Path) -> Result<usize> {
             create_dir(parent)?;
         }
         write_atomic(&path, &file.contents, file.mode)?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+/// Whether `dir` is in a git work tree: it or a folder above it holds `.git` (a directory, or
+/// the file a linked worktree or submodule has).
+fn in_git_work_tree(dir: &Path) -> Result<bool> {
+    let dir = std::path::absolute(dir).map_err(|e| Error::io("resolve", dir, e))?;
+    Ok(dir.ancestors().any(|d| d.join(".git").exists()))
+}
+
+/// Makes the `.gitignore` beside each private key list it, keeping what the file already says;
+/// returns how many files changed.
+fn ignore_secrets(bundle: &Bundle, out: &Path) -> Result<usize> {
+    let mut changed = 0;
+    for file in bundle.files.iter().filter(|f| f.is_secret()) {
+        let path = out.join(&file.path);
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        let ignore = dir.join(".gitignore");
+        let (old, mode) = match std::fs::read_to_string(&ignore) {
+            Ok(text) => {
+                let mode = std::fs::metadata(&ignore)
+                    .map_err(|e| Error::io("read", &ignore, e))?
+                    .permissions()
+                    .mode();
+                (text, mode & 0o7777)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), 0o644),
+            Err(e) => return Err(Error::io("read", &ignore, e)),
+        };
+        let listed = old
+            .lines()
+            .any(|l| l.trim() == name || l.trim().strip_prefix('/') == Some(&name));
+        if listed {
+            continue;
+        }
+        let mut new = old.clone();
+        if !new.is_empty() && !new.ends_with('\n') {
+            new.push('\n');
+        }
+        new.push_str(&format!(
+            "# natsup render: the server's private key stays out of git.\n{name}\n"
+        ));
+        write_atomic(&ignore, new.as_bytes(), mode)?;
         changed += 1;
     }
     Ok(changed)

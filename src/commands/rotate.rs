@@ -59,6 +59,17 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         ));
     }
     println!("rotated: {}", rotated.join(", "));
+    // The passwords stay off the terminal unless asked for: a run's output ends up in
+    // scrollback, CI logs and cron mail (issue 11, 4.6 c).
+    if !args.show {
+        println!(
+            "These clients must now use their new password (their old connections were closed by the server); get each one's settings with:"
+        );
+        for user in rotated {
+            println!("  natsup env {user}");
+        }
+        return Ok(0);
+    }
     println!(
         "These clients must now use their new password (their old connections were closed by the server):"
     );

@@ -111,7 +111,7 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
             return deployed.map(|_| 0);
         }
         // Also finishes (or undoes) a password rotation an earlier run left pending.
-        let deployed = operation::prove(deployed, config, state, proof)
+        let deployed = operation::prove(deployed, &via, config, state, proof)
             .await?
             .deployed;
         // A server whose files are byte-identical to ours only has to show it still answers;

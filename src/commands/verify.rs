@@ -1,5 +1,10 @@
-//! `natsup verify`: every user of the deployment (from config and state), or, given a URL,
+//! `natsup verify`: every user of the deployment (from config and state), or, in smoke mode,
 //! one user with no config or state at all (the CI smoke check).
+//!
+//! Smoke mode is chosen explicitly: by `--url`, or by `NATS_URL` where there is no deployment.
+//! Only smoke mode reads the `NATS_*` variables: a shell that ran
+//! `eval "$(natsup env gameserver --format shell)"` still verifies the whole deployment, not
+//! that one user with the exported password (issue 11, 4.2).
 
 use std::path::Path;
 
@@ -15,8 +20,8 @@ use crate::session::Context;
 use crate::verify_output::format_report;
 
 pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
-    let plan = match &args.url {
-        Some(url) => smoke_target(url, &args),
+    let plan = match smoke_url(ctx, &args) {
+        Some(url) => smoke_target(&url, &args),
         None => deployment_target(ctx, &args)?,
     };
     let (target, logins) = match plan {
@@ -67,23 +72,50 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
 
 type Plan = std::result::Result<(Endpoint, Vec<Login>), String>;
 
+/// A `NATS_*` variable, unset when empty (as CI leaves a secret that was never added).
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The URL to smoke-check, or none to check the deployment: `--url`, else `NATS_URL` when
+/// there is no deployment here (no config file, and no built-in `local` one that `up --local`
+/// made: the same test as [`Context::load_config`]).
+fn smoke_url(ctx: &Context, args: &VerifyArgs) -> Option<String> {
+    if let Some(url) = &args.url {
+        return Some(url.clone());
+    }
+    let deployment =
+        ctx.config_path.exists() || ctx.state_dir(&Config::local_default()).root.is_dir();
+    if deployment { None } else { env("NATS_URL") }
+}
+
+/// Smoke mode's login: each flag, else its `NATS_*` variable.
 fn smoke_target(url: &str, args: &VerifyArgs) -> Plan {
     let ca_pem = match (&args.ca, &args.ca_contents) {
         (Some(path), _) => read_ca(path)?,
         (None, Some(pem)) => pem.clone(),
-        (None, None) => {
-            return Err("no CA: pass --ca FILE, or set NATS_CA or NATS_CA_CONTENTS".into());
-        }
+        (None, None) => match (env("NATS_CA"), env("NATS_CA_CONTENTS")) {
+            (Some(_), Some(_)) => {
+                return Err("both NATS_CA and NATS_CA_CONTENTS are set: unset one".into());
+            }
+            (Some(path), None) => read_ca(Path::new(&path))?,
+            (None, Some(pem)) => pem,
+            (None, None) => {
+                return Err("no CA: pass --ca FILE, or set NATS_CA or NATS_CA_CONTENTS".into());
+            }
+        },
     };
     let user = args
         .user
         .clone()
+        .or_else(|| env("NATS_USER"))
         .ok_or("no user: pass --user NAME or set NATS_USER")?;
     let password = args
         .password
         .clone()
+        .or_else(|| env("NATS_PASSWORD"))
         .ok_or("no password: set NATS_PASSWORD (or pass --password)")?;
-    let target = Endpoint::from_url(url, ca_pem)?;
+    let target = Endpoint::from_url(&without_userinfo(url), ca_pem)?;
     Ok((
         target,
         vec![Login {
@@ -92,6 +124,20 @@ fn smoke_target(url: &str, args: &VerifyArgs) -> Plan {
             permissions: None,
         }],
     ))
+}
+
+/// The URL without a `user:pass@` part. Smoke mode logs in with `--user`/`NATS_USER` and the
+/// password, never with a URL's userinfo (which [`Endpoint::from_url`] skips), and the URL is
+/// quoted in error messages that CI logs keep (issue 11, 4.6 e).
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}{host}"),
+        None => url.to_string(),
+    }
 }
 
 fn read_ca(path: &Path) -> std::result::Result<String, String> {
@@ -121,4 +167,22 @@ fn deployment_logins(config: &Config, state: &State, args: &VerifyArgs) -> Plan 
         logins[0].password = Secret::new(pw.clone());
     }
     Ok((target, logins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn userinfo_is_dropped() {
+        for (url, bare) in [
+            ("tls://u:p@h:4222", "tls://h:4222"),
+            ("tls://u:p@ss@w0rd@[::1]:1", "tls://[::1]:1"),
+            ("u:p@h", "h"),
+            ("nats://h:4222", "nats://h:4222"),
+            ("h", "h"),
+        ] {
+            assert_eq!(without_userinfo(url), bare, "{url}");
+        }
+    }
 }

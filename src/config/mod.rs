@@ -814,8 +814,18 @@ pub fn check_host(host: &str) -> Result<(), String> {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    let name = host.strip_suffix('.').unwrap_or(host);
-    if !name.is_empty() && name.len() <= 253 && name.split('.').all(valid_label) {
+    // The name goes into the certificate's SANs, where RFC 5280 (4.2.1.6) allows no trailing
+    // dot, and into NATS_HOST, which clients compare with those SANs: one spelling everywhere,
+    // so the fully qualified form is refused rather than quietly changed.
+    if let Some(name) = host.strip_suffix('.')
+        && !name.is_empty()
+        && check_host(name).is_ok()
+    {
+        return Err(format!(
+            "{host:?} ends with a dot; write {name:?} (a certificate cannot name a host with its trailing dot)"
+        ));
+    }
+    if !host.is_empty() && host.len() <= 253 && host.split('.').all(valid_label) {
         Ok(())
     } else {
         Err(format!("{host:?} is not a valid hostname or IP address"))
@@ -823,9 +833,15 @@ pub fn check_host(host: &str) -> Result<(), String> {
 }
 
 fn check_ssh_destination(dest: &str) -> Result<(), String> {
-    // A leading '-' would be read by ssh as an option.
+    // A leading '-' would be read by ssh as an option. The openssh crate takes
+    // `ssh://user@host:port` apart and passes the host alone as ssh's last argument, so the
+    // host (and the user) after `ssh://` must not start with '-' either: `ssh://-oProxyCommand=..`
+    // would run a command on this machine.
+    let rest = dest.strip_prefix("ssh://").unwrap_or(dest);
+    let (user, host) = rest.rsplit_once('@').unwrap_or(("", rest));
     if dest.is_empty()
-        || dest.starts_with('-')
+        || host.is_empty()
+        || [dest, rest, user, host].iter().any(|p| p.starts_with('-'))
         || dest.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         Err(format!(
@@ -837,6 +853,28 @@ fn check_ssh_destination(dest: &str) -> Result<(), String> {
 }
 
 fn check_remote_dir(dir: &str) -> Result<(), String> {
+    // The scripts pass the path quoted: `~` is not expanded (it would be a folder named `~`),
+    // `cd -` goes back to the previous folder, and Docker reads `:` in the validation run's
+    // `-v "$PWD/...:/config:ro"` as the separator between host and container path.
+    if dir.starts_with('~') {
+        let instead = match dir.strip_prefix("~/").map(|r| r.trim_start_matches('/')) {
+            Some(rest) if !rest.is_empty() => format!("write {rest:?}"),
+            _ => "write the path relative to the SSH user's home, or absolute".to_string(),
+        };
+        return Err(format!(
+            "{dir:?}: `~` is not expanded here; {instead} (a relative path is already relative to the SSH user's home)"
+        ));
+    }
+    if dir.starts_with('-') {
+        return Err(format!(
+            "{dir:?} starts with `-`, which cd and mkdir read as an option; name the folder with a letter or digit first, like nats-bits"
+        ));
+    }
+    if dir.contains(':') {
+        return Err(format!(
+            "{dir:?} contains `:`, which Docker reads as the end of a bind mount's path; choose a folder without one"
+        ));
+    }
     let bad = dir.is_empty()
         || dir.chars().any(|c| c.is_control())
         || dir.trim_end_matches('/').is_empty()
@@ -851,7 +889,7 @@ fn check_remote_dir(dir: &str) -> Result<(), String> {
     }
 }
 
-fn check_image(image: &str) -> Result<(), String> {
+pub fn check_image(image: &str) -> Result<(), String> {
     if image.is_empty()
         || image.starts_with('-')
         || image.chars().any(|c| c.is_whitespace() || c.is_control())
