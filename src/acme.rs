@@ -138,40 +138,55 @@ async fn validate(
     acme: &Acme,
     responder: &Responder,
 ) -> Result<()> {
+    // Which name failed, and what the CA saw: a CA that validates at once answers here.
+    let mut failures = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz.map_err(|e| acme_error(e, acme))?;
         if authz.status != AuthorizationStatus::Pending {
             continue;
         }
+        let name = authz.identifier().to_string();
         if let Some(mut challenge) = authz.challenge(ChallengeType::Http01) {
-            request(challenge.set_ready(), acme).await?;
+            match tokio::time::timeout(REQUEST_TIMEOUT, challenge.set_ready()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(instant_acme::Error::Api(problem))) => {
+                    failures.push(format!("{name}: {}", problem_detail(&problem)))
+                }
+                Ok(Err(e)) => return Err(acme_error(e, acme)),
+                Err(_) => return Err(unreachable_directory("no answer", acme)),
+            }
         }
     }
-    let status = order
-        .poll_ready(&RetryPolicy::new().timeout(VALIDATION_TIMEOUT))
-        .await
-        .map_err(|e| acme_error(e, acme))?;
-    if status == OrderStatus::Ready {
-        return Ok(());
-    }
-    // Which name failed, and what the CA saw.
-    let mut failures = Vec::new();
-    let mut authorizations = order.authorizations();
-    while let Some(authz) = authorizations.next().await {
-        let mut authz = authz.map_err(|e| acme_error(e, acme))?;
-        let state = request(authz.refresh(), acme).await?;
-        if state.status == AuthorizationStatus::Valid {
-            continue;
+    if failures.is_empty() {
+        match order
+            .poll_ready(&RetryPolicy::new().timeout(VALIDATION_TIMEOUT))
+            .await
+        {
+            Ok(OrderStatus::Ready) => return Ok(()),
+            Ok(_) => {}
+            // The order's own error: the CA's detail names the name and what it saw.
+            Err(instant_acme::Error::Api(problem)) => failures.push(problem_detail(&problem)),
+            Err(e) => return Err(acme_error(e, acme)),
         }
-        let name = state.identifier().to_string();
-        let detail = state
-            .challenges
-            .iter()
-            .find_map(|c| c.error.as_ref())
-            .map(problem_detail)
-            .unwrap_or_else(|| format!("the authorization is {:?}", state.status));
-        failures.push(format!("{name}: {detail}"));
+    }
+    if failures.is_empty() {
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(|e| acme_error(e, acme))?;
+            let state = request(authz.refresh(), acme).await?;
+            if state.status == AuthorizationStatus::Valid {
+                continue;
+            }
+            let name = state.identifier().to_string();
+            let detail = state
+                .challenges
+                .iter()
+                .find_map(|c| c.error.as_ref())
+                .map(problem_detail)
+                .unwrap_or_else(|| format!("the authorization is {:?}", state.status));
+            failures.push(format!("{name}: {detail}"));
+        }
     }
     let where_ = match responder.mode {
         "standalone" => format!(
