@@ -173,7 +173,9 @@ pub struct UpArgs {
     /// Show the plan, with diffs, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Seconds to wait for the server to become ready or confirm a reload.
+    /// Seconds to wait for the server to become ready or confirm a reload. The other steps
+    /// on the server are bounded from it: validating the config gets as long, `compose up`
+    /// 30 s more, an image pull ten times as long (at least 5 minutes).
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
 }

@@ -3,17 +3,23 @@
 //! by the pure modules (`render`, `remote::script`).
 //!
 //! Round trips: one `observe`, plus one `apply` when something changed. A fresh bootstrap is
-//! two remote commands, a run with nothing to do is one.
+//! two remote commands, a run with nothing to do is one. When the server's log cannot confirm
+//! the change, natsup proves it over TLS and NATS ([`HealthProbe`]) and one more command
+//! records it or rolls it back.
 
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::nats_client::{self, Endpoint, Login};
 use crate::observed::{Observed, base64_decode};
+use crate::pki;
 use crate::plan::{self, Action, Plan, sha256_hex};
-use crate::remote::{AnyRemote, Remote, Via, script};
+use crate::remote::script::{Bounds, Verdict};
+use crate::remote::{AnyRemote, INSPECT_BOUND, Remote, Via, script};
 use crate::render::{self, Bundle, TlsNames};
 use crate::state::State;
+use crate::tls_probe;
 use crate::ui;
 
 /// How long the server gets to become ready or confirm a reload.
@@ -25,27 +31,100 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// config, so a deployment of several servers is several nodes.
 #[derive(Debug)]
 pub struct Node {
+    /// The deployment's name: the first part of the node's Compose project name.
+    pub deployment: String,
     pub remote_dir: String,
     pub port: u16,
     pub image: String,
     pub bundle: Bundle,
+    /// How natsup itself tells that the node serves its bundle, when the server's log cannot.
+    pub probe: Option<HealthProbe>,
 }
 
 impl Node {
     /// The one server of a single-server deployment.
     pub fn of(config: &Config, state: &State) -> Node {
         Node {
+            deployment: config.name.clone(),
             remote_dir: config.remote_dir.clone(),
             port: config.port,
             image: config.image.clone(),
             bundle: server_bundle(config, state),
+            probe: nats_client::deployment_logins(config, state, None)
+                .ok()
+                .map(|(target, logins)| HealthProbe {
+                    target,
+                    logins,
+                    serial: state.server_info.serial.clone(),
+                }),
         }
     }
 }
 
+/// Proof, from natsup's side, that a server serves a bundle: it presents the bundle's
+/// certificate and takes every user's password. It backs up the server's log, which a log
+/// driver that cannot be read back (`logging: {driver: none}`) or a rotation can hide. It
+/// cannot see a change of permissions alone.
+#[derive(Debug)]
+pub struct HealthProbe {
+    pub target: Endpoint,
+    pub logins: Vec<Login>,
+    /// The serial of the bundle's certificate.
+    pub serial: String,
+}
+
+impl HealthProbe {
+    /// Asks until the server passes or `limit` is over (a reload takes effect a little
+    /// after the signal, a start after the container runs); the last reason otherwise.
+    pub async fn proven(&self, limit: Duration) -> std::result::Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.check().await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    async fn check(&self) -> std::result::Result<(), String> {
+        let probe = tls_probe::probe(
+            &self.target.addr,
+            &self.target.host,
+            nats_client::STEP_TIMEOUT,
+        )
+        .await?;
+        let leaf = probe
+            .chain
+            .first()
+            .ok_or("the server presented no certificate")?;
+        let served = pki::inspect_der(leaf).map_err(|e| e.to_string())?.serial;
+        if served != self.serial {
+            return Err(format!(
+                "the server presents certificate {served}, not {}",
+                self.serial
+            ));
+        }
+        let logins = self
+            .logins
+            .iter()
+            .map(|login| nats_client::connect(&self.target, login));
+        for (login, result) in self
+            .logins
+            .iter()
+            .zip(futures_util::future::join_all(logins).await)
+        {
+            result.map_err(|e| format!("{} cannot log in: {e}", login.user))?;
+        }
+        Ok(())
+    }
+}
+
 pub async fn observe<R: Remote>(remote: &mut R, node: &Node) -> Result<Observed> {
-    let script = script::observe(&node.remote_dir, node.port);
-    let out = remote.run("inspecting the server", &script, &[]).await?;
+    let script = script::observe(&node.deployment, &node.remote_dir, node.port);
+    let out = remote
+        .run_within("inspecting the server", &script, &[], INSPECT_BOUND)
+        .await?;
     Observed::parse(&out.stdout, &remote.describe()).map_err(|e| match e {
         Error::Remote {
             target,
@@ -101,14 +180,45 @@ pub async fn apply<R: Remote>(
     timeout: Duration,
 ) -> Result<()> {
     let (tar, manifest) = tar_bundle(&node.bundle);
+    let bounds = Bounds::from_ready(timeout);
     let script = script::apply(
+        &node.deployment,
         &node.remote_dir,
         &node.image,
         plan.action,
         &manifest,
-        timeout.as_secs().max(1) as u32,
+        &bounds,
     );
-    let out = remote.run("applying the change", &script, &tar).await?;
+    // The script bounds each of its steps and names the one that ran out; this bound only
+    // catches a connection or a server that stopped answering altogether.
+    let bound = bounds.apply_total() + Duration::from_secs(60);
+    let mut out = remote
+        .run_within("applying the change", &script, &tar, bound)
+        .await?;
+    // Committed, but the log could not confirm it: natsup's own proof decides.
+    let mut unproven = None;
+    if out.status == 6 {
+        let proof = match &node.probe {
+            Some(probe) => probe.proven(bounds.ready).await,
+            None => Err("natsup cannot reach the server over NATS to check".to_string()),
+        };
+        let (verdict, step) = match &proof {
+            Ok(()) => (Verdict::Confirm, "confirming the change"),
+            Err(_) => (Verdict::Undo, "rolling back the change"),
+        };
+        tracing::info!("the server's log could not confirm the change; natsup's proof: {proof:?}");
+        let script = script::follow_up(
+            &node.deployment,
+            &node.remote_dir,
+            &node.image,
+            plan.action,
+            &manifest,
+            &bounds,
+            verdict,
+        );
+        out = remote.run_within(step, &script, &[], bound).await?;
+        unproven = proof.err();
+    }
     let get = |key: &str| {
         out.stdout
             .lines()
@@ -138,13 +248,18 @@ pub async fn apply<R: Remote>(
                 message = format!("{message}:\n{err}");
             }
             Err(fail(
-                "validating the new configuration",
+                &get("step").unwrap_or_else(|| "validating the new configuration".into()),
                 message,
                 Some("nothing on the server was changed".into()),
             ))
         }
         4 | 5 => {
-            let what = decoded("failure").unwrap_or_default();
+            // natsup's own proof, when it decided, then what the rollback logged.
+            let what = [unproven, decoded("failure")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("\n");
             let result = get("result").unwrap_or_default();
             let (message, hint) = match result.as_str() {
                 "rolled-back" => (

@@ -40,6 +40,31 @@ impl Container {
     }
 }
 
+/// The Compose projects seen in the deployment directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projects {
+    /// The project natsup runs the server under: its own, or the folder-named one of a
+    /// container made before natsup named its projects, adopted as it stands.
+    pub in_use: Option<String>,
+    /// natsup's own name for it: the deployment's name and a hash of the folder's path.
+    pub own: Option<String>,
+    /// Other projects with containers made from this folder.
+    pub others: Vec<String>,
+    /// Compose files beside docker-compose.yaml (`compose.yaml`, ...).
+    pub other_files: Vec<String>,
+    /// The folder holds natsup's `.natsup/`.
+    pub marker: bool,
+}
+
+impl Projects {
+    /// The adopted folder-named project, if the server runs under one.
+    pub fn adopted(&self) -> Option<&str> {
+        self.in_use
+            .as_deref()
+            .filter(|p| Some(*p) != self.own.as_deref())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub docker: Docker,
@@ -53,6 +78,7 @@ pub struct Observed {
     pub container: Option<Container>,
     pub port_taken: Option<String>,
     pub staging_leftover: bool,
+    pub projects: Projects,
 }
 
 impl Observed {
@@ -92,11 +118,21 @@ impl Observed {
         };
         let mut contents = BTreeMap::new();
         let mut pem_sha256 = BTreeMap::new();
+        let mut projects = Projects {
+            in_use: get("project").map(str::to_string),
+            own: get("project_own").map(str::to_string),
+            marker: get("marker").is_some(),
+            ..Projects::default()
+        };
         for (k, v) in &kv {
             if let Some(path) = k.strip_prefix("content:") {
                 contents.insert(path.to_string(), base64_decode(v));
             } else if let Some(path) = k.strip_prefix("sha256:") {
                 pem_sha256.insert(path.to_string(), v.to_string());
+            } else if let Some(project) = k.strip_prefix("dir_project:") {
+                projects.others.push(project.to_string());
+            } else if *k == "compose_file" {
+                projects.other_files.push(v.to_string());
             }
         }
         let container = match (get("container_id"), get("container")) {
@@ -124,6 +160,7 @@ impl Observed {
             container,
             port_taken: get("port_taken").map(str::to_string),
             staging_leftover: get("staging").is_some(),
+            projects,
         })
     }
 
@@ -163,5 +200,19 @@ mod tests {
         assert!(o.container.as_ref().unwrap().running());
         assert_eq!(o.pem_sha256["nats-config/x.pem"], "abc");
         assert!(Observed::parse("natsup.docker=docker\n", "t").is_err());
+        assert_eq!(o.projects, Projects::default());
+
+        let out = "natsup.marker=yes\nnatsup.project=nats-bits\nnatsup.project_own=prod-0a1b2c3d\n\
+                   natsup.dir_project:tutorial=yes\nnatsup.compose_file=compose.yaml\nnatsup.observed=ok\n";
+        let p = Observed::parse(out, "t").unwrap().projects;
+        assert!(p.marker);
+        assert_eq!(p.adopted(), Some("nats-bits"));
+        assert_eq!(
+            (p.others, p.other_files),
+            (
+                vec!["tutorial".to_string()],
+                vec!["compose.yaml".to_string()]
+            )
+        );
     }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::observed::{Dir, Docker, Observed};
-use crate::render::{Bundle, COMPOSE_FILE, CONF_FILE};
+use crate::render::{Bundle, COMPOSE_FILE, COMPOSE_MARK, CONF_FILE};
 
 /// What the running server goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,6 +127,21 @@ pub fn preflight(observed: &Observed) -> Vec<(String, String)> {
         )),
         Dir::Writable | Dir::Absent => {}
     }
+    if let Some(what) = foreign_project(observed) {
+        problems.push((
+            format!(
+                "{} holds a Compose project natsup did not make ({what})",
+                observed
+                    .dir_abs
+                    .as_deref()
+                    .unwrap_or("the deployment directory")
+            ),
+            "natsup does not take over what it did not make: stop that project there \
+             (`docker compose down`) and move its compose file away, or choose another \
+             remote_dir in natsup.yaml"
+                .into(),
+        ));
+    }
     if let Some(owner) = &observed.port_taken {
         problems.push((
             format!("the port is already taken on the server by {owner}"),
@@ -134,6 +149,33 @@ pub fn preflight(observed: &Observed) -> Vec<(String, String)> {
         ));
     }
     problems
+}
+
+/// What shows that the deployment directory holds a Compose project natsup did not make:
+/// nothing of natsup's there (its `.natsup/`, or its mark in docker-compose.yaml), and yet a
+/// compose file or a container made from the folder. `up` would overwrite that project's
+/// file and replace its container.
+fn foreign_project(observed: &Observed) -> Option<String> {
+    let p = &observed.projects;
+    let marked = observed
+        .content(COMPOSE_FILE)
+        .is_some_and(|c| String::from_utf8_lossy(c).contains(COMPOSE_MARK));
+    if p.marker || marked {
+        return None;
+    }
+    let mut what: Vec<String> = Vec::new();
+    if observed.content(COMPOSE_FILE).is_some() {
+        what.push(COMPOSE_FILE.into());
+    }
+    what.extend(p.other_files.iter().cloned());
+    for project in p
+        .adopted()
+        .into_iter()
+        .chain(p.others.iter().map(String::as_str))
+    {
+        what.push(format!("containers of project `{project}`"));
+    }
+    (!what.is_empty()).then(|| what.join(", "))
 }
 
 /// The least disruptive action that makes the server run `bundle`.

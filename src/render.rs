@@ -18,6 +18,9 @@ pub const CONTAINER_STORE_DIR: &str = "/data";
 pub const CONTAINER_LISTEN: &str = "0.0.0.0:4222";
 pub const CONF_FILE: &str = "nats-config/nats-server.conf";
 pub const COMPOSE_FILE: &str = "docker-compose.yaml";
+/// The line templates/docker-compose.yaml opens with after its title: a compose file that
+/// holds it was made by natsup (`natsup render`'s output copied by hand, say).
+pub const COMPOSE_MARK: &str = "# Rendered by natsup";
 
 /// The paths and listen address written into `nats-server.conf`. The container's by default;
 /// tests render the same config with local paths to run it under a local nats-server.
@@ -77,7 +80,7 @@ pub struct BundleFile {
 }
 
 impl BundleFile {
-    /// Private keys are never shown, diffed or logged.
+    /// Readable by its owner only: the private key, and the config with its hashes.
     pub fn is_secret(&self) -> bool {
         self.mode & 0o077 == 0
     }
@@ -116,9 +119,12 @@ pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
                 mode: 0o644,
             },
             BundleFile {
+                // It holds every user's bcrypt hash: readable by the deploy user only, like
+                // the key (a hash is an offline guessing target, at the cost auth.bcrypt_cost
+                // sets).
                 path: CONF_FILE.into(),
                 contents: conf.into_bytes(),
-                mode: 0o644,
+                mode: 0o600,
             },
             BundleFile {
                 path: format!("nats-config/{}", tls.cert),
@@ -126,8 +132,9 @@ pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
                 mode: 0o644,
             },
             BundleFile {
-                // 0600 on the host; the official image runs nats-server as root, so the
-                // container still reads it.
+                // 0600 on the host; the official image runs nats-server as root (its
+                // Dockerfile sets no USER), so the container still reads it, as it does the
+                // config.
                 path: format!("nats-config/{}", tls.key),
                 contents: state.server.key_pem().expose().as_bytes().to_vec(),
                 mode: 0o600,

@@ -81,8 +81,7 @@ fn compose_version(id: &str) -> String {
 
 /// Bootstrap, no-op, reload, password rotation, certificate renewal and verify, as `user`.
 /// `remote_dir` None leaves it unset in natsup.yaml: the deployment must land in
-/// `~/nats-bits`. (Only one case in the suite may use that default at a time: Compose names
-/// the project after the folder, so two `nats-bits` would be one project.)
+/// `~/nats-bits`.
 fn day_one_and_two(host: &Host, kind: Kind, compose: Compose, remote_dir: Option<&str>) {
     let user = host.user(kind, compose);
     let case = format!("{kind:?}+{compose:?} ({})", user.name);
@@ -215,4 +214,262 @@ fn a_user_with_neither_the_docker_group_nor_sudo_is_told_how_and_nothing_is_made
         "up made the deployment folder for a user who cannot run it"
     );
     assert!(user.container_ids().is_empty(), "up made a container");
+}
+
+/// `mode & 0o777` and owner uid of `path`.
+fn mode_and_owner(path: &std::path::Path) -> (u32, u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.permissions().mode() & 0o777, meta.uid())
+}
+
+/// Issue 11, 4.6: on the server, the config (it holds the hashes) and the key are readable by
+/// the deploy user only, and nats-server, root in its container, still starts and reloads on
+/// them. The user is a non-root member of the docker group.
+#[test]
+fn the_config_and_key_on_the_server_are_readable_by_the_deploy_user_only() {
+    let host = Host::start();
+    let user = host.user(Kind::DockerGroup, Compose::V1);
+    let ws = Workspace::new("hostsmodes");
+    init(
+        &ws,
+        &format!("hosts{}", user.name),
+        &host,
+        &user,
+        Some("nats-modes"),
+    );
+    let dir = user.home.join("nats-modes");
+    let _project = ComposeProject::new(&dir);
+    let uid: u32 = user.ssh("id -u").parse().expect("a uid");
+
+    let check = |when: &str| {
+        let config = dir.join("nats-config");
+        let mut private = vec![
+            config.join("nats-server.conf"),
+            dir.join(".natsup/applied/nats-server.conf"),
+        ];
+        let keys: Vec<PathBuf> = std::fs::read_dir(&config)
+            .expect("read nats-config")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().contains("key"))
+            .collect();
+        assert_eq!(keys.len(), 1, "{when}: {keys:?}");
+        private.extend(keys);
+        for path in &private {
+            let (mode, owner) = mode_and_owner(path);
+            assert_eq!(
+                (mode & 0o077, owner),
+                (0, uid),
+                "{when}: {} is {mode:o}, owned by {owner}",
+                path.display()
+            );
+        }
+    };
+
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("started in"), "{}", text(&out));
+    check("after the first up");
+    let rt = runtime();
+    rt.block_on(ws.login("gameserver").connect())
+        .expect("the server runs on its private files");
+
+    ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("reloaded"), "{}", text(&out));
+    check("after a reload");
+    rt.block_on(ws.login("analytics").connect())
+        .expect("the reload read the private config");
+}
+
+/// The `com.docker.compose.project` label of container `id`.
+fn compose_project(id: &str) -> String {
+    let out = run(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"com.docker.compose.project\"}}",
+        id,
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 11, 4.7: two users on one host, each deploying to the default `~/nats-bits`. Compose
+/// named both projects `nats-bits`, and the second `up` replaced the first user's server; each
+/// deployment now has a project of its own, and both keep running.
+#[test]
+fn two_users_deploying_to_the_default_nats_bits_both_keep_running() {
+    let host = Host::start();
+    let first = host.user(Kind::DockerGroup, Compose::V1);
+    let second = host.user(Kind::DockerGroup, Compose::V1);
+    let (ws1, ws2) = (Workspace::new("hostsfirst"), Workspace::new("hostssecond"));
+    init(&ws1, "bits", &host, &first, None);
+    init(&ws2, "bits", &host, &second, None);
+    let dir = |user: &HostUser| user.home.join(natsup::config::DEFAULT_REMOTE_DIR);
+    let (project1, project2) = (
+        ComposeProject::new(&dir(&first)),
+        ComposeProject::new(&dir(&second)),
+    );
+
+    ok(&ws1, &["up"]);
+    let id1 = project1.container_id();
+    let started1 = project1.started_at(&id1);
+    let out = ok(&ws2, &["up"]);
+    assert!(text(&out).contains("started in"), "{}", text(&out));
+    let id2 = project2.container_id();
+
+    assert_ne!(id1, id2);
+    assert_eq!(
+        project1.container_ids(),
+        vec![id1.clone()],
+        "the second user's up replaced the first one's server"
+    );
+    assert_eq!(
+        project1.started_at(&id1),
+        started1,
+        "the first server restarted"
+    );
+    assert_ne!(compose_project(&id1), compose_project(&id2));
+    let rt = runtime();
+    for ws in [&ws1, &ws2] {
+        rt.block_on(ws.login("gameserver").connect())
+            .expect("both servers serve their users");
+        let out = ok(ws, &["up"]);
+        assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    }
+    assert_eq!(project1.started_at(&id1), started1);
+}
+
+/// Issue 11, 4.7: a remote_dir reached through a symlink finds its own container. Compose v1
+/// labels a container with the folder's physical path, which the path through the link is not;
+/// v2 labels it with the path it was run from.
+#[test]
+fn a_remote_dir_reached_through_a_symlink_finds_its_own_container() {
+    let host = Host::start();
+    through_a_symlink(&host, Compose::V1);
+    through_a_symlink(&host, Compose::V2);
+}
+
+fn through_a_symlink(host: &Host, compose: Compose) {
+    let user = host.user(Kind::DockerGroup, compose);
+    let ws = Workspace::new("hostslink");
+    user.ssh("mkdir nats-real && ln -s nats-real nats-link");
+    init(
+        &ws,
+        &format!("hosts{}", user.name),
+        host,
+        &user,
+        Some("nats-link"),
+    );
+    let project = ComposeProject::new(&user.home.join("nats-real"));
+
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("started in"), "{}", text(&out));
+    let id = project.container_id();
+    let started = project.started_at(&id);
+    let out = ok(&ws, &["up"]);
+    assert!(
+        text(&out).contains("nothing to do"),
+        "the second up did not find the container:\n{}",
+        text(&out)
+    );
+    ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("reloaded"), "{}", text(&out));
+    assert_eq!(project.container_ids(), vec![id.clone()]);
+    assert_eq!(project.started_at(&id), started);
+}
+
+/// Issue 11, 4.7: a Compose project natsup did not make, in the folder natsup is told to use,
+/// is refused before anything changes: its file and its container stay as they were.
+#[test]
+fn a_compose_project_natsup_did_not_make_is_refused_and_left_alone() {
+    let host = Host::start();
+    let user = host.user(Kind::DockerGroup, Compose::V1);
+    let ws = Workspace::new("hostsforeign");
+    let compose = format!(
+        "version: \"3.5\"\nservices:\n  nats:\n    image: {}\n",
+        test_image()
+    );
+    user.ssh(&format!(
+        "mkdir nats-bits && cd nats-bits && printf '%s' '{compose}' > docker-compose.yaml && \
+         docker-compose up -d 2>&1"
+    ));
+    let dir = user.home.join(natsup::config::DEFAULT_REMOTE_DIR);
+    let project = ComposeProject::new(&dir);
+    let id = project.container_id();
+    let started = project.started_at(&id);
+    init(&ws, &format!("hosts{}", user.name), &host, &user, None);
+
+    let out = natsup(&ws, &["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds a Compose project natsup did not make")
+            && err.contains("docker-compose.yaml")
+            && err.contains("containers of project `nats-bits`"),
+        "{err}"
+    );
+    assert!(err.contains("remote_dir"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("docker-compose.yaml")).unwrap(),
+        compose
+    );
+    assert!(!dir.join(".natsup").exists(), "up wrote into the folder");
+    assert_eq!(project.container_ids(), vec![id.clone()]);
+    assert_eq!(project.started_at(&id), started);
+}
+
+/// Issue 11, 4.7: a server natsup started before it named its projects runs under the
+/// folder's name. natsup adopts it as it stands (no restart for a no-op or a reload), and moves
+/// it to its own project at the next recreate, which restarts it anyway.
+#[test]
+fn a_container_under_the_folders_project_name_is_adopted_without_a_restart() {
+    let host = Host::start();
+    let user = host.user(Kind::DockerGroup, Compose::V1);
+    let ws = Workspace::new("hostsadopt");
+    init(
+        &ws,
+        &format!("hosts{}", user.name),
+        &host,
+        &user,
+        Some("nats-old"),
+    );
+    let dir = user.home.join("nats-old");
+    let project = ComposeProject::new(&dir);
+    ok(&ws, &["up"]);
+    let own = compose_project(&project.container_id());
+    // What natsup before did: `up -d` in the folder, so Compose named the project after it.
+    run(Command::new("docker").args(["rm", "-f", &project.container_id()]));
+    user.ssh("cd nats-old && docker-compose up -d 2>&1");
+    let id = project.container_id();
+    assert_eq!(compose_project(&id), "nats-old");
+    let started = project.started_at(&id);
+
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("reloaded"), "{}", text(&out));
+    assert_eq!(project.container_ids(), vec![id.clone()]);
+    assert_eq!(
+        project.started_at(&id),
+        started,
+        "the adopted server restarted"
+    );
+    let rt = runtime();
+    rt.block_on(ws.login("analytics").connect())
+        .expect("the adopted server reloaded");
+
+    ws.edit_config("max_memory_store: 104857600", "max_memory_store: 209715200");
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("recreated"), "{}", text(&out));
+    let moved = project.container_id();
+    assert_eq!(
+        compose_project(&moved),
+        own,
+        "the recreate kept the folder's name"
+    );
+    rt.block_on(ws.login("analytics").connect())
+        .expect("the server runs under its own project");
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 }

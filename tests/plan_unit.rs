@@ -9,10 +9,10 @@ use std::time::Duration;
 use natsup::config::{Config, InitOptions};
 use natsup::deploy;
 use natsup::error::Result;
-use natsup::observed::{Container, Dir, Docker, Observed};
+use natsup::observed::{Container, Dir, Docker, Observed, Projects};
 use natsup::plan::{Action, plan, preflight, sha256_hex};
 use natsup::remote::{Output, Remote};
-use natsup::render::Bundle;
+use natsup::render::{self, Bundle};
 use natsup::state::{State, StateDir};
 use time::OffsetDateTime;
 
@@ -79,6 +79,10 @@ impl Fixture {
             }),
             port_taken: None,
             staging_leftover: false,
+            projects: Projects {
+                marker: true,
+                ..Projects::default()
+            },
         }
     }
 }
@@ -97,6 +101,7 @@ fn fresh_server() -> Observed {
         container: None,
         port_taken: None,
         staging_leftover: false,
+        projects: Projects::default(),
     }
 }
 
@@ -190,6 +195,53 @@ fn preflight_names_what_is_missing_and_what_to_do() {
     let problems = preflight(&o);
     assert_eq!(problems.len(), 2);
     assert!(problems[1].0.contains("container other"));
+}
+
+/// Issue 11, 4.7: a Compose project natsup did not make in the deployment directory is refused,
+/// whatever shows it; natsup's own (its `.natsup/`, or its mark in the compose file) is not.
+#[test]
+fn preflight_refuses_a_compose_project_natsup_did_not_make() {
+    let fx = fixture();
+    let foreign = |o: &Observed| {
+        preflight(o)
+            .into_iter()
+            .find(|(m, _)| m.contains("natsup did not make"))
+    };
+    let mut tutorial = fresh_server();
+    tutorial.dir = Dir::Writable;
+    tutorial.dir_abs = Some("/home/u/nats-bits".into());
+    tutorial.contents.insert(
+        "docker-compose.yaml".into(),
+        b"services:\n  nats:\n    image: nats\n".to_vec(),
+    );
+    let (message, hint) = foreign(&tutorial).expect("a foreign compose file is refused");
+    assert!(message.starts_with("/home/u/nats-bits holds"), "{message}");
+    assert!(message.contains("docker-compose.yaml"), "{message}");
+    assert!(hint.contains("remote_dir"), "{hint}");
+
+    let mut running = fresh_server();
+    running.projects.in_use = Some("nats-bits".into());
+    running.projects.own = Some("prod-0a1b2c3d".into());
+    running.projects.others = vec!["web".into()];
+    running.projects.other_files = vec!["compose.yaml".into()];
+    let (message, _) = foreign(&running).expect("foreign containers are refused");
+    assert!(
+        message.contains(
+            "compose.yaml, containers of project `nats-bits`, containers of project `web`"
+        ),
+        "{message}"
+    );
+
+    assert!(foreign(&fresh_server()).is_none(), "an empty folder");
+    let mut marked = running.clone();
+    marked.projects.marker = true;
+    assert!(foreign(&marked).is_none(), "natsup's .natsup/");
+    let mut rendered = running.clone();
+    rendered.contents.insert(
+        "docker-compose.yaml".into(),
+        render::compose(&fx.config).into_bytes(),
+    );
+    assert!(foreign(&rendered).is_none(), "natsup's compose file");
 }
 
 /// Records each command the executor runs and answers like the real scripts.

@@ -35,14 +35,36 @@ pub struct Output {
     pub elapsed: Duration,
 }
 
+/// How long the inspection may take: a handful of quick Docker calls.
+pub const INSPECT_BOUND: Duration = Duration::from_secs(120);
+
 pub trait Remote {
     /// Runs `script` with `sh -c`, feeding `stdin`. `step` names it in errors and logs.
+    /// Unbounded: callers use [`run_within`](Self::run_within).
     fn run(
         &mut self,
         step: &str,
         script: &str,
         stdin: &[u8],
     ) -> impl std::future::Future<Output = Result<Output>>;
+    /// As [`run`](Self::run), giving up after `bound`: a hung SSH connection or server must
+    /// not hang natsup, and the local state lock it holds, forever. Giving up drops the
+    /// command: the local `sh` is killed (kill_on_drop); a script on the server ignores the
+    /// hang-up and ends within its own bounds.
+    fn run_within(
+        &mut self,
+        step: &str,
+        script: &str,
+        stdin: &[u8],
+        bound: Duration,
+    ) -> impl std::future::Future<Output = Result<Output>> {
+        async move {
+            match tokio::time::timeout(bound, self.run(step, script, stdin)).await {
+                Ok(result) => result,
+                Err(_) => Err(ran_out(&self.describe(), step, bound)),
+            }
+        }
+    }
     /// `user@host` or `local`, for messages.
     fn describe(&self) -> String;
     /// Remote commands run so far (each is one round trip).
@@ -82,6 +104,23 @@ async fn feed_and_wait<E>(
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         elapsed: started.elapsed(),
     })
+}
+
+/// The error of a remote command that ran out of its `bound`.
+fn ran_out(target: &str, step: &str, bound: Duration) -> crate::error::Error {
+    crate::error::Error::Remote {
+        target: target.to_string(),
+        step: step.to_string(),
+        message: format!(
+            "the server did not answer within {}s, so natsup stopped waiting",
+            bound.as_secs()
+        ),
+        hint: Some(
+            "check the server (is Docker responding?), then run the same command again: the \
+             server side stops by itself within its own bounds and releases its lock"
+                .into(),
+        ),
+    }
 }
 
 /// `-v` shows each remote command and its duration; `-vv` the script too. Scripts hold no

@@ -5,6 +5,8 @@
 //! assignments is prepended. They hold no secret (the bundle's key and hashes go on stdin),
 //! because a command line is visible to every user of the server in `ps`.
 
+use std::time::Duration;
+
 use crate::plan::Action;
 
 const COMMON: &str = include_str!("../scripts/common.sh");
@@ -38,31 +40,106 @@ fn header(vars: &[(&str, String)]) -> String {
     s
 }
 
+/// The deployment's name as the first part of its Compose project name; the scripts add a
+/// hash of the deployment folder's physical path (`set_project` in common.sh). Compose v2
+/// takes only lowercase letters, digits, `-` and `_`, starting with a letter or digit, and v1
+/// lowercases a name and drops anything else: this is a name both keep as it is.
+pub fn project_prefix(deployment: &str) -> String {
+    let name: String = deployment
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    match name.trim_start_matches(['-', '_']) {
+        "" => "natsup".into(),
+        name => name.into(),
+    }
+}
+
 /// Read-only inspection of the deployment directory, Docker, the container and the port.
-pub fn observe(remote_dir: &str, port: u16) -> String {
+pub fn observe(deployment: &str, remote_dir: &str, port: u16) -> String {
     format!(
         "{}{COMMON}{OBSERVE}",
-        header(&[("DIR", remote_dir.to_string()), ("PORT", port.to_string())])
+        header(&[
+            ("PROJECT_PREFIX", project_prefix(deployment)),
+            ("DIR", remote_dir.to_string()),
+            ("PORT", port.to_string())
+        ])
     )
 }
 
 /// Unpacks, validates, commits and activates the bundle that arrives on stdin.
 /// `manifest` is `sha256sum` output (`HASH  PATH` lines) for the bundle's files.
+/// `bounds` limits each step that waits on Docker.
 pub fn apply(
+    deployment: &str,
     remote_dir: &str,
     image: &str,
     action: Action,
     manifest: &str,
-    timeout_secs: u32,
+    bounds: &Bounds,
 ) -> String {
+    apply_script(
+        deployment,
+        remote_dir,
+        image,
+        action_arg(action),
+        manifest,
+        bounds,
+    )
+}
+
+/// natsup's verdict on a change the server's log could not confirm (the apply script's exit
+/// 6), proven or not from natsup's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It serves the change: record it as applied.
+    Confirm,
+    /// It does not: roll back as a failed `action` would.
+    Undo,
+}
+
+/// The apply script run again, with nothing on stdin, to carry out `verdict` on the change
+/// `manifest` describes (refused if the live files are no longer those).
+pub fn follow_up(
+    deployment: &str,
+    remote_dir: &str,
+    image: &str,
+    action: Action,
+    manifest: &str,
+    bounds: &Bounds,
+    verdict: Verdict,
+) -> String {
+    let arg = match verdict {
+        Verdict::Confirm => "confirm".to_string(),
+        Verdict::Undo => format!("undo-{}", action_arg(action)),
+    };
+    apply_script(deployment, remote_dir, image, &arg, manifest, bounds)
+}
+
+fn apply_script(
+    deployment: &str,
+    remote_dir: &str,
+    image: &str,
+    action: &str,
+    manifest: &str,
+    bounds: &Bounds,
+) -> String {
+    let secs = |d: Duration| d.as_secs().max(1).to_string();
     format!(
         "{}{COMMON}{APPLY}",
         header(&[
+            ("PROJECT_PREFIX", project_prefix(deployment)),
             ("DIR", remote_dir.to_string()),
             ("IMAGE", image.to_string()),
-            ("ACTION", action_arg(action).to_string()),
+            ("ACTION", action.to_string()),
             ("MANIFEST", manifest.to_string()),
-            ("TIMEOUT", timeout_secs.to_string()),
+            ("TIMEOUT", secs(bounds.ready)),
+            ("VALIDATE_TIMEOUT", secs(bounds.validate)),
+            ("PULL_TIMEOUT", secs(bounds.pull)),
+            ("COMPOSE_TIMEOUT", secs(bounds.compose)),
+            ("STEP_TIMEOUT", secs(bounds.docker_call)),
+            ("LOCK_TIMEOUT", secs(bounds.lock)),
         ])
     )
 }
@@ -114,9 +191,102 @@ pub fn acme(step: AcmeStep, responder: &Responder, tokens: &[String]) -> String 
     )
 }
 
+/// How long each step of the apply script may take, all derived from the time the server
+/// gets to become ready (`up --timeout`), so that one flag scales them together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// The server becomes ready, or confirms a reload.
+    pub ready: Duration,
+    /// `nats-server -t` in a throwaway container: a container start, like readiness.
+    pub validate: Duration,
+    /// `docker pull`: ten times readiness, and never under five minutes (an image of a few
+    /// megabytes over a slow link).
+    pub pull: Duration,
+    /// `compose up -d` (with `--force-recreate`, it stops the old container first).
+    pub compose: Duration,
+    /// One quick Docker call (inspect, logs, kill -s HUP).
+    pub docker_call: Duration,
+    /// Waiting for another run's apply on the same server to end.
+    pub lock: Duration,
+}
+
+impl Bounds {
+    pub fn from_ready(ready: Duration) -> Bounds {
+        let ready = ready.max(Duration::from_secs(1));
+        Bounds {
+            ready,
+            validate: ready,
+            pull: (ready * 10).max(Duration::from_secs(300)),
+            compose: ready + Duration::from_secs(30),
+            docker_call: Duration::from_secs(30),
+            lock: ready * 2 + Duration::from_secs(120),
+        }
+    }
+
+    /// The longest the apply script can run when every bound holds: the lock, a pull, a
+    /// validation, then a start and a rollback (each a `compose up` and a readiness wait),
+    /// and a few quick calls. Past this, natsup stops waiting for it.
+    pub fn apply_total(&self) -> Duration {
+        self.lock
+            + self.pull
+            + self.validate
+            + (self.compose + self.ready) * 2
+            + self.docker_call * 6
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bounds() -> Bounds {
+        Bounds::from_ready(Duration::from_secs(30))
+    }
+
+    #[test]
+    fn every_bound_the_apply_script_reads_is_set() {
+        let script = apply(
+            "prod",
+            "/srv/nats",
+            "nats:2.10.21",
+            Action::Reload,
+            "",
+            &bounds(),
+        );
+        for var in [
+            "TIMEOUT",
+            "VALIDATE_TIMEOUT",
+            "PULL_TIMEOUT",
+            "COMPOSE_TIMEOUT",
+            "STEP_TIMEOUT",
+            "LOCK_TIMEOUT",
+        ] {
+            assert!(script.contains(&format!("\n{var}='")), "{var} is not set");
+            assert!(
+                APPLY.contains(&format!("${var}")),
+                "apply.sh never reads {var}"
+            );
+        }
+        let b = bounds();
+        assert_eq!(b.pull, Duration::from_secs(300));
+        assert_eq!(
+            b.lock,
+            Duration::from_secs(180),
+            "the wait apply.sh always had"
+        );
+        assert!(b.apply_total() > b.lock + b.pull + b.validate);
+    }
+
+    #[test]
+    fn a_follow_up_carries_the_verdict_apply_sh_reads() {
+        let b = bounds();
+        let confirm = follow_up("d", "/d", "i", Action::Reload, "", &b, Verdict::Confirm);
+        assert!(confirm.contains("\nACTION='confirm'\n"));
+        let undo = follow_up("d", "/d", "i", Action::Recreate, "", &b, Verdict::Undo);
+        assert!(undo.contains("\nACTION='undo-recreate'\n"));
+        assert!(APPLY.contains("confirm) FOLLOW_UP=confirm"));
+        assert!(APPLY.contains("undo-*) FOLLOW_UP=undo"));
+    }
 
     #[test]
     fn quoting_survives_hostile_values() {
@@ -134,12 +304,20 @@ mod tests {
             (Action::Start, "start"),
             (Action::Recreate, "recreate"),
         ] {
-            let script = apply("/srv/nats", "nats:2.10.21", action, "", 30);
+            let script = apply("prod", "/srv/nats", "nats:2.10.21", action, "", &bounds());
             assert!(
                 script.contains(&format!("\nACTION='{arg}'\n")),
                 "{action:?}"
             );
         }
+    }
+
+    #[test]
+    fn project_prefixes_are_names_both_composes_keep() {
+        assert_eq!(project_prefix("prod"), "prod");
+        assert_eq!(project_prefix("My_Game-EU"), "my_game-eu");
+        assert_eq!(project_prefix("_x"), "x");
+        assert_eq!(project_prefix("__"), "natsup");
     }
 
     #[test]
@@ -156,13 +334,14 @@ mod tests {
             acme(AcmeStep::Preflight, &responder, &[]),
             acme(AcmeStep::Publish, &responder, &[]),
             acme(AcmeStep::Remove, &responder, &["a-b_c".into()]),
-            observe("nats bits/'x'", 4222),
+            observe("prod", "nats bits/'x'", 4222),
             apply(
+                "prod",
                 "/srv/nats",
                 "nats:2.10.21",
                 Action::Reload,
                 "abc  docker-compose.yaml",
-                30,
+                &bounds(),
             ),
         ] {
             let out = std::process::Command::new("sh")

@@ -258,7 +258,9 @@ impl Remote for SshRemote {
                 // It exits by itself once idle for NATSUP_SSH_PERSIST seconds.
                 let _ = s.detach();
             } else {
-                ssh_master::close(s).await;
+                // `ssh -O exit` to a wedged master must not hang the end of the run; the
+                // master exits by itself once idle anyway.
+                let _ = tokio::time::timeout(Duration::from_secs(10), ssh_master::close(s)).await;
             }
         }
     }

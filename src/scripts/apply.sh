@@ -7,17 +7,50 @@
 # change rolls back to, and what an interrupted run is finished against next time.
 #
 # Exit codes: 0 applied; 3 rejected, nothing live changed; 4 failed and rolled back;
-# 5 failed and the rollback failed too; 1 anything else.
+# 5 failed and the rollback failed too; 6 committed but not confirmed by the log; 1 anything
+# else. `natsup.step=` names the step that failed.
+#
+# nats-server's log is the proof of a reload or a start, but a log driver that cannot be read
+# back (`none`, syslog, ...) or a rotation during the wait can hide it. Then (6) the change
+# stays live but is not recorded as applied, and natsup proves it from its side (the served
+# certificate, a login per user) and runs this script again with ACTION `confirm` (record it)
+# or `undo-ACTION` (roll back as below), with the same MANIFEST and nothing on stdin.
+#
+# Every step that waits on Docker has a bound (the header's *_TIMEOUT, in seconds, derived by
+# deploy.rs from `up --timeout`): an image whose entrypoint never exits, a pull or a
+# `compose up` that hangs would otherwise keep this script, and the lock below, forever.
 set -u
 # Once the upload is in, finish the job even if the SSH client goes away.
 trap '' HUP PIPE
+# The config holds every user's bcrypt hash and the key is the server's: both arrive 0600 in
+# the bundle, and nothing made here (staging, folders, copies) may be readable by other users
+# of the server. The container still reads them: the official image runs nats-server as root.
+umask 077
 cd "$HOME" 2>/dev/null || cd /
 find_docker || exit 1
+
+# Runs "$@" for at most $1 seconds (coreutils' or BusyBox's `timeout`); 124 when it ran out.
+# SIGKILL follows SIGTERM: an attached `docker run` passes SIGTERM on to its container instead
+# of exiting. The two `timeout`s exit differently when they kill (124, 137, 143), so running
+# out is told by the clock. The child does not get fd 9, the lock: only this script holds it.
+bounded() {
+  s=$1; shift
+  if command -v timeout >/dev/null 2>&1; then
+    t0=$(date +%s)
+    timeout -k 5 "$s" "$@" 9>&-
+    rc=$?
+    [ $rc -ne 0 ] && [ $(($(date +%s) - t0)) -ge "$s" ] && rc=124
+    return $rc
+  else
+    "$@" 9>&-
+  fi
+}
 [ -n "$COMPOSE" ] || { say error "neither 'docker compose' nor 'docker-compose' is installed"; exit 1; }
 
-mkdir -p "$DIR" && cd "$DIR" || { say error "cannot create $DIR"; exit 1; }
+mkdir -p "$DIR" && enter_dir "$DIR" || { say error "cannot create $DIR"; exit 1; }
 # nats-data is JetStream's storage: created once, never touched again.
 mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $PWD"; exit 1; }
+set_project
 
 # One apply at a time per deployment. A run that was killed or interrupted after its upload
 # goes on applying here (HUP is ignored above), and the next run must neither clear its staging
@@ -27,7 +60,7 @@ mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $
 # has no -w (a bounded wait): polling -n until a deadline works with both.
 if command -v flock >/dev/null 2>&1; then
   exec 9>>.natsup/lock
-  lock_wait=$((TIMEOUT * 2 + 120))
+  lock_wait=$LOCK_TIMEOUT
   lock_deadline=$(($(date +%s) + lock_wait))
   until flock -n 9; do
     if [ "$(date +%s)" -gt "$lock_deadline" ]; then
@@ -37,6 +70,23 @@ if command -v flock >/dev/null 2>&1; then
     sleep 0.2
   done
 fi
+install_file() { # src dest: atomic within the destination directory
+  cp -p "$1" "$2.natsup-tmp" && mv -f "$2.natsup-tmp" "$2"
+}
+
+FOLLOW_UP=""
+case "$ACTION" in
+  confirm) FOLLOW_UP=confirm ;;
+  undo-*) FOLLOW_UP=undo; ACTION=${ACTION#undo-} ;;
+esac
+if [ -n "$FOLLOW_UP" ] && ! printf '%s\n' "$MANIFEST" | sed '/^$/d' | sha256sum -c >/dev/null 2>&1; then
+  say rejected "the live files changed since natsup applied them; run the same command again"
+  exit 3
+fi
+
+# The upload, its checks and the commit; a follow-up skips them (not indented, to keep the
+# history of these lines readable).
+if [ -z "$FOLLOW_UP" ]; then
 rm -rf .natsup/staging && mkdir .natsup/staging
 
 if ! tar -xpmf - --no-same-owner -C .natsup/staging 2>.natsup/tar.err; then
@@ -53,9 +103,16 @@ if ! (cd .natsup/staging && printf '%s\n' "$MANIFEST" | sed '/^$/d' | sha256sum 
   exit 3
 fi
 
-if ! $DOCKER image inspect "$IMAGE" >/dev/null 2>&1; then
-  if ! $DOCKER pull "$IMAGE" >&2; then
-    say rejected "cannot pull image $IMAGE"
+if ! bounded "$STEP_TIMEOUT" $DOCKER image inspect "$IMAGE" >/dev/null 2>&1; then
+  say step "pulling the image"
+  bounded "$PULL_TIMEOUT" $DOCKER pull "$IMAGE" >&2
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    if [ $rc = 124 ]; then
+      say rejected "pulling image $IMAGE did not finish within ${PULL_TIMEOUT}s"
+    else
+      say rejected "cannot pull image $IMAGE"
+    fi
     rm -rf .natsup/staging
     exit 3
   fi
@@ -65,23 +122,34 @@ fi
 # run. Everywhere else the new config is checked before anything live changes.
 first_start=no
 [ "$ACTION" = start ] && [ ! -f nats-config/nats-server.conf ] && [ -z "$(find_container)" ] && first_start=yes
-if [ $first_start = no ] && ! out=$($DOCKER run --rm --network none -v "$PWD/.natsup/staging/nats-config:/config:ro" \
-      "$IMAGE" -t -c /config/nats-server.conf 2>&1); then
-  say rejected "nats-server refused the new configuration"
-  say nats_error "$(printf '%s' "$out" | b64)"
-  rm -rf .natsup/staging
-  exit 3
+if [ $first_start = no ]; then
+  say step "validating the new configuration"
+  # Named, so that a run that ran out can remove it: killing `docker run` does not stop the
+  # container, and a PID 1 without handlers ignores the SIGTERM docker passes on.
+  validator=natsup-validate-$$-$(date +%s)
+  out=$(bounded "$VALIDATE_TIMEOUT" $DOCKER run --rm --name "$validator" --network none \
+      -v "$PWD/.natsup/staging/nats-config:/config:ro" "$IMAGE" -t -c /config/nats-server.conf 2>&1)
+  rc=$?
+  if [ $rc = 124 ]; then
+    bounded "$STEP_TIMEOUT" $DOCKER rm -f "$validator" >/dev/null 2>&1
+    say rejected "\`nats-server -t\` in image $IMAGE did not finish within ${VALIDATE_TIMEOUT}s (does the image run nats-server?); its container was removed"
+    rm -rf .natsup/staging
+    exit 3
+  elif [ $rc -ne 0 ]; then
+    say rejected "nats-server refused the new configuration"
+    say nats_error "$(printf '%s' "$out" | b64)"
+    rm -rf .natsup/staging
+    exit 3
+  fi
 fi
 
-# A deployment natsup did not make yet (the tutorial's, say) counts as applied as it stands.
+# Files no change has confirmed yet (natsup's own compose file copied by hand, say) count as
+# applied as they stand.
 for f in docker-compose.yaml nats-config/nats-server.conf; do
   a=.natsup/applied/${f##*/}
   [ -f "$a" ] || [ ! -f "$f" ] || cp -p "$f" "$a"
 done
 
-install_file() { # src dest: atomic within the destination directory
-  cp -p "$1" "$2.natsup-tmp" && mv -f "$2.natsup-tmp" "$2"
-}
 for f in .natsup/staging/nats-config/*.pem; do
   n=${f##*/}
   cmp -s "$f" "nats-config/$n" || install_file "$f" "nats-config/$n" || { say error "cannot write nats-config/$n"; exit 1; }
@@ -91,22 +159,32 @@ install_file .natsup/staging/docker-compose.yaml docker-compose.yaml || { say er
 mv -f .natsup/staging/nats-config/nats-server.conf nats-config/nats-server.conf || { say error "cannot write nats-config/nats-server.conf"; exit 1; }
 rm -rf .natsup/staging
 say committed yes
+fi
 
-log_lines() { $DOCKER logs "$1" 2>&1 | wc -l; }
+# Older natsup versions wrote the config 0644, and `cp -p` keeps a mode: take group and other
+# access off every file that holds a hash or a key, live or kept for a rollback.
+private_files() {
+  chmod go= nats-config/nats-server.conf .natsup/applied/nats-server.conf nats-config/*key*.pem 2>/dev/null
+  return 0
+}
+private_files
+
+log_lines() { bounded "$STEP_TIMEOUT" $DOCKER logs "$1" 2>&1 | wc -l; }
 
 # Waits for nats-server to log the outcome of a SIGHUP sent when the log had $2 lines.
 wait_reload() {
-  i=0
-  while [ $i -lt $((TIMEOUT * 10)) ]; do
-    new=$($DOCKER logs "$1" 2>&1 | tail -n +$(($2 + 1)))
+  deadline=$(($(date +%s) + TIMEOUT))
+  while [ "$(date +%s)" -le "$deadline" ]; do
+    new=$(bounded "$STEP_TIMEOUT" $DOCKER logs "$1" 2>&1 | tail -n +$(($2 + 1)))
     case "$new" in
       *"Reloaded server configuration"*) return 0 ;;
       *"Failed to reload"*) say failure "$(printf '%s' "$new" | b64)"; return 1 ;;
     esac
-    sleep 0.1; i=$((i + 1))
+    sleep 0.1
   done
-  say failure "$(printf 'nats-server did not confirm the reload within %ss' "$TIMEOUT" | b64)"
-  return 1
+  # Neither line came (a rotated log, a slow reload): natsup decides.
+  say unconfirmed "$(printf 'nats-server did not log the outcome of the reload within %ss' "$TIMEOUT" | b64)"
+  return 2
 }
 
 # Waits until the container runs and nats-server says it is ready, reading only the logs of
@@ -115,52 +193,93 @@ wait_reload() {
 # `logs --since StartedAt` would miss lines nats-server writes before Docker records the
 # start.) A restart count that moves while we wait is a crash loop.
 wait_ready() {
-  i=0
+  started=$(date +%s)
   first=""
+  status=""
+  restarts=""
   before_id=$1
   before_lines=$2
-  while [ $i -lt $((TIMEOUT * 10)) ]; do
+  while [ "$(date +%s)" -le $((started + TIMEOUT)) ]; do
     id=$(find_container)
     if [ -n "$id" ]; then
-      st=$($DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}' "$id" 2>/dev/null)
+      st=$(bounded "$STEP_TIMEOUT" $DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}' "$id" 2>/dev/null)
       status=${st%%|*}; restarts=${st#*|}
       [ -n "$first" ] || first=$restarts
       if [ "$status" = running ] && [ "$restarts" = "$first" ]; then
         skip=0
         [ "$id" = "$before_id" ] && skip=$before_lines
-        $DOCKER logs "$id" 2>&1 | tail -n +$((skip + 1)) | grep -q "Server is ready" && return 0
-      elif [ $i -gt 10 ] && { [ "$restarts" != "$first" ] || [ "$status" = exited ] || [ "$status" = dead ]; }; then
-        say failure "$($DOCKER logs --tail 30 "$id" 2>&1 | b64)"
+        if ! bounded "$STEP_TIMEOUT" $DOCKER logs --tail 1 "$id" >/dev/null 2>&1; then
+          say unconfirmed "$(printf 'the container runs, and its log cannot be read' | b64)"
+          return 2
+        fi
+        bounded "$STEP_TIMEOUT" $DOCKER logs "$id" 2>&1 | tail -n +$((skip + 1)) | grep -q "Server is ready" && return 0
+      elif [ "$(date +%s)" -gt $((started + 1)) ] && { [ "$restarts" != "$first" ] || [ "$status" = exited ] || [ "$status" = dead ]; }; then
+        say failure "$(bounded "$STEP_TIMEOUT" $DOCKER logs --tail 30 "$id" 2>&1 | b64)"
         return 1
       fi
     fi
-    sleep 0.1; i=$((i + 1))
+    sleep 0.1
   done
   id=$(find_container)
-  say failure "$( { printf 'not ready within %ss\n' "$TIMEOUT"; [ -n "$id" ] && $DOCKER logs --tail 30 "$id" 2>&1; } | b64)"
+  if [ "$status" = running ] && [ "$restarts" = "$first" ]; then
+    # Running all along, but the ready line never showed (a rotated log): natsup decides.
+    say unconfirmed "$(printf 'the container runs, and nats-server did not log that it is ready within %ss' "$TIMEOUT" | b64)"
+    return 2
+  fi
+  say failure "$( { printf 'not ready within %ss\n' "$TIMEOUT"; [ -n "$id" ] && bounded "$STEP_TIMEOUT" $DOCKER logs --tail 30 "$id" 2>&1; } | b64)"
   return 1
 }
 
-# Runs $1 (reload | start | recreate) and waits for its outcome.
+# Runs $1 (reload | start | recreate) and waits for its outcome: 0 confirmed, 1 failed,
+# 2 unconfirmed (the log cannot tell).
 act() {
   case "$1" in
     reload)
       id=$(find_container)
       n=$(log_lines "$id")
-      $DOCKER kill -s HUP "$id" >/dev/null && wait_reload "$id" "$n" ;;
+      bounded "$STEP_TIMEOUT" $DOCKER kill -s HUP "$id" >/dev/null || return 1
+      if ! bounded "$STEP_TIMEOUT" $DOCKER logs --tail 1 "$id" >/dev/null 2>&1; then
+        say unconfirmed "$(printf 'the reload was signalled, and the log cannot be read' | b64)"
+        return 2
+      fi
+      wait_reload "$id" "$n" ;;
     start | recreate)
       id=$(find_container)
       n=0
       [ -z "$id" ] || n=$(log_lines "$id")
       flag=""
       [ "$1" = start ] || flag=--force-recreate
-      $COMPOSE up -d $flag >&2 && wait_ready "$id" "$n" ;;
+      if [ "$1" = recreate ] && [ "$PROJECT" != "$OWN_PROJECT" ]; then
+        # The container is an adopted one, under the folder's name: this restart moves it to
+        # natsup's own project (`down` takes its container and network).
+        bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) down >&2 2>&1
+        PROJECT=$OWN_PROJECT
+      fi
+      bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) up -d $flag >&2
+      rc=$?
+      if [ $rc = 124 ]; then
+        say failure "$(printf '`compose up -d %s` did not finish within %ss' "$flag" "$COMPOSE_TIMEOUT" | b64)"
+        return 1
+      fi
+      [ $rc = 0 ] && wait_ready "$id" "$n" ;;
     none)
       return 0 ;;
   esac
 }
 
-if act "$ACTION"; then
+say step "starting the server"
+case "$FOLLOW_UP" in
+  confirm) outcome=0 ;;
+  undo) outcome=1 ;;
+  *)
+    act "$ACTION"
+    outcome=$?
+    if [ $outcome = 2 ]; then
+      say result unconfirmed
+      exit 6
+    fi ;;
+esac
+if [ $outcome = 0 ]; then
   for f in docker-compose.yaml nats-config/nats-server.conf; do
     install_file "$f" ".natsup/applied/${f##*/}"
   done
@@ -177,11 +296,14 @@ fi
 if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compose.yaml ]; then
   install_file .natsup/applied/docker-compose.yaml docker-compose.yaml
   install_file .natsup/applied/nats-server.conf nats-config/nats-server.conf
+  private_files
   case "$ACTION" in
     reload) back=reload ;;
     *) back=recreate ;;
   esac
-  if act "$back"; then
+  # The old config ran before, so a rollback the log cannot confirm (2) counts.
+  act "$back"
+  if [ $? != 1 ]; then
     say result rolled-back
     exit 4
   fi
@@ -189,6 +311,6 @@ if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compos
   exit 5
 fi
 # A first start that failed has nothing to go back to: stop it rather than let it crash-loop.
-$COMPOSE down >&2 2>&1
+bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) down >&2 2>&1
 say result stopped
 exit 4

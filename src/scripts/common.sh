@@ -33,11 +33,58 @@ find_docker() {
   say compose "${COMPOSE:-missing}"
 }
 
-# The nats container of the compose project in $PWD. Compose labels every container with its
-# project's working directory, under v1 and v2 alike, so this needs no project-name guess and
-# no (slow) compose call.
+# Enters the deployment directory $1 by its physical path. Compose v1 labels a container with
+# the physical path of its project folder and v2 with the path it was run from, so through a
+# symlink the two would differ; from here on $PWD is the physical path for both, and
+# LOGICAL_DIR the path as given, to find containers an earlier run made from it.
+enter_dir() {
+  cd "$1" && LOGICAL_DIR=$PWD && cd -P .
+}
+
+# Sets PROJECT, the Compose project of the deployment in $PWD, which every compose call names.
+# Compose would name it after the folder, so two deployments in folders of one name (two
+# users' ~/nats-bits) were one project and the second `up` replaced the first one's server.
+# natsup's own name (OWN_PROJECT) is the deployment's name and a hash of the physical path.
+# A nats container made here under the folder's name (by natsup before it named projects) is
+# adopted as it stands, with no restart; the next recreate, a restart anyway, moves it.
+# DIR_CONTAINERS keeps what one `docker ps` said about the containers made from this folder.
+set_project() {
+  OWN_PROJECT="$PROJECT_PREFIX-$(printf '%s' "$PWD" | sha256sum | cut -c 1-8)"
+  DIR_CONTAINERS=$(dir_containers)
+  PROJECT=$(printf '%s\n' "$DIR_CONTAINERS" | OWN="$OWN_PROJECT" awk -F '|' '
+    $3 == "nats" && $2 == ENVIRON["OWN"] { own = $2 }
+    $3 == "nats" && first == "" { first = $2 }
+    END { print (own != "" ? own : (first != "" ? first : ENVIRON["OWN"])) }')
+}
+
+# `ID|PROJECT|SERVICE|FOLDER` of each Compose container made from this folder, by any project,
+# newest first.
+dir_containers() {
+  $DOCKER ps -a --no-trunc --filter label=com.docker.compose.project.working_dir \
+    --format '{{.ID}}|{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.service"}}|{{.Label "com.docker.compose.project.working_dir"}}' |
+    HERE="$PWD" GIVEN="$LOGICAL_DIR" awk -F '|' '$4 == ENVIRON["HERE"] || $4 == ENVIRON["GIVEN"]'
+}
+
+# The nats container of $PROJECT (labels, under v1 and v2 alike: no slow compose call).
 find_container() {
   $DOCKER ps -aq --no-trunc \
-    --filter "label=com.docker.compose.project.working_dir=$PWD" \
+    --filter "label=com.docker.compose.project=$PROJECT" \
     --filter "label=com.docker.compose.service=nats" | head -n 1
+}
+
+# Compose on this deployment's project and file only: a compose.yaml someone left beside it
+# would otherwise be read first by Compose v2.
+# The arguments of every compose call: natsup's project name, and its file unless the operator
+# set COMPOSE_FILE on the server: Compose reads that list itself (e.g. natsup's file plus an
+# override that sets a log driver), and `-f` would drop it. PROJECT has no spaces (the
+# deployment's [a-z0-9_-] name and hex), so the unquoted expansion splits only between words.
+compose_args() {
+  if [ -n "${COMPOSE_FILE:-}" ]; then
+    echo "-p $PROJECT"
+  else
+    echo "-p $PROJECT -f docker-compose.yaml"
+  fi
+}
+compose() {
+  $COMPOSE $(compose_args) "$@"
 }

@@ -7,8 +7,13 @@ find_docker || true
 INDIR=""
 if [ -d "$DIR" ]; then
   if [ -w "$DIR" ]; then say dir writable; else say dir readonly; fi
-  cd "$DIR" && INDIR=yes
+  enter_dir "$DIR" && INDIR=yes
   say dir_abs "$PWD"
+  # natsup's own mark: apply.sh makes .natsup/ before anything else in a deployment.
+  [ -d .natsup ] && say marker yes
+  for f in compose.yaml compose.yml docker-compose.yml; do
+    [ -f "$f" ] && say compose_file "$f"
+  done
   for f in docker-compose.yaml nats-config/nats-server.conf \
            .natsup/applied/docker-compose.yaml .natsup/applied/nats-server.conf; do
     [ -f "$f" ] && say "content:$f" "$(b64 < "$f")"
@@ -27,7 +32,14 @@ fi
 ID=""
 # $DIR may be relative to $HOME; we are inside it already when INDIR is set.
 if [ -n "$DOCKER" ] && [ -n "$INDIR" ]; then
-  ID=$(find_container)
+  set_project
+  say project "$PROJECT"
+  say project_own "$OWN_PROJECT"
+  for p in $(printf '%s\n' "$DIR_CONTAINERS" | cut -d '|' -f 2 | sort -u); do
+    [ "$p" = "$PROJECT" ] || say "dir_project:$p" yes
+  done
+  ID=$(printf '%s\n' "$DIR_CONTAINERS" | PROJECT="$PROJECT" awk -F '|' \
+    '$2 == ENVIRON["PROJECT"] && $3 == "nats" { print $1; exit }')
   if [ -n "$ID" ]; then
     say container_id "$ID"
     say container "$($DOCKER inspect -f '{{.State.Status}}|{{.State.StartedAt}}|{{.Config.Image}}|{{.RestartCount}}' "$ID")"

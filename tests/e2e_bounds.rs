@@ -1,0 +1,147 @@
+//! Bounded remote commands (issue 11, 4.1): a step that never ends on the server, or a command
+//! that never answers, ends the run within its bound, names the step, and leaves the server on
+//! its old config with no lock held and no container of the run left behind.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use natsup::remote::{LocalRemote, Remote};
+use support::workspace::{Workspace, text};
+use support::*;
+
+/// An image whose entrypoint never exits, `-t` included, built from tests/assets/hang.c.
+/// On Drop it removes every container made from it, by id, and then itself.
+struct HangingImage(String);
+
+impl HangingImage {
+    fn build() -> HangingImage {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/assets/hang.c");
+        run(Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(dir.path().join("nats-server"))
+            .arg(src));
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY nats-server /nats-server\nENTRYPOINT [\"/nats-server\"]\n",
+        )
+        .unwrap();
+        let tag = format!("natsup-test/hang:{}", unique_name("h"));
+        run(Command::new("docker")
+            .args(["build", "-q", "-t", &tag])
+            .arg(dir.path()));
+        HangingImage(tag)
+    }
+
+    fn containers(&self) -> Vec<String> {
+        let out = run(Command::new("docker").args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("ancestor={}", self.0),
+        ]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for HangingImage {
+    fn drop(&mut self) {
+        for id in self.containers() {
+            let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+        }
+        let _ = Command::new("docker")
+            .args(["image", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
+/// Runs natsup, killing it (by pid) if it is still running after `limit`.
+fn run_within(ws: &Workspace, args: &[&str], limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = ws
+        .natsup()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "natsup {args:?} still ran after {limit:?}; killed:\n{}",
+                text(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child.wait_with_output().unwrap(), started.elapsed())
+}
+
+#[test]
+fn an_image_whose_entrypoint_never_exits_fails_validation_within_its_bound() {
+    let hang = HangingImage::build();
+    let sshd = Sshd::start();
+    let ws = Workspace::deployed("boundhang", &sshd);
+    let id = ws.project.container_id();
+    let started = ws.project.started_at(&id);
+    let live_before = ws.live_conf();
+
+    // Validation gets --timeout: 5 s here, and the run a minute at most around it.
+    let (out, took) = run_within(
+        &ws,
+        &["up", "--image", &hang.0, "--timeout", "5"],
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("validating the new configuration"), "{err}");
+    assert!(err.contains("did not finish within 5s"), "{err}");
+    assert!(err.contains("nothing on the server was changed"), "{err}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+
+    assert_eq!(
+        hang.containers(),
+        Vec::<String>::new(),
+        "a container was left"
+    );
+    assert_eq!(ws.project.container_id(), id, "the server was replaced");
+    assert_eq!(ws.project.started_at(&id), started, "the server restarted");
+    assert_eq!(ws.live_conf(), live_before, "the live config changed");
+    let compose = std::fs::read_to_string(ws.remote_dir.join("docker-compose.yaml")).unwrap();
+    assert!(!compose.contains("natsup-test/hang"), "{compose}");
+    ws.verify(&[]);
+
+    // Nothing holds the server's lock: the next run goes straight through.
+    let (out, took) = run_within(&ws, &["up"], Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    assert!(took < Duration::from_secs(30), "waited {took:?} for a lock");
+}
+
+#[test]
+fn a_remote_command_that_never_answers_ends_at_its_bound_naming_the_step() {
+    let rt = support::workspace::runtime();
+    let mut remote = LocalRemote::default();
+    let started = Instant::now();
+    let err = rt
+        .block_on(remote.run_within(
+            "applying the change",
+            "sleep 60",
+            &[],
+            Duration::from_secs(1),
+        ))
+        .expect_err("sleep 60 cannot finish within 1 s");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let message = err.to_string();
+    assert!(message.contains("applying the change"), "{message}");
+    assert!(message.contains("did not answer within 1s"), "{message}");
+}
