@@ -365,6 +365,49 @@ fn bootstrap_with_issuer_acme_serves_pebbles_certificate() {
     assert_eq!(responder_containers(), "");
     assert!(!ws.remote_dir.join(".natsup/acme-www").exists());
 
+    // Clients are handed no CA: bevygap's connect then uses the system's roots.
+    let out = natsup_ok(&ws, &pebble, &["env", "gameserver", "--format", "json"]);
+    let env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(env.get("NATS_CA").is_none(), "{env}");
+    assert!(env.get("NATS_HOST").is_some(), "{env}");
+    let out = natsup_ok(&ws, &pebble, &["env", "gameserver", "--ca-arg"]);
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(
+        text(&out).contains("no CA is needed: the server's certificate is publicly trusted"),
+        "{}",
+        text(&out)
+    );
+    let bundle = ws.path().join("bundle");
+    natsup_ok(&ws, &pebble, &["bundle", "gameserver", "--out", "bundle"]);
+    assert!(!bundle.join("rootCA.pem").exists());
+    let env_file = std::fs::read_to_string(bundle.join("nats.env")).unwrap();
+    assert!(!env_file.contains("NATS_CA"), "{env_file}");
+    natsup_ok(&ws, &pebble, &["context", "--user", "matchmaker"]);
+    let context: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            ws.path()
+                .join(format!("xdg/nats/context/{}-matchmaker.json", ws_name(&ws))),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(context["ca"], "", "{context}");
+
+    // verify checks the chain against the system's roots (here: pebble's) and says whose.
+    let out = natsup_ok(&ws, &pebble, &untimed(&["verify"]));
+    assert!(
+        text(&out).contains("publicly trusted, issued by CN=Pebble Intermediate CA"),
+        "{}",
+        text(&out)
+    );
+    let natsup_ca = ws.state_dir().join(ws_name(&ws)).join("ca/rootCA.pem");
+    let out = natsup(
+        &ws,
+        &pebble,
+        &untimed(&["verify", "--ca", natsup_ca.to_str().unwrap()]),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
     // Again: nothing to do, same certificate, no new order.
     let out = natsup_ok(&ws, &pebble, &["up"]);
     assert!(text(&out).contains("plan: nothing"), "{}", text(&out));
