@@ -248,18 +248,15 @@ fn a_config_nats_server_refuses_changes_nothing_live() {
     let started = ws.project.started_at(&id);
     let live_before = ws.live_conf();
 
-    // A server key that does not match its certificate (a damaged state dir), together with a
-    // new user: nats-server -t refuses the pair, so the reload must not happen at all.
-    let key = ws.state_dir().join("sshrefused/server/nats-server-key.pem");
-    let good_key = std::fs::read(&key).unwrap();
-    let other = natsup::pki::new_ca("other", time::OffsetDateTime::now_utc()).unwrap();
-    std::fs::write(&key, other.key_pem().expose()).unwrap();
+    // A new user, validated by an image whose config check refuses it: the reload must not
+    // happen at all.
+    let refusing = StandInImage::build("refuses.c");
     ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
-    let out = ws.run(&["up"]);
+    let out = ws.run(&["up", "--image", &refusing.0]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = stderr(&out);
     assert!(err.contains("nats-server refused"), "{err}");
-    assert!(err.contains("does not match"), "{err}");
+    assert!(err.contains("stand-in refuses this configuration"), "{err}");
     assert!(err.contains("nothing on the server was changed"), "{err}");
     assert_eq!(ws.live_conf(), live_before, "the live config changed");
     assert_eq!(ws.project.started_at(&id), started);
@@ -268,21 +265,32 @@ fn a_config_nats_server_refuses_changes_nothing_live() {
         "staging was left behind"
     );
 
-    // With the key repaired, the next up applies the new user by reload.
-    std::fs::write(&key, good_key).unwrap();
+    // A server key that does not match its certificate (a run stopped between writing the
+    // two) never reaches the server: opening the state issues a new pair, and the new user
+    // goes out by reload with it.
+    let key = ws.state_dir().join("sshrefused/server/nats-server-key.pem");
+    let other = natsup::pki::new_ca("other", time::OffsetDateTime::now_utc()).unwrap();
+    std::fs::write(&key, other.key_pem().expose()).unwrap();
     let out = ws.ok(&["up"]);
-    assert!(stderr(&out).contains("reloaded"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("issued a server certificate") && stderr(&out).contains("reloaded"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(ws.project.started_at(&id), started);
     assert!(ws.live_conf().contains("analytics"));
 }
 
-/// An image whose nats-server passes `-t` and then exits 1, built from tests/assets/crashy.c.
-struct CrashyImage(String);
+/// An image whose nats-server is a stand-in built from tests/assets/`source`: crashy.c passes
+/// `-t` and then exits 1; refuses.c refuses every config at `-t`.
+struct StandInImage(String);
 
-impl CrashyImage {
-    fn build() -> CrashyImage {
+impl StandInImage {
+    fn build(source: &str) -> StandInImage {
         let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/assets/crashy.c");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/assets")
+            .join(source);
         run(Command::new("gcc")
             .args(["-static", "-O2", "-o"])
             .arg(dir.path().join("nats-server"))
@@ -292,15 +300,15 @@ impl CrashyImage {
             "FROM scratch\nCOPY nats-server /nats-server\nENTRYPOINT [\"/nats-server\"]\n",
         )
         .unwrap();
-        let tag = format!("natsup-test/crashy:{}", unique_name("c"));
+        let tag = format!("natsup-test/standin:{}", unique_name("c"));
         run(Command::new("docker")
             .args(["build", "-q", "-t", &tag])
             .arg(dir.path()));
-        CrashyImage(tag)
+        StandInImage(tag)
     }
 }
 
-impl Drop for CrashyImage {
+impl Drop for StandInImage {
     fn drop(&mut self) {
         let _ = Command::new("docker")
             .args(["image", "rm", "-f", &self.0])
@@ -310,7 +318,7 @@ impl Drop for CrashyImage {
 
 #[test]
 fn a_server_that_will_not_start_is_rolled_back() {
-    let crashy = CrashyImage::build();
+    let crashy = StandInImage::build("crashy.c");
     let sshd = Sshd::start();
     let ws = Workspace::deployed("sshrollback", &sshd);
     let good_image = test_image();
@@ -518,7 +526,7 @@ fn ssh_cut_mid_upload_leaves_the_old_config_live_and_the_next_up_clean() {
 
 #[test]
 fn a_first_start_that_fails_leaves_nothing_running_and_the_next_up_starts() {
-    let crashy = CrashyImage::build();
+    let crashy = StandInImage::build("crashy.c");
     let sshd = Sshd::start();
     let ws = Workspace::new("firstfail");
     ws.init_ssh("sshfirstfail", &sshd);
