@@ -408,6 +408,17 @@ fn bootstrap_with_issuer_acme_serves_pebbles_certificate() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
+    // natsup's CA signs nothing served: rotating it is refused, with nothing made.
+    let out = natsup(&ws, &pebble, &["rotate-ca", "--begin"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nothing to rotate"), "{}", text(&out));
+    assert!(
+        !ws.state_dir()
+            .join(ws_name(&ws))
+            .join("ca/next-rootCA.pem")
+            .exists()
+    );
+
     // Again: nothing to do, same certificate, no new order.
     let out = natsup_ok(&ws, &pebble, &["up"]);
     assert!(text(&out).contains("plan: nothing"), "{}", text(&out));
