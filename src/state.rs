@@ -513,7 +513,11 @@ impl State {
     pub fn acme_due(&self, config: &Config, now: OffsetDateTime) -> Option<String> {
         config.acme()?;
         if !self.publicly_trusted {
-            return Some("none from the ACME CA yet".into());
+            return Some(if self.dir.acme_cert().exists() {
+                "the ACME certificate's names differ from the config's public names".into()
+            } else {
+                "none from the ACME CA yet".into()
+            });
         }
         self.server_info.renewal_reason(now)
     }

@@ -333,6 +333,12 @@ fn bootstrap_with_issuer_acme_serves_pebbles_certificate() {
     );
     assert!(said.contains("the ACME CA issued certificate"), "{said}");
     assert!(said.contains("OK: 15 of 15 checks OK"), "{said}");
+    // One connection for the order and the deployment, shown once.
+    let connected = said
+        .lines()
+        .filter(|l| l.starts_with("connecting to") && !l.ends_with("..."))
+        .count();
+    assert_eq!(connected, 1, "{said}");
 
     // Every user connects trusting only pebble's root, by name.
     for user in ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"] {

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use futures_util::future::Either;
-
 use crate::acme;
 use crate::cli::{PlanArgs, UpArgs};
 use crate::deploy::{self, Node};
@@ -78,35 +76,34 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
         };
         // The ACME order runs over the connection the deployment then uses: nothing on the
         // NATS server changes unless the CA issued.
-        let opening = if acme_due.is_some() && !args.dry_run {
+        let deployed = if acme_due.is_some() && !args.dry_run {
+            let started = std::time::Instant::now();
             let mut remote = via.connected(opening).await?;
-            let issued = acme::obtain(&mut remote, config, &state.dir).await;
-            let issued = match issued {
-                Ok(issued) => issued,
-                Err(e) => {
-                    remote.close().await;
-                    return Err(e);
-                }
+            let stored = match acme::obtain(&mut remote, config, &state.dir).await {
+                Ok(issued) => state.store_acme(issued.chain_pem, issued.key_pem),
+                Err(e) => Err(e),
             };
-            state.store_acme(issued.chain_pem, issued.key_pem)?;
+            if let Err(e) = stored {
+                remote.close().await;
+                return Err(e);
+            }
             ui::note(format!(
                 "the ACME CA issued certificate {} (issuer {}, expires {})",
                 state.server_info.serial,
                 state.server_info.issuer,
                 state.server_info.not_after.date()
             ));
-            Either::Left(std::future::ready(Ok(remote)))
+            deploy::deploy_on(remote, started, &Node::of(config, state), false, timeout).await
         } else {
-            Either::Right(opening)
+            deploy::deploy_over(
+                &via,
+                opening,
+                &Node::of(config, state),
+                args.dry_run,
+                timeout,
+            )
+            .await
         };
-        let deployed = deploy::deploy_over(
-            &via,
-            opening,
-            &Node::of(config, state),
-            args.dry_run,
-            timeout,
-        )
-        .await;
         if args.dry_run {
             return deployed.map(|_| 0);
         }
