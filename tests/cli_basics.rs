@@ -377,8 +377,9 @@ fn bundle_makes_only_its_own_folder_private() {
     assert_eq!(mode(&ws.path().join("images/gs/nats.env")), 0o600);
 }
 
-/// Issue 11, 4.6 b: `render` in a git work tree leaves a `.gitignore` beside the private key,
-/// so `git add -A` cannot commit it; a `.gitignore` already there keeps its lines.
+/// Issue 11, 4.6 b: `render` in a git work tree leaves a `.gitignore` beside the private key
+/// and the config (it holds the hashes), so `git add -A` commits neither; a `.gitignore`
+/// already there keeps its lines.
 #[test]
 fn render_in_a_git_work_tree_keeps_the_key_out_of_git() {
     let ws = Workspace::new("rendergit");
@@ -403,8 +404,13 @@ fn render_in_a_git_work_tree_keeps_the_key_out_of_git() {
     let added = git(&["add", "-A", "--dry-run"]);
     let added = String::from_utf8_lossy(&added.stdout);
     assert!(!added.contains(key), "{added}");
+    // The config holds every user's bcrypt hash: it is kept out too (0600, like the key).
     assert!(
-        added.contains("natsup-out/nats-config/nats-server.conf"),
+        !added.contains("natsup-out/nats-config/nats-server.conf"),
+        "{added}"
+    );
+    assert!(
+        added.contains("natsup-out/nats-config/nats-server-cert.pem"),
         "{added}"
     );
     let ignore = std::fs::read_to_string(config_dir.join(".gitignore")).unwrap();

@@ -4,63 +4,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use natsup::remote::{LocalRemote, Remote};
+use support::standin::StandInImage;
 use support::workspace::{Workspace, text};
 use support::*;
-
-/// An image whose entrypoint never exits, `-t` included, built from tests/assets/hang.c.
-/// On Drop it removes every container made from it, by id, and then itself.
-struct HangingImage(String);
-
-impl HangingImage {
-    fn build() -> HangingImage {
-        let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/assets/hang.c");
-        run(Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
-            .arg(dir.path().join("nats-server"))
-            .arg(src));
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            "FROM scratch\nCOPY nats-server /nats-server\nENTRYPOINT [\"/nats-server\"]\n",
-        )
-        .unwrap();
-        let tag = format!("natsup-test/hang:{}", unique_name("h"));
-        run(Command::new("docker")
-            .args(["build", "-q", "-t", &tag])
-            .arg(dir.path()));
-        HangingImage(tag)
-    }
-
-    fn containers(&self) -> Vec<String> {
-        let out = run(Command::new("docker").args([
-            "ps",
-            "-aq",
-            "--no-trunc",
-            "--filter",
-            &format!("ancestor={}", self.0),
-        ]));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for HangingImage {
-    fn drop(&mut self) {
-        for id in self.containers() {
-            let _ = Command::new("docker").args(["rm", "-f", &id]).output();
-        }
-        let _ = Command::new("docker")
-            .args(["image", "rm", "-f", &self.0])
-            .output();
-    }
-}
 
 /// Runs natsup, killing it (by pid) if it is still running after `limit`.
 fn run_within(ws: &Workspace, args: &[&str], limit: Duration) -> (Output, Duration) {
@@ -88,7 +38,7 @@ fn run_within(ws: &Workspace, args: &[&str], limit: Duration) -> (Output, Durati
 
 #[test]
 fn an_image_whose_entrypoint_never_exits_fails_validation_within_its_bound() {
-    let hang = HangingImage::build();
+    let hang = StandInImage::build("hang.c");
     let sshd = Sshd::start();
     let ws = Workspace::deployed("boundhang", &sshd);
     let id = ws.project.container_id();

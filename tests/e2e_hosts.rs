@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::hosts::{Compose, Host, HostUser, Kind};
+use support::standin::StandInImage;
 use support::workspace::{Workspace, runtime, text};
 use support::*;
 
@@ -79,13 +80,25 @@ fn compose_version(id: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// One user's deployment, left running for what a test does next. Fields drop in order: the
+/// workspace's SSH masters close first, then the containers go, then the user (userdel).
+struct Case {
+    ws: Workspace,
+    project: ComposeProject,
+    user: HostUser,
+    /// The deployment folder on the user's account.
+    dir: PathBuf,
+    /// `KIND+COMPOSE (NAME)`, for assertion messages.
+    name: String,
+}
+
 /// Bootstrap, no-op, reload, password rotation, certificate renewal and verify, as `user`.
 /// `remote_dir` None leaves it unset in natsup.yaml: the deployment must land in
 /// `~/nats-bits`.
-fn day_one_and_two(host: &Host, kind: Kind, compose: Compose, remote_dir: Option<&str>) {
+fn day_one_and_two(host: &Host, kind: Kind, compose: Compose, remote_dir: Option<&str>) -> Case {
     let user = host.user(kind, compose);
     let case = format!("{kind:?}+{compose:?} ({})", user.name);
-    // Declared after the user, so dropped first: its SSH masters close before userdel.
+    // Dropped before the user: its SSH masters close before userdel.
     let ws = Workspace::new("hosts");
     if kind == Kind::BusyBox {
         // What natsup's scripts meet: BusyBox's sh (natsup runs them with `sh -c`) and tools.
@@ -174,7 +187,19 @@ fn day_one_and_two(host: &Host, kind: Kind, compose: Compose, remote_dir: Option
         "{case}: a renewal restarted"
     );
 
-    let out = ok(&ws, &untimed(&["verify"]));
+    verify_ok(&ws, &case);
+    Case {
+        ws,
+        project,
+        user,
+        dir,
+        name: case,
+    }
+}
+
+/// `natsup verify`, which must say OK.
+fn verify_ok(ws: &Workspace, case: &str) {
+    let out = ok(ws, &untimed(&["verify"]));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("OK:"),
         "{case}:\n{}",
@@ -182,17 +207,173 @@ fn day_one_and_two(host: &Host, kind: Kind, compose: Compose, remote_dir: Option
     );
 }
 
+/// 25 messages into a file-backed stream KEEP, as matchmaker.
+fn write_stream(ws: &Workspace) {
+    runtime().block_on(async {
+        let client = ws.login("matchmaker").connect().await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "KEEP".into(),
+            subjects: vec!["keep.>".into()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for i in 0..25 {
+            js.publish(format!("keep.{i}"), "kept".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// How many messages stream KEEP holds, as matchmaker.
+fn stream_messages(ws: &Workspace) -> u64 {
+    runtime().block_on(async {
+        let client = ws.login("matchmaker").connect().await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream("KEEP").await.unwrap();
+        stream.info().await.unwrap().state.messages
+    })
+}
+
+/// A change only a new container makes: JetStream limits cannot be reloaded on 2.10, so
+/// raising `max_memory_store` plans a recreate.
+fn raise_max_memory_store(ws: &Workspace, case: &str) {
+    ws.edit_config("max_memory_store: 104857600", "max_memory_store: 209715200");
+    let out = ok(ws, &["plan"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("action: recreate"),
+        "{case}:\n{}",
+        text(&out)
+    );
+}
+
+/// After [`day_one_and_two`], on the same deployment: a recreate that keeps JetStream messages,
+/// a rollback from an image whose nats-server passes `-t` and then exits, and a CA rotation.
+fn recreate_rollback_and_ca_rotation(case: &Case, crashy: &StandInImage) {
+    let Case {
+        ws,
+        project,
+        user,
+        dir,
+        name: case,
+    } = case;
+    let rt = runtime();
+
+    // Recreate: a new container, by the same Compose, with the stream's messages.
+    write_stream(ws);
+    let id = project.container_id();
+    let started = project.started_at(&id);
+    raise_max_memory_store(ws, case);
+    let out = ok(ws, &["up"]);
+    assert!(text(&out).contains("recreated"), "{case}:\n{}", text(&out));
+    let id = project.container_id();
+    assert_ne!(
+        project.started_at(&id),
+        started,
+        "{case}: the container was not recreated"
+    );
+    let version = compose_version(&id);
+    assert!(
+        version.starts_with(user.compose.label_major()),
+        "{case}: the recreate was made by Compose {version:?}"
+    );
+    assert_eq!(
+        stream_messages(ws),
+        25,
+        "{case}: JetStream messages were lost in the recreate"
+    );
+
+    // Rollback: the new image starts and exits; the last good container comes back.
+    let out = natsup(ws, &["up", "--image", &crashy.0, "--timeout", "10"]);
+    assert_eq!(out.status.code(), Some(1), "{case}:\n{}", text(&out));
+    assert!(
+        text(&out).contains("rolled back"),
+        "{case}:\n{}",
+        text(&out)
+    );
+    let back = project.container_id();
+    let image = run(Command::new("docker").args(["inspect", "-f", "{{.Config.Image}}", &back]));
+    assert_eq!(
+        String::from_utf8_lossy(&image.stdout).trim(),
+        test_image(),
+        "{case}: the rollback did not bring the last good image back"
+    );
+    assert!(
+        crashy.containers().is_empty(),
+        "{case}: a container of the crashing image was left"
+    );
+    let compose = std::fs::read_to_string(dir.join("docker-compose.yaml")).unwrap();
+    assert!(!compose.contains(&crashy.0), "{case}: {compose}");
+    assert_eq!(
+        stream_messages(ws),
+        25,
+        "{case}: the rollback lost messages"
+    );
+    let out = ok(ws, &["up"]);
+    assert!(
+        text(&out).contains("nothing to do"),
+        "{case}: after the rollback:\n{}",
+        text(&out)
+    );
+
+    // CA rotation: bundle clients connect through it; then only the new CA is trusted.
+    let started = project.started_at(&back);
+    let old_ca = ws.login("matchmaker").ca_pem;
+    ok(ws, &["rotate-ca", "--begin"]);
+    let bundle = ws.login("matchmaker");
+    assert_eq!(natsup::pki::pem_blocks(&bundle.ca_pem).len(), 2, "{case}");
+    let client = rt
+        .block_on(bundle.connect())
+        .unwrap_or_else(|e| panic!("{case}: the bundle does not connect: {e}"));
+    let out = ok(ws, &["rotate-ca", "--finish"]);
+    assert!(
+        text(&out).contains("old CA is retired"),
+        "{case}:\n{}",
+        text(&out)
+    );
+    rt.block_on(client.flush())
+        .unwrap_or_else(|e| panic!("{case}: the bundle client was cut off: {e}"));
+    let new = ws.login("matchmaker");
+    assert_ne!(new.ca_pem, old_ca, "{case}");
+    rt.block_on(new.connect())
+        .unwrap_or_else(|e| panic!("{case}: the new CA does not connect: {e}"));
+    assert!(
+        rt.block_on(new.trusting(&old_ca).connect()).is_err(),
+        "{case}: a client trusting only the old CA was accepted"
+    );
+    assert_eq!(
+        project.started_at(&back),
+        started,
+        "{case}: the CA rotation restarted the server"
+    );
+    verify_ok(ws, case);
+}
+
 #[test]
 fn docker_group_user_on_compose_v2_and_sudo_user_on_compose_v1() {
     let host = Host::start();
-    day_one_and_two(&host, Kind::DockerGroup, Compose::V2, None);
-    day_one_and_two(&host, Kind::Sudo, Compose::V1, Some("nats-sudo"));
+    let crashy = StandInImage::build("crashy.c");
+    let case = day_one_and_two(&host, Kind::DockerGroup, Compose::V2, None);
+    recreate_rollback_and_ca_rotation(&case, &crashy);
+    drop(case);
+    let case = day_one_and_two(&host, Kind::Sudo, Compose::V1, Some("nats-sudo"));
+    recreate_rollback_and_ca_rotation(&case, &crashy);
 }
 
 #[test]
 fn busybox_host_on_compose_v2_and_docker_group_user_on_compose_v1() {
     let host = Host::start();
-    day_one_and_two(&host, Kind::BusyBox, Compose::V2, Some("nats-busybox"));
+    drop(day_one_and_two(
+        &host,
+        Kind::BusyBox,
+        Compose::V2,
+        Some("nats-busybox"),
+    ));
     day_one_and_two(&host, Kind::DockerGroup, Compose::V1, Some("nats-group"));
 }
 
@@ -472,4 +653,100 @@ fn a_container_under_the_folders_project_name_is_adopted_without_a_restart() {
         .expect("the server runs under its own project");
     let out = ok(&ws, &["up"]);
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+}
+
+/// Issue 11, section 1: a deployment made by one Compose, whose user then has the other (the
+/// v2 plugin installed on a v1 host, or removed from a v2 one), is adopted as it stands: the
+/// next `up` is a no-op and a reload keeps the server's start time; the next recreate is made
+/// by the Compose the user has now, and leaves one container.
+fn taken_over(host: &Host, from: Compose, to: Compose) {
+    let mut user = host.user(Kind::DockerGroup, from);
+    let case = format!("{from:?} then {to:?} ({})", user.name);
+    // Dropped before the user: its SSH masters close before userdel.
+    let ws = Workspace::new("hostsswitch");
+    init(
+        &ws,
+        &format!("hosts{}", user.name),
+        host,
+        &user,
+        Some("nats-switch"),
+    );
+    let project = ComposeProject::new(&user.home.join("nats-switch"));
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("started in"), "{case}:\n{}", text(&out));
+    let id = project.container_id();
+    let started = project.started_at(&id);
+    assert!(
+        compose_version(&id).starts_with(from.label_major()),
+        "{case}"
+    );
+    write_stream(&ws);
+
+    match to {
+        Compose::V2 => user.switch_to_compose_v2(),
+        Compose::V1 => user.switch_to_compose_v1(),
+    }
+    let has = user.ssh("docker compose version >/dev/null 2>&1 && echo V2 || echo V1");
+    assert_eq!(has, format!("{to:?}"), "{case}: the switch did not take");
+
+    let out = ok(&ws, &["up"]);
+    assert!(
+        text(&out).contains("nothing to do"),
+        "{case}: the first up after the switch:\n{}",
+        text(&out)
+    );
+    assert_eq!(project.container_ids(), vec![id.clone()], "{case}");
+    assert_eq!(
+        project.started_at(&id),
+        started,
+        "{case}: the first up after the switch restarted the server"
+    );
+
+    ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("reloaded"), "{case}:\n{}", text(&out));
+    assert_eq!(project.container_ids(), vec![id.clone()], "{case}");
+    assert_eq!(
+        project.started_at(&id),
+        started,
+        "{case}: the reload after the switch restarted the server"
+    );
+    runtime()
+        .block_on(ws.login("analytics").connect())
+        .unwrap_or_else(|e| panic!("{case}: the reload did not take: {e}"));
+
+    raise_max_memory_store(&ws, &case);
+    let out = ok(&ws, &["up"]);
+    assert!(text(&out).contains("recreated"), "{case}:\n{}", text(&out));
+    let ids = project.container_ids();
+    assert_eq!(ids.len(), 1, "{case}: after the recreate: {ids:?}");
+    assert_ne!(ids[0], id, "{case}: the container was not recreated");
+    let version = compose_version(&ids[0]);
+    assert!(
+        version.starts_with(to.label_major()),
+        "{case}: the recreate was made by Compose {version:?}"
+    );
+    assert_eq!(
+        stream_messages(&ws),
+        25,
+        "{case}: JetStream messages were lost when the other Compose recreated"
+    );
+    let out = ok(&ws, &["up"]);
+    assert!(
+        text(&out).contains("nothing to do"),
+        "{case}:\n{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_compose_v1_deployment_is_adopted_by_compose_v2() {
+    let host = Host::start();
+    taken_over(&host, Compose::V1, Compose::V2);
+}
+
+#[test]
+fn a_compose_v2_deployment_is_adopted_by_compose_v1() {
+    let host = Host::start();
+    taken_over(&host, Compose::V2, Compose::V1);
 }

@@ -12,6 +12,7 @@ use natsup::config::Config;
 use natsup::deploy;
 use natsup::remote::{Output as RemoteOutput, Remote, SshDestination, SshRemote};
 use natsup::state::{State, StateDir};
+use support::standin::StandInImage;
 use support::workspace::{Workspace, text};
 use support::*;
 
@@ -279,41 +280,6 @@ fn a_config_nats_server_refuses_changes_nothing_live() {
     );
     assert_eq!(ws.project.started_at(&id), started);
     assert!(ws.live_conf().contains("analytics"));
-}
-
-/// An image whose nats-server is a stand-in built from tests/assets/`source`: crashy.c passes
-/// `-t` and then exits 1; refuses.c refuses every config at `-t`.
-struct StandInImage(String);
-
-impl StandInImage {
-    fn build(source: &str) -> StandInImage {
-        let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/assets")
-            .join(source);
-        run(Command::new("gcc")
-            .args(["-static", "-O2", "-o"])
-            .arg(dir.path().join("nats-server"))
-            .arg(src));
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            "FROM scratch\nCOPY nats-server /nats-server\nENTRYPOINT [\"/nats-server\"]\n",
-        )
-        .unwrap();
-        let tag = format!("natsup-test/standin:{}", unique_name("c"));
-        run(Command::new("docker")
-            .args(["build", "-q", "-t", &tag])
-            .arg(dir.path()));
-        StandInImage(tag)
-    }
-}
-
-impl Drop for StandInImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["image", "rm", "-f", &self.0])
-            .output();
-    }
 }
 
 #[test]

@@ -210,6 +210,22 @@ impl HostUser {
         self.chown(&ssh);
     }
 
+    /// Gives this user Compose v2 from now on: the plugin in `~/.docker/cli-plugins`, which
+    /// `docker compose` finds before natsup falls back to v1's `docker-compose`.
+    pub fn switch_to_compose_v2(&mut self) {
+        self.install_compose_v2();
+        self.compose = Compose::V2;
+    }
+
+    /// Takes Compose v2 away from this user: `docker compose` fails, and `docker-compose` (v1)
+    /// is what is left.
+    pub fn switch_to_compose_v1(&mut self) {
+        let plugin = self.home.join(".docker/cli-plugins/docker-compose");
+        std::fs::remove_file(&plugin)
+            .unwrap_or_else(|e| panic!("remove {}: {e}", plugin.display()));
+        self.compose = Compose::V1;
+    }
+
     fn install_compose_v2(&self) {
         let plugin = std::env::var_os("NATSUP_TEST_COMPOSE_V2")
             .map(PathBuf::from)

@@ -7,6 +7,7 @@
 pub mod hosts;
 pub mod load;
 pub mod local;
+pub mod standin;
 pub mod workspace;
 
 use std::io::Read;
