@@ -916,6 +916,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn public_names_are_what_a_public_ca_issues_for() {
+        for name in ["nats.example.com", "NATS.Example.com.", "a.b.c.example"] {
+            assert!(is_public_dns_name(name), "{name}");
+        }
+        for name in [
+            "localhost",
+            "nats",
+            "::1",
+            "127.0.0.1",
+            "203.0.113.7",
+            "x.localhost",
+        ] {
+            assert!(!is_public_dns_name(name), "{name}");
+        }
+    }
+
+    #[test]
     fn host_ports() {
         assert_eq!(host_port("::1", 4222), "[::1]:4222");
         assert_eq!(host_port("0:0::1", 4222), "[::1]:4222");
