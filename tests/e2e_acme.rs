@@ -406,6 +406,30 @@ fn bootstrap_with_issuer_acme_serves_pebbles_certificate() {
         "{}",
         text(&out)
     );
+    // The CI smoke check of a publicly trusted server: no config, no state, no CA.
+    let password = login(&ws, &pebble, "gameserver", "").password;
+    let smoke = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_natsup"))
+        .current_dir(smoke.path())
+        .env("SSL_CERT_FILE", pebble.root_file())
+        .env("NATSUP_STATE_DIR", smoke.path().join("state"))
+        .env("NATS_PASSWORD", password)
+        .args(untimed(&[
+            "verify",
+            "--url",
+            &format!("tls://{}:{}", hosts.name, ws.port),
+            "--user",
+            "gameserver",
+            "--system-roots",
+        ]))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("publicly trusted, issued by"),
+        "{}",
+        text(&out)
+    );
     let natsup_ca = ws.state_dir().join(ws_name(&ws)).join("ca/rootCA.pem");
     let out = natsup(
         &ws,
