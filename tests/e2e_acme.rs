@@ -614,6 +614,18 @@ fn renewal_orders_again_when_a_third_of_the_lifetime_is_left() {
     let (issuer, second) = served(&ws, &hosts.name);
     assert_ne!(second, first);
     assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+
+    // `renew-cert --force` orders again too, and proves the served serial.
+    let out = natsup_ok(&ws, &pebble, &["renew-cert", "--force"]);
+    let (_, third) = served(&ws, &hosts.name);
+    assert_ne!(third, second);
+    assert!(
+        text(&out).contains(&format!(
+            "the server presents certificate {third} from CN=Pebble Intermediate CA"
+        )),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
