@@ -273,11 +273,21 @@ async fn check_certificate(
     } else {
         Status::Ok
     };
-    let detail = format!(
-        "chains to the CA, names {}, expires {} ({days} days left)",
-        endpoint.host,
-        info.not_after.date()
-    );
+    // With no CA of natsup's, the chain was checked against the system's roots: say whose.
+    let detail = if endpoint.ca_pem.trim().is_empty() {
+        format!(
+            "publicly trusted, issued by {}, names {}, expires {} ({days} days left)",
+            info.issuer,
+            endpoint.host,
+            info.not_after.date()
+        )
+    } else {
+        format!(
+            "chains to the CA, names {}, expires {} ({days} days left)",
+            endpoint.host,
+            info.not_after.date()
+        )
+    };
     (server_check(name, status, detail), Some(days), serial)
 }
 
