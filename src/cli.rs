@@ -260,6 +260,10 @@ pub struct VerifyArgs {
     /// bevygap reads it].
     #[arg(long, conflicts_with = "ca")]
     pub ca_contents: Option<String>,
+    /// Smoke mode: the server's certificate is publicly trusted (`tls.issuer: acme`): check it
+    /// against this system's roots, with no CA.
+    #[arg(long, conflicts_with_all = ["ca", "ca_contents"])]
+    pub system_roots: bool,
     /// Print one JSON object instead of a table (same as --format json).
     #[arg(long, conflicts_with = "format")]
     pub json: bool,

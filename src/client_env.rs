@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use crate::state::State;
 
 /// The variables bevygap reads, for one user, with the password the server has confirmed.
+/// With a publicly trusted certificate (`tls.issuer: acme`) there is no `NATS_CA`: bevygap's
+/// connect then uses the system's roots.
 pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static str, String)>> {
     let ca_path = state.dir.ca_cert();
     let ca = std::path::absolute(&ca_path).map_err(|e| Error::io("resolve", &ca_path, e))?;
@@ -19,12 +21,15 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
             what: format!("password for user `{user}`"),
             dir: state.dir.root.clone(),
         })?;
-    Ok(vec![
+    let mut vars = vec![
         ("NATS_HOST", nats_host(config)),
         ("NATS_USER", user.to_string()),
         ("NATS_PASSWORD", password.expose().to_string()),
-        ("NATS_CA", ca.display().to_string()),
-    ])
+    ];
+    if !state.publicly_trusted {
+        vars.push(("NATS_CA", ca.display().to_string()));
+    }
+    Ok(vars)
 }
 
 /// bevygap's `NATS_HOST` is `host` or `host:port` (its README: `nats.example.com:4222` or
@@ -113,6 +118,10 @@ pub fn ca_arg(pem: &str) -> String {
         crate::remote::script::sh_quote(pem.trim_end())
     )
 }
+
+/// What `--ca-arg` and `--ca-contents` say when clients need no CA.
+pub const NO_CA_NEEDED: &str = "no CA is needed: the server's certificate is publicly trusted \
+     (tls.issuer: acme), so clients use their system's roots";
 
 /// Plain when safe; otherwise in POSIX single quotes.
 pub fn shell_quote(v: &str) -> String {

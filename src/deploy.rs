@@ -340,7 +340,19 @@ pub async fn deploy_over(
     timeout: Duration,
 ) -> Result<Deployed> {
     let started = Instant::now();
-    let mut remote = via.connected(opening).await?;
+    let remote = via.connected(opening).await?;
+    deploy_on(remote, started, node, dry_run, timeout).await
+}
+
+/// As [`deploy_over`], over a connection already open since `started` (`up` ordered an ACME
+/// certificate over it first).
+pub async fn deploy_on(
+    mut remote: AnyRemote,
+    started: Instant,
+    node: &Node,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<Deployed> {
     let result = converge(&mut remote, node, dry_run, timeout).await;
     let commands = remote.commands();
     remote.close().await;

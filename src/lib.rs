@@ -2,7 +2,8 @@
 //!
 //! Where things are:
 //! - the config is loaded and validated once, in [`config`];
-//! - certificates are made in [`pki`], passwords and their hashes in [`passwords`];
+//! - certificates are made in [`pki`], passwords and their hashes in [`passwords`]; a
+//!   publicly trusted one is ordered from an ACME CA in [`acme`] (`tls.issuer: acme`);
 //! - files are rendered in [`render`] from `templates/`;
 //! - local secrets live in [`state`];
 //! - what a command starts from (the global options, the server, the locked state) is
@@ -20,6 +21,7 @@
 //!   back in the cluster;
 //! - each subcommand is a leaf in [`commands`].
 
+pub mod acme;
 pub mod cli;
 pub mod client_env;
 pub mod cluster;

@@ -86,7 +86,7 @@ pub fn deployment_logins(
     state: &crate::state::State,
     only: Option<&str>,
 ) -> Result<(Endpoint, Vec<Login>), String> {
-    let endpoint = Endpoint::from_url(&config.url(), state.trust_pem.clone())?;
+    let endpoint = Endpoint::from_url(&config.url(), state.client_ca().to_string())?;
     let users: Vec<_> =
         match only {
             Some(name) => vec![config.user(name).ok_or_else(|| {

@@ -118,7 +118,7 @@ pub async fn settle_pending(via: &Via, config: &Config, state: &mut State) -> Re
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let target = Endpoint::from_url(&config.url(), state.trust_pem.clone())
+    let target = Endpoint::from_url(&config.url(), state.client_ca().to_string())
         .expect("a validated config always gives a valid URL");
     // Every user is asked at once: a rotation of many users costs one user's logins.
     let asked = users.iter().map(|user| {

@@ -333,6 +333,36 @@ fn issue_leaf(
     })
 }
 
+/// A new server key and the certificate signing request an ACME CA finalizes an order with:
+/// the names as DNS SANs, an empty subject (the CA takes the names from the SANs). Returns the
+/// CSR's DER and the key's PEM; the key is written by `state` only.
+pub fn acme_csr(names: &[String]) -> Result<(Vec<u8>, Secret), PkiError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err("server key"))?;
+    let mut params = CertificateParams::new(names.to_vec()).map_err(err("SAN"))?;
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params.serialize_request(&key).map_err(err("CSR"))?;
+    Ok((csr.der().to_vec(), Secret::new(key.serialize_pem())))
+}
+
+/// The roots a publicly trusted certificate chains to: the system's (rustls-native-certs,
+/// which also reads `SSL_CERT_FILE` / `SSL_CERT_DIR`), as bevygap's clients use them.
+pub fn system_roots() -> Result<rustls::RootCertStore, PkiError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(PkiError(format!(
+            "no trusted root certificates found on this system{}",
+            found
+                .errors
+                .first()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(roots)
+}
+
 /// The PEM text of each certificate in a file, in order, each ending with a newline.
 pub fn pem_blocks(pem: &str) -> Vec<String> {
     const END: &str = "-----END CERTIFICATE-----";
@@ -429,7 +459,11 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 /// A root store holding every certificate of `pem`: what a client trusts.
+/// An empty `pem` means the system's roots ([`system_roots`]): a publicly trusted certificate.
 pub fn root_store(pem: &str) -> Result<rustls::RootCertStore, PkiError> {
+    if pem.trim().is_empty() {
+        return system_roots();
+    }
     let mut roots = rustls::RootCertStore::empty();
     for ca in pem_certs(pem)? {
         roots
@@ -505,6 +539,6 @@ mod tests {
             new_ca("b", now).unwrap().cert_pem()
         );
         assert_eq!(root_store(&bundle).unwrap().len(), 2);
-        assert!(root_store("").is_err());
+        assert!(root_store("not a pem").is_err());
     }
 }

@@ -16,6 +16,9 @@
 //!                                  (instead of server/), valid for clients and routes
 //!   secrets.yaml             0600  per user: password, its bcrypt hash, when it was rotated;
 //!                                  a cluster's route credential, kept the same way
+//!   acme/account-<id>.json   0600  the ACME account (its key), one per ACME directory
+//!   acme/cert.pem            0644  the publicly trusted chain (`tls.issuer: acme`)
+//!   acme/key.pem             0600  its key, made here, never sent to the ACME CA
 //! ```
 //!
 //! Everything natsup creates is written here before any server sees it, so a run that dies
@@ -104,6 +107,33 @@ impl StateDir {
     }
     pub fn secrets(&self) -> PathBuf {
         self.root.join("secrets.yaml")
+    }
+    /// The ACME account for one directory URL: an account belongs to one CA.
+    pub fn acme_account(&self, directory_url: &str) -> PathBuf {
+        use sha2::Digest;
+        let id = hex::encode(&sha2::Sha256::digest(directory_url.as_bytes())[..8]);
+        self.root.join(format!("acme/account-{id}.json"))
+    }
+    pub fn acme_cert(&self) -> PathBuf {
+        self.root.join("acme/cert.pem")
+    }
+    pub fn acme_key(&self) -> PathBuf {
+        self.root.join("acme/key.pem")
+    }
+
+    /// The stored ACME account credentials for `directory_url` (JSON, holding its key).
+    pub fn read_acme_account(&self, directory_url: &str) -> Result<Option<Secret>> {
+        Ok(read_optional(&self.acme_account(directory_url))?.map(Secret::new))
+    }
+
+    /// Keeps a new ACME account (0600): it is made once per directory and reused.
+    pub fn write_acme_account(&self, directory_url: &str, json: &Secret) -> Result<()> {
+        create_private_dir(&self.root.join("acme"))?;
+        write_atomic(
+            &self.acme_account(directory_url),
+            json.expose().as_bytes(),
+            0o600,
+        )
     }
 
     /// Holds an exclusive lock on the deployment's state until the guard is dropped, so two
@@ -317,10 +347,15 @@ pub struct State {
     pub next_ca: Option<Ca>,
     /// What clients trust: `ca`, then `next_ca` if any (the contents of `ca/rootCA.pem`).
     pub trust_pem: String,
+    /// The certificate the server should present: from `ca`, or with `tls.issuer: acme` the
+    /// ACME CA's once there is one.
     pub server: ServerCert,
     /// `server.info()`, kept here for the many readers of the served serial and expiry.
     pub server_info: CertInfo,
     pub secrets: Secrets,
+    /// True when `server` is the ACME CA's: clients trust it through their system roots and
+    /// need no CA from natsup.
+    pub publicly_trusted: bool,
 }
 
 impl State {
@@ -379,6 +414,10 @@ impl State {
                 pair
             }
             (None, None) => unreachable!(),
+        };
+        let (server, publicly_trusted) = match acme_server(config, dir)? {
+            Some(acme) => (acme, true),
+            None => (server, false),
         };
         let server_info = server.info().clone();
 
@@ -462,6 +501,7 @@ impl State {
                 server,
                 server_info,
                 secrets,
+                publicly_trusted,
             },
             created,
         ))
@@ -470,14 +510,18 @@ impl State {
     /// Loads existing state; anything missing is an error that says how to create it.
     pub fn load(config: &Config, dir: &StateDir) -> Result<State> {
         let all: Vec<String> = config.users.iter().map(|u| u.name.clone()).collect();
-        State::load_for(dir, &all)
+        State::load_for(config, dir, &all)
     }
 
     /// Like [`load`](Self::load), but only `users` need a password: `natsup env gameserver`
     /// works while a user just added to natsup.yaml has none yet.
-    pub fn load_for(dir: &StateDir, users: &[String]) -> Result<State> {
+    pub fn load_for(config: &Config, dir: &StateDir, users: &[String]) -> Result<State> {
         let (ca, next_ca, trust_pem) = load_cas(dir)?.ok_or_else(|| dir.missing("CA"))?;
         let server = load_server(dir, false)?.ok_or_else(|| dir.missing("server certificate"))?;
+        let (server, publicly_trusted) = match acme_server(config, dir)? {
+            Some(acme) => (acme, true),
+            None => (server, false),
+        };
         let server_info = server.info().clone();
         let secrets = load_secrets(&dir.secrets())?.ok_or_else(|| dir.missing("passwords"))?;
         if let Some(user) = users.iter().find(|u| !secrets.users.contains_key(*u)) {
@@ -491,7 +535,50 @@ impl State {
             server,
             server_info,
             secrets,
+            publicly_trusted,
         })
+    }
+
+    /// What clients must trust: the CA bundle, or nothing (an empty string: the system's
+    /// roots) when the certificate is publicly trusted.
+    pub fn client_ca(&self) -> &str {
+        if self.publicly_trusted {
+            ""
+        } else {
+            &self.trust_pem
+        }
+    }
+
+    /// With `tls.issuer: acme`, why a certificate must be ordered now, if it must: none yet,
+    /// other names than the config's public ones, or a third of its lifetime left.
+    pub fn acme_due(&self, config: &Config, now: OffsetDateTime) -> Option<String> {
+        config.acme()?;
+        if !self.publicly_trusted {
+            return Some(if self.dir.acme_cert().exists() {
+                "the ACME certificate's names differ from the config's public names".into()
+            } else {
+                "none from the ACME CA yet".into()
+            });
+        }
+        self.server_info.renewal_reason(now)
+    }
+
+    /// Stores the ACME CA's chain and the key natsup made for it (key first), and makes it
+    /// the certificate the server gets.
+    pub fn store_acme(&mut self, chain_pem: String, key_pem: Secret) -> Result<()> {
+        let pair = ServerCert::from_pem(chain_pem, key_pem)
+            .map_err(|e| Error::failed(format!("the ACME CA's certificate {e}"), None))?;
+        create_private_dir(&self.dir.root.join("acme"))?;
+        write_atomic(
+            &self.dir.acme_key(),
+            pair.key_pem().expose().as_bytes(),
+            0o600,
+        )?;
+        write_atomic(&self.dir.acme_cert(), pair.cert_pem().as_bytes(), 0o644)?;
+        self.server_info = pair.info().clone();
+        self.server = pair;
+        self.publicly_trusted = true;
+        Ok(())
     }
 
     pub fn save_secrets(&self) -> Result<()> {
@@ -502,6 +589,7 @@ impl State {
     pub fn reissue_server_cert(&mut self, config: &Config, now: OffsetDateTime) -> Result<()> {
         self.server = issue_and_store(config, &self.dir, &self.ca, now)?;
         self.server_info = self.server.info().clone();
+        self.publicly_trusted = false;
         Ok(())
     }
 }
@@ -656,6 +744,23 @@ fn issue_and_store(
     write_atomic(&dir.server_pair_journal(), both.as_bytes(), 0o600)?;
     write_server_pair(dir, &pair)?;
     Ok(pair)
+}
+
+/// With `tls.issuer: acme`, the stored ACME certificate, if it names exactly the config's
+/// public names (a changed name needs a new order).
+fn acme_server(config: &Config, dir: &StateDir) -> Result<Option<ServerCert>> {
+    if config.acme().is_none() {
+        return Ok(None);
+    }
+    let Some((cert_pem, key_pem)) = load_pair(&dir.acme_cert(), &dir.acme_key())? else {
+        return Ok(None);
+    };
+    let pair = ServerCert::from_pem(cert_pem, key_pem)
+        .map_err(|e| Error::corrupt(dir.acme_cert(), e.to_string()))?;
+    Ok(pair
+        .info()
+        .has_sans(&config.public_names().0)
+        .then_some(pair))
 }
 
 /// Writes the key and the certificate from a pair already saved whole in the journal, then

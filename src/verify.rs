@@ -273,11 +273,21 @@ async fn check_certificate(
     } else {
         Status::Ok
     };
-    let detail = format!(
-        "chains to the CA, names {}, expires {} ({days} days left)",
-        endpoint.host,
-        info.not_after.date()
-    );
+    // With no CA of natsup's, the chain was checked against the system's roots: say whose.
+    let detail = if endpoint.ca_pem.trim().is_empty() {
+        format!(
+            "publicly trusted, issued by {}, names {}, expires {} ({days} days left)",
+            info.issuer,
+            endpoint.host,
+            info.not_after.date()
+        )
+    } else {
+        format!(
+            "chains to the CA, names {}, expires {} ({days} days left)",
+            endpoint.host,
+            info.not_after.date()
+        )
+    };
     (server_check(name, status, detail), Some(days), serial)
 }
 
@@ -499,7 +509,11 @@ fn ms(d: Duration) -> String {
 
 /// Creates a short-lived KV bucket, puts, gets and deletes a key, and removes the bucket.
 async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
-    let js = async_nats::jetstream::new(client.clone());
+    let mut js = async_nats::jetstream::new(client.clone());
+    // async-nats gives each JetStream request 5 s; a server that has just started on a busy
+    // machine can take longer to create its first streams. The check's own bound (10 s)
+    // decides instead.
+    js.set_timeout(STEP_TIMEOUT * 2);
     let mut suffix = [0u8; 6];
     getrandom::fill(&mut suffix).expect("the OS random number generator failed");
     let bucket = format!("natsup_verify_{}", hex::encode(suffix));

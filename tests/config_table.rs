@@ -32,7 +32,7 @@ fn the_table() {
             "colour: blue\n",
             "natsup.yaml: colour: unknown field `colour`, expected one of `name`, `host`, `ssh`, \
              `remote_dir`, `image`, `port`, `bind`, `extra_sans`, `users`, `jetstream`, `cert`, `auth`, \
-             `nodes`, `cluster`, `network`",
+             `nodes`, `cluster`, `network`, `tls`, `acme`",
         ),
         (
             "name: t\n",
@@ -154,6 +154,55 @@ fn the_table() {
             "remote_dir: \"\"\n",
             "natsup.yaml: remote_dir: \"\" is not a usable directory (a path relative to the SSH \
              user's home, or absolute; no `..`)",
+        ),
+        (
+            "",
+            "tls:\n  issuer: letsencrypt\n",
+            "natsup.yaml: tls.issuer: unknown variant `letsencrypt`, expected `ca` or `acme`",
+        ),
+        (
+            "",
+            "tls:\n  issuer: acme\nacme:\n  directory: http://acme.example.com/dir\n",
+            "natsup.yaml: acme.directory: \"http://acme.example.com/dir\" is not an ACME \
+             directory (letsencrypt, letsencrypt-staging, or an https:// URL)",
+        ),
+        (
+            "",
+            "tls:\n  issuer: acme\nacme:\n  email: ops\n",
+            "natsup.yaml: acme.email: \"ops\" is not an email address",
+        ),
+        (
+            "",
+            "tls:\n  issuer: acme\nacme:\n  challenge: dns-01\n",
+            "natsup.yaml: acme.challenge: \"dns-01\" is not supported (only http-01)",
+        ),
+        (
+            "",
+            "tls:\n  issuer: acme\nacme:\n  http01:\n    mode: webroot\n",
+            "natsup.yaml: acme.http01.webroot: webroot mode needs the folder your web server \
+             serves (like /var/www/html)",
+        ),
+        (
+            "",
+            "tls:\n  issuer: acme\nacme:\n  http01:\n    mode: webroot\n    webroot: www\n",
+            "natsup.yaml: acme.http01.webroot: \"www\" is not an absolute folder on the server \
+             (no `..`)",
+        ),
+        (
+            "",
+            "tls:\n  issuer: acme\nacme:\n  http01:\n    mode: proxy\n",
+            "natsup.yaml: acme.http01.mode: unknown variant `proxy`, expected `standalone` or \
+             `webroot`",
+        ),
+        (
+            "",
+            "tls:\n  issuer: acme\nacme:\n  http01:\n    port: 0\n",
+            "natsup.yaml: acme.http01.port: 0 is not a valid port (1-65535)",
+        ),
+        (
+            "",
+            "tls:\n  issuer: acme\nacme:\n  directory_ca: /nonexistent/pebble.pem\n",
+            "natsup.yaml: acme.directory_ca: /nonexistent/pebble.pem is not a file",
         ),
         (
             "name: t\n",
@@ -305,6 +354,12 @@ fn the_cluster_table() {
         ),
         (
             "name: t\n",
+            "name: t\ntls:\n  issuer: acme\n",
+            "natsup.yaml: tls.issuer: acme is for one server; a cluster's nodes get certificates \
+             from natsup's CA (leave `tls` out)",
+        ),
+        (
+            "name: t\n",
             "name: t\nnetwork: overlay\n",
             "natsup.yaml: network: unknown variant `overlay`, expected `bridge` or `host`",
         ),
@@ -349,6 +404,51 @@ fn a_cluster_config_loads_and_round_trips() {
         !config.to_yaml().contains("host: ''"),
         "{}",
         config.to_yaml()
+    );
+}
+
+#[test]
+fn acme_needs_a_public_name() {
+    let e = error(&format!(
+        "{}tls:\n  issuer: acme\nextra_sans: [localhost, \"::1\", nats]\n",
+        BASE.replace("nats.example.com", "203.0.113.7")
+    ));
+    assert_eq!(
+        e,
+        "natsup.yaml: tls.issuer: an ACME CA only issues for public DNS names, and none of \
+         203.0.113.7, localhost, ::1, nats is one (IP addresses, localhost and single labels \
+         are left out)"
+    );
+    let config = Config::parse(
+        &format!("{BASE}tls:\n  issuer: acme\n"),
+        Path::new("natsup.yaml"),
+    )
+    .unwrap();
+    assert_eq!(
+        config.public_names(),
+        (
+            vec!["nats.example.com".to_string()],
+            vec!["localhost".into(), "::1".into(), "nats".into()]
+        )
+    );
+    let acme = config.acme().expect("issuer acme");
+    assert_eq!(
+        acme.directory_url(),
+        "https://acme-v02.api.letsencrypt.org/directory"
+    );
+    assert_eq!(acme.http01.port, 80);
+    assert!(
+        Config::parse(BASE, Path::new("natsup.yaml"))
+            .unwrap()
+            .acme()
+            .is_none()
+    );
+    // The default issuer is not written out: an existing natsup.yaml round-trips unchanged.
+    assert!(
+        !Config::parse(BASE, Path::new("natsup.yaml"))
+            .unwrap()
+            .to_yaml()
+            .contains("tls")
     );
 }
 

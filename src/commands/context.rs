@@ -41,7 +41,11 @@ pub fn nats_config_dir() -> Result<PathBuf> {
 pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     let users = config.select_users(&args.users)?;
-    let state = State::load_for(&ctx.client_state_dir(&config), &users)?;
+    let state = State::load_for(
+        &config.client_view(),
+        &ctx.client_state_dir(&config),
+        &users,
+    )?;
     if args.select && users.len() != 1 {
         return Err(Error::usage(
             "--select needs exactly one context",
@@ -65,7 +69,12 @@ pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
                 .expect("State::load_for checked these users")
                 .expose()
                 .to_string(),
-            ca: ca.display().to_string(),
+            // A publicly trusted certificate needs no CA: the nats CLI uses the system's roots.
+            ca: if state.publicly_trusted {
+                String::new()
+            } else {
+                ca.display().to_string()
+            },
         };
         let path = dir.join(format!("{name}.json"));
         let json = serde_json::to_string_pretty(&context).expect("contexts serialize");

@@ -2,7 +2,7 @@
 //! (`NATS_HOST`, `NATS_USER`, `NATS_PASSWORD`, `NATS_CA`).
 
 use crate::cli::EnvArgs;
-use crate::client_env::{ca_arg, format_vars, vars};
+use crate::client_env::{NO_CA_NEEDED, ca_arg, format_vars, vars};
 use crate::error::Result;
 use crate::session::Context;
 use crate::state::State;
@@ -11,15 +11,23 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     config.select_users(std::slice::from_ref(&args.user))?;
     let state = State::load_for(
+        &config.client_view(),
         &ctx.client_state_dir(&config),
         std::slice::from_ref(&args.user),
     )?;
+    // Nothing goes to stdout then: it is often pasted into a gameserver's arguments.
+    if args.ca_arg && state.publicly_trusted {
+        eprintln!("{NO_CA_NEEDED}: the gameserver needs no --ca_contents argument");
+        return Ok(0);
+    }
     if args.ca_arg {
         println!("{}", ca_arg(&state.trust_pem));
         return Ok(0);
     }
     let mut vars = vars(&config, &state, &args.user)?;
-    if args.ca_contents {
+    if args.ca_contents && state.publicly_trusted {
+        eprintln!("{NO_CA_NEEDED}: NATS_CA_CONTENTS is left out");
+    } else if args.ca_contents {
         vars.retain(|(k, _)| *k != "NATS_CA");
         vars.push(("NATS_CA_CONTENTS", state.trust_pem.clone()));
     }

@@ -2,10 +2,12 @@
 //! (existing TLS sessions stay up; new ones get the new certificate), then proven by reading
 //! the certificate the server presents.
 
+use crate::acme;
 use crate::cli::RenewCertArgs;
 use crate::error::Result;
 use crate::failpoint;
 use crate::operation::{self, Proof};
+use crate::remote::{Remote, Via};
 use crate::session::{self, Context, Session};
 use crate::{cluster, ui};
 
@@ -19,6 +21,9 @@ pub fn run(ctx: &Context, args: RenewCertArgs) -> Result<i32> {
         config, state, now, ..
     } = &mut session;
 
+    if config.acme().is_some() {
+        return renew_acme(args, &via, &mut session);
+    }
     let reason = if args.force {
         Some("--force".to_string())
     } else {
@@ -124,5 +129,56 @@ fn run_cluster(ctx: &Context, args: RenewCertArgs, config: crate::config::Config
             m.state.server_info.not_after.date()
         );
     }
+    Ok(0)
+}
+
+/// `tls.issuer: acme`: a new order from the ACME CA (over the server, which serves the http-01
+/// token), stored, then deployed and proven like any renewal. An ACME failure changes nothing
+/// on the server.
+fn renew_acme(args: RenewCertArgs, via: &Via, session: &mut Session) -> Result<i32> {
+    let Session {
+        config, state, now, ..
+    } = session;
+    let reason = if args.force {
+        Some("--force".to_string())
+    } else {
+        state.acme_due(config, *now)
+    };
+    let Some(reason) = reason else {
+        println!(
+            "the ACME certificate is valid until {} ({} days left): no renewal needed (use --force to renew anyway)",
+            state.server_info.not_after.date(),
+            state.server_info.days_left(*now)
+        );
+        return Ok(0);
+    };
+    if args.dry_run {
+        println!("would order a new certificate from the ACME CA: {reason}");
+        return Ok(0);
+    }
+    crate::ui::note(format!("ordering a certificate from the ACME CA: {reason}"));
+    let runtime = crate::runtime();
+    runtime.block_on(async {
+        let mut remote = via.connect().await?;
+        let issued = acme::obtain(&mut remote, config, &state.dir).await;
+        remote.close().await;
+        let issued = issued?;
+        state.store_acme(issued.chain_pem, issued.key_pem)
+    })?;
+    failpoint::hit("renew-cert:issued");
+    runtime.block_on(operation::apply(
+        "renew-cert",
+        via,
+        session,
+        Proof::ServesCertificate {
+            retry: "renew-cert",
+        },
+    ))?;
+    println!(
+        "the server presents certificate {} from {} (valid until {})",
+        session.state.server_info.serial,
+        session.state.server_info.issuer,
+        session.state.server_info.not_after.date()
+    );
     Ok(0)
 }

@@ -23,6 +23,14 @@ pub fn run(ctx: &Context, args: RotateCaArgs) -> Result<i32> {
         Err(e) if args.begin => (ctx.load_config().map_err(|_| e)?, None),
         Err(e) => return Err(e),
     };
+    // With a publicly trusted certificate natsup's CA signs nothing the server presents, and
+    // `--finish` would deploy a certificate from it: refused, before anything is made.
+    if config.acme().is_some() {
+        return Err(Error::usage(
+            "the server presents the ACME CA's certificate (tls.issuer: acme): natsup's own CA is not in use, so there is nothing to rotate",
+            Some("switch to `tls.issuer: ca` first if you mean to rotate natsup's CA".to_string()),
+        ));
+    }
     let ca_cert = ctx.state_dir(&config).ca_cert();
     let mut session = Session::open(ctx, config)?;
 

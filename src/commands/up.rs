@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::acme;
 use crate::cli::{PlanArgs, UpArgs};
 use crate::cluster;
 use crate::config::Config;
@@ -10,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::nats_client;
 use crate::operation::{self, Proof};
 use crate::plan::Action;
+use crate::remote::Remote;
 use crate::session::{self, Context, Session};
 use crate::ui;
 use crate::verify::{self, Depth, Status, Thresholds};
@@ -34,7 +36,21 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     } = &mut session;
     // A routine `up` keeps the certificate fresh, and then proves the server presents it.
     let mut proof = Proof::Settled;
-    if let Some(reason) = state.server_info.renewal_reason(*now) {
+    // With `tls.issuer: acme` the certificate comes from the ACME CA, which needs the server
+    // (the http-01 token is served there): it is ordered once the connection is open.
+    let acme_due = state.acme_due(config, *now);
+    if let Some(reason) = &acme_due {
+        if args.dry_run {
+            ui::note(format!(
+                "a certificate would be ordered from the ACME CA: {reason}"
+            ));
+        } else {
+            ui::note(format!("ordering a certificate from the ACME CA: {reason}"));
+            proof = Proof::ServesCertificate { retry: "up" };
+        }
+    } else if config.acme().is_some() {
+        // The ACME certificate is fresh: nothing to renew.
+    } else if let Some(reason) = state.server_info.renewal_reason(*now) {
         if args.dry_run {
             ui::note(format!("the server certificate would be renewed: {reason}"));
         } else {
@@ -63,14 +79,36 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
                 .await
                 .expect("opening the connection does not panic")
         };
-        let deployed = deploy::deploy_over(
-            &via,
-            opening,
-            &Node::of(config, state),
-            args.dry_run,
-            timeout,
-        )
-        .await;
+        // The ACME order runs over the connection the deployment then uses: nothing on the
+        // NATS server changes unless the CA issued.
+        let deployed = if acme_due.is_some() && !args.dry_run {
+            let started = std::time::Instant::now();
+            let mut remote = via.connected(opening).await?;
+            let stored = match acme::obtain(&mut remote, config, &state.dir).await {
+                Ok(issued) => state.store_acme(issued.chain_pem, issued.key_pem),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                remote.close().await;
+                return Err(e);
+            }
+            ui::note(format!(
+                "the ACME CA issued certificate {} (issuer {}, expires {})",
+                state.server_info.serial,
+                state.server_info.issuer,
+                state.server_info.not_after.date()
+            ));
+            deploy::deploy_on(remote, started, &Node::of(config, state), false, timeout).await
+        } else {
+            deploy::deploy_over(
+                &via,
+                opening,
+                &Node::of(config, state),
+                args.dry_run,
+                timeout,
+            )
+            .await
+        };
         if args.dry_run {
             return deployed.map(|_| 0);
         }

@@ -136,6 +136,8 @@ fn smoke_url(ctx: &Context, args: &VerifyArgs) -> Option<String> {
 /// Smoke mode's login: each flag, else its `NATS_*` variable.
 fn smoke_target(url: &str, args: &VerifyArgs) -> Plan {
     let ca_pem = match (&args.ca, &args.ca_contents) {
+        // An empty CA means the system's roots (`pki::root_store`).
+        _ if args.system_roots => String::new(),
         (Some(path), _) => read_ca(path)?,
         (None, Some(pem)) => pem.clone(),
         (None, None) => match (env("NATS_CA"), env("NATS_CA_CONTENTS")) {
@@ -196,7 +198,7 @@ fn deployment_target(ctx: &Context, args: &VerifyArgs) -> Result<Plan> {
         Some(user) => config.select_users(std::slice::from_ref(user))?,
         None => config.users.iter().map(|u| u.name.clone()).collect(),
     };
-    let state = State::load_for(&ctx.state_dir(&config), &users)?;
+    let state = State::load_for(&config, &ctx.state_dir(&config), &users)?;
     Ok(deployment_logins(&config, &state, args))
 }
 

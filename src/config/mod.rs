@@ -81,6 +81,74 @@ pub struct Config {
     /// from or written to natsup.yaml.
     #[serde(skip)]
     pub this_node: Option<usize>,
+    /// Who issues the server certificate: natsup's own CA (the default) or an ACME CA.
+    #[serde(default, skip_serializing_if = "Tls::is_default")]
+    pub tls: Tls,
+    /// How to get a certificate from an ACME CA; only read with `tls.issuer: acme`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<Acme>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    #[serde(default)]
+    pub issuer: Issuer,
+}
+
+impl Tls {
+    fn is_default(&self) -> bool {
+        *self == Tls::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Issuer {
+    /// natsup's own CA: clients need its certificate (`NATS_CA`).
+    #[default]
+    Ca,
+    /// A publicly trusted certificate over ACME (Let's Encrypt): clients use their system roots.
+    Acme,
+}
+
+/// Let's Encrypt's directories (https://letsencrypt.org/docs/acme-protocol-updates/).
+pub const LETSENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETSENCRYPT_STAGING_DIRECTORY: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// A small image that serves a folder over HTTP (`busybox httpd`) for standalone http-01.
+pub const DEFAULT_ACME_IMAGE: &str = "busybox:1.36";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    /// `letsencrypt`, `letsencrypt-staging`, or the https URL of an ACME directory.
+    #[serde(default = "default_acme_directory")]
+    pub directory: String,
+    /// The account's contact, optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Only `http-01` for now.
+    #[serde(default = "default_challenge")]
+    pub challenge: String,
+    #[serde(default)]
+    pub http01: Http01,
+    /// The CA of the ACME server's own HTTPS certificate, for a test server (pebble) that is
+    /// not publicly trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_ca: Option<PathBuf>,
+}
+
+impl Default for Acme {
+    fn default() -> Self {
+        Acme {
+            directory: default_acme_directory(),
+            email: None,
+            challenge: default_challenge(),
+            http01: Http01::default(),
+            directory_ca: None,
+        }
+    }
 }
 
 /// One server of a cluster.
@@ -162,6 +230,67 @@ fn absent_host() -> String {
 }
 fn default_cluster_port() -> u16 {
     DEFAULT_CLUSTER_PORT
+}
+
+impl Acme {
+    /// The directory URL `directory` names.
+    pub fn directory_url(&self) -> &str {
+        match self.directory.as_str() {
+            "letsencrypt" => LETSENCRYPT_DIRECTORY,
+            "letsencrypt-staging" => LETSENCRYPT_STAGING_DIRECTORY,
+            url => url,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http01 {
+    #[serde(default)]
+    pub mode: Http01Mode,
+    /// Where the CA's validation connects: 80 for a real CA.
+    #[serde(default = "default_http01_port")]
+    pub port: u16,
+    /// Webroot mode: a folder on the server that an existing web server serves on `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webroot: Option<String>,
+    /// Standalone mode: the image whose `busybox httpd` serves the token.
+    #[serde(default = "default_acme_image")]
+    pub image: String,
+}
+
+impl Default for Http01 {
+    fn default() -> Self {
+        Http01 {
+            mode: Http01Mode::Standalone,
+            port: default_http01_port(),
+            webroot: None,
+            image: default_acme_image(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Http01Mode {
+    /// natsup runs a small web server on the server for the order's duration.
+    #[default]
+    Standalone,
+    /// natsup writes the token into the folder an existing web server serves.
+    Webroot,
+}
+
+fn default_acme_directory() -> String {
+    "letsencrypt".into()
+}
+fn default_challenge() -> String {
+    "http-01".into()
+}
+fn default_http01_port() -> u16 {
+    80
+}
+fn default_acme_image() -> String {
+    DEFAULT_ACME_IMAGE.into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -335,6 +464,8 @@ impl Config {
             cluster: ClusterSettings::default(),
             network: opts.network.unwrap_or_default(),
             this_node: None,
+            tls: Tls::default(),
+            acme: None,
         }
     }
 
@@ -430,6 +561,16 @@ impl Config {
         view
     }
 
+    /// What a client's settings are read with: a cluster's first node's view (every node
+    /// shares the CA and the passwords), else the config itself.
+    pub fn client_view(&self) -> Config {
+        if self.is_cluster() {
+            self.node_view(0)
+        } else {
+            self.clone()
+        }
+    }
+
     /// Every node's view, in the order of `nodes`.
     pub fn node_views(&self) -> Vec<Config> {
         (0..self.nodes.len()).map(|i| self.node_view(i)).collect()
@@ -462,6 +603,17 @@ impl Config {
             }
         }
         sans
+    }
+
+    /// The ACME settings when the issuer is ACME (the defaults if `acme` is left out).
+    pub fn acme(&self) -> Option<Acme> {
+        (self.tls.issuer == Issuer::Acme).then(|| self.acme.clone().unwrap_or_default())
+    }
+
+    /// The names an ACME order asks for: `host` and the extra SANs a public CA can issue for
+    /// (no IP address, no `localhost`, no single label); the others are returned second.
+    pub fn public_names(&self) -> (Vec<String>, Vec<String>) {
+        self.sans().into_iter().partition(|n| is_public_dns_name(n))
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
@@ -591,6 +743,27 @@ impl Config {
                 ),
             ));
         }
+        if self.tls.issuer == Issuer::Acme && self.is_cluster() {
+            return Err(Invalid::new(
+                "tls.issuer",
+                "acme is for one server; a cluster's nodes get certificates from natsup's CA \
+                 (leave `tls` out)",
+            ));
+        }
+        if self.tls.issuer == Issuer::Acme {
+            let acme = self.acme.clone().unwrap_or_default();
+            acme.validate()?;
+            if self.public_names().0.is_empty() {
+                return Err(Invalid::new(
+                    "tls.issuer",
+                    format!(
+                        "an ACME CA only issues for public DNS names, and none of {} is one \
+                         (IP addresses, localhost and single labels are left out)",
+                        self.sans().join(", ")
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -658,6 +831,83 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Acme {
+    fn validate(&self) -> Result<(), Invalid> {
+        match self.directory.as_str() {
+            "letsencrypt" | "letsencrypt-staging" => {}
+            url if url.starts_with("https://") && url.len() > "https://".len() => {}
+            other => {
+                return Err(Invalid::new(
+                    "acme.directory",
+                    format!(
+                        "{other:?} is not an ACME directory (letsencrypt, letsencrypt-staging, \
+                         or an https:// URL)"
+                    ),
+                ));
+            }
+        }
+        if let Some(email) = &self.email {
+            let ok = email.split_once('@').is_some_and(|(u, d)| {
+                !u.is_empty() && d.contains('.') && !email.chars().any(char::is_whitespace)
+            });
+            if !ok {
+                return Err(Invalid::new(
+                    "acme.email",
+                    format!("{email:?} is not an email address"),
+                ));
+            }
+        }
+        if self.challenge != "http-01" {
+            return Err(Invalid::new(
+                "acme.challenge",
+                format!("{:?} is not supported (only http-01)", self.challenge),
+            ));
+        }
+        if self.http01.port == 0 {
+            return Err(Invalid::new(
+                "acme.http01.port",
+                "0 is not a valid port (1-65535)",
+            ));
+        }
+        match (self.http01.mode, &self.http01.webroot) {
+            (Http01Mode::Webroot, None) => {
+                return Err(Invalid::new(
+                    "acme.http01.webroot",
+                    "webroot mode needs the folder your web server serves (like /var/www/html)",
+                ));
+            }
+            (_, Some(dir)) if !dir.starts_with('/') || dir.split('/').any(|p| p == "..") => {
+                return Err(Invalid::new(
+                    "acme.http01.webroot",
+                    format!("{dir:?} is not an absolute folder on the server (no `..`)"),
+                ));
+            }
+            _ => {}
+        }
+        check_image(&self.http01.image).at("acme.http01.image")?;
+        if let Some(ca) = &self.directory_ca
+            && !ca.is_file()
+        {
+            return Err(Invalid::new(
+                "acme.directory_ca",
+                format!("{} is not a file", ca.display()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A name a public CA can issue for: a DNS name with at least two labels, not `localhost`
+/// (CA/Browser Forum Baseline Requirements 4.2.2: no internal names, and Let's Encrypt issues
+/// for no IP address on http-01 orders of this kind).
+pub fn is_public_dns_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<IpAddr>().is_err()
+        && name.contains('.')
+        && name != "localhost"
+        && !name.ends_with(".localhost")
 }
 
 /// `host:port` as URLs and socket addresses write it: an IPv6 literal in brackets, in its short
@@ -959,6 +1209,23 @@ impl fmt::Display for HostKeyPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_names_are_what_a_public_ca_issues_for() {
+        for name in ["nats.example.com", "NATS.Example.com.", "a.b.c.example"] {
+            assert!(is_public_dns_name(name), "{name}");
+        }
+        for name in [
+            "localhost",
+            "nats",
+            "::1",
+            "127.0.0.1",
+            "203.0.113.7",
+            "x.localhost",
+        ] {
+            assert!(!is_public_dns_name(name), "{name}");
+        }
+    }
 
     #[test]
     fn host_ports() {

@@ -12,6 +12,7 @@ use crate::plan::Action;
 const COMMON: &str = include_str!("../scripts/common.sh");
 const OBSERVE: &str = include_str!("../scripts/observe.sh");
 const APPLY: &str = include_str!("../scripts/apply.sh");
+const ACME: &str = include_str!("../scripts/acme.sh");
 
 /// The apply script's `ACTION`: what it does once the new files are committed. `none` commits
 /// files only (nothing the running server reads changed); `reload` sends SIGHUP (users,
@@ -139,6 +140,53 @@ fn apply_script(
             ("COMPOSE_TIMEOUT", secs(bounds.compose)),
             ("STEP_TIMEOUT", secs(bounds.docker_call)),
             ("LOCK_TIMEOUT", secs(bounds.lock)),
+        ])
+    )
+}
+
+/// The http-01 responder's steps for one ACME order (`acme.sh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeStep {
+    /// Read-only: the port is free (standalone) or the web root writable (webroot).
+    Preflight,
+    /// Serves the tokens on stdin (`TOKEN KEY_AUTHORIZATION` lines).
+    Publish,
+    /// Removes what `Publish` made.
+    Remove,
+}
+
+/// Where and how the token is served: what [`acme`] needs besides the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Responder {
+    /// `standalone` or `webroot`.
+    pub mode: &'static str,
+    /// The deployment directory (standalone mode keeps the token folder under it).
+    pub remote_dir: String,
+    pub port: u16,
+    pub image: String,
+    pub webroot: String,
+    /// The standalone container's name.
+    pub name: String,
+}
+
+/// The responder script for `step`; `tokens` are the ones `Remove` deletes.
+pub fn acme(step: AcmeStep, responder: &Responder, tokens: &[String]) -> String {
+    let step = match step {
+        AcmeStep::Preflight => "preflight",
+        AcmeStep::Publish => "publish",
+        AcmeStep::Remove => "remove",
+    };
+    format!(
+        "{}{COMMON}{ACME}",
+        header(&[
+            ("STEP", step.to_string()),
+            ("MODE", responder.mode.to_string()),
+            ("DIR", responder.remote_dir.clone()),
+            ("PORT", responder.port.to_string()),
+            ("IMAGE", responder.image.clone()),
+            ("WEBROOT", responder.webroot.clone()),
+            ("NAME", responder.name.clone()),
+            ("TOKENS", tokens.join(" ")),
         ])
     )
 }
@@ -274,7 +322,18 @@ mod tests {
 
     #[test]
     fn scripts_parse_under_sh() {
+        let responder = Responder {
+            mode: "standalone",
+            remote_dir: "nats bits".into(),
+            port: 80,
+            image: "busybox:1.36".into(),
+            webroot: String::new(),
+            name: "natsup-acme-t".into(),
+        };
         for script in [
+            acme(AcmeStep::Preflight, &responder, &[]),
+            acme(AcmeStep::Publish, &responder, &[]),
+            acme(AcmeStep::Remove, &responder, &["a-b_c".into()]),
             observe("prod", "nats bits/'x'", 4222),
             apply(
                 "prod",

@@ -1,0 +1,678 @@
+//! `tls.issuer: acme` against a real ACME CA: Debian's pebble (Let's Encrypt's test CA) with
+//! its validation on, and pebble-challtestsrv answering its DNS (issue 13). natsup runs over the
+//! test sshd; the http-01 responder runs in the real Docker engine. Never PEBBLE_VA_ALWAYS_VALID;
+//! pebble's random bad-nonce rejections stay on.
+//!
+//! Pebble resolves the test name through challtestsrv, but natsup's own checks and the test's
+//! clients use the system resolver: each test adds `127.0.0.1 NAME` to /etc/hosts with a name
+//! no one else uses, and removes it when it ends.
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use support::load::{self, Crowd};
+use support::workspace::{Login, Workspace, runtime, text};
+use support::*;
+
+const HINT: &str = "run ./scripts/setup-test-deps.sh and source target/test-deps/env";
+
+/// The standalone responder's image, built locally by setup-test-deps.sh.
+fn responder_image() -> String {
+    let image = std::env::var("NATSUP_TEST_ACME_IMAGE")
+        .unwrap_or_else(|_| panic!("NATSUP_TEST_ACME_IMAGE is not set: {HINT}"));
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .expect("run docker");
+    assert!(out.status.success(), "image {image} is missing: {HINT}");
+    image
+}
+
+/// pebble + pebble-challtestsrv on free ports, killed when dropped.
+struct Pebble {
+    dir: tempfile::TempDir,
+    pebble: Option<Child>,
+    challtestsrv: Child,
+    acme_port: u16,
+    mgmt_port: u16,
+    challtest_mgmt: u16,
+    /// Where pebble's validation connects (`acme.http01.port`).
+    http_port: u16,
+}
+
+impl Pebble {
+    /// `validity`: pebble's certificate lifetime in seconds (its default is 5 years).
+    fn start(validity: Option<u64>) -> Pebble {
+        let dir = tempfile::tempdir().unwrap();
+        // Pebble's own HTTPS certificate, from a CA of its own (acme.directory_ca).
+        let now = time::OffsetDateTime::now_utc();
+        let ca = natsup::pki::new_ca("pebble-https", now).unwrap();
+        let cert =
+            natsup::pki::issue_server_cert(&ca, &["127.0.0.1".into(), "localhost".into()], 2, now)
+                .unwrap();
+        std::fs::write(dir.path().join("https-ca.pem"), ca.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), cert.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), cert.key_pem().expose()).unwrap();
+        let (acme_port, mgmt_port, http_port, tls_port, dns_port, challtest_mgmt) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let validity = validity
+            .map(|s| format!(", \"certificateValidityPeriod\": {s}"))
+            .unwrap_or_default();
+        std::fs::write(
+            dir.path().join("pebble.json"),
+            format!(
+                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}",
+                "managementListenAddress": "127.0.0.1:{mgmt_port}",
+                "certificate": "{cert}", "privateKey": "{key}",
+                "httpPort": {http_port}, "tlsPort": {tls_port}, "ocspResponderURL": "",
+                "externalAccountBindingRequired": false{validity}}}}}"#,
+                cert = dir.path().join("cert.pem").display(),
+                key = dir.path().join("key.pem").display(),
+            ),
+        )
+        .unwrap();
+        let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+        let challtestsrv = Command::new("pebble-challtestsrv")
+            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+            .args(["-management", &format!("127.0.0.1:{challtest_mgmt}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdout(log("challtestsrv.log"))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("pebble-challtestsrv: {e}: {HINT}"));
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(dir.path().join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            // Random validation delays off; validation itself stays on.
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            // No authorization reuse: every order is validated again.
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("pebble: {e}: {HINT}"));
+        let p = Pebble {
+            dir,
+            pebble: Some(pebble),
+            challtestsrv,
+            acme_port,
+            mgmt_port,
+            challtest_mgmt,
+            http_port,
+        };
+        assert!(
+            wait_for_port(acme_port, Duration::from_secs(10))
+                && wait_for_port(mgmt_port, Duration::from_secs(10))
+                && wait_for_port(challtest_mgmt, Duration::from_secs(10)),
+            "pebble did not start:\n{}",
+            p.log()
+        );
+        p
+    }
+
+    fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.acme_port)
+    }
+
+    fn https_ca(&self) -> PathBuf {
+        self.dir.path().join("https-ca.pem")
+    }
+
+    /// Pebble's issuing root, from its management endpoint, in a file: what clients trust.
+    fn root_file(&self) -> PathBuf {
+        let path = self.dir.path().join("root.pem");
+        if !path.exists() {
+            let out = run(Command::new("curl")
+                .args(["-sS", "--fail", "--cacert"])
+                .arg(self.https_ca())
+                .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt_port)));
+            std::fs::write(&path, &out.stdout).unwrap();
+        }
+        path
+    }
+
+    fn root_pem(&self) -> String {
+        std::fs::read_to_string(self.root_file()).unwrap()
+    }
+
+    /// Where challtestsrv's DNS sends pebble for every name.
+    fn set_default_ipv4(&self, ip: &str) {
+        run(Command::new("curl")
+            .args(["-sS", "--fail", "-X", "POST", "-d"])
+            .arg(format!(r#"{{"ip": "{ip}"}}"#))
+            .arg(format!(
+                "http://127.0.0.1:{}/set-default-ipv4",
+                self.challtest_mgmt
+            )));
+    }
+
+    fn stop_pebble(&mut self) {
+        if let Some(mut child) = self.pebble.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        ["pebble.log", "pebble.err", "challtestsrv.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        self.stop_pebble();
+        let _ = self.challtestsrv.kill();
+        let _ = self.challtestsrv.wait();
+    }
+}
+
+/// `127.0.0.1 NAME` in /etc/hosts for as long as it lives.
+struct HostsEntry {
+    name: String,
+}
+
+impl HostsEntry {
+    fn add(prefix: &str) -> HostsEntry {
+        let name = format!("{}.natsup-acme.test", unique_name(prefix));
+        let mut hosts = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/etc/hosts")
+            .expect("the ACME tests add their test name to /etc/hosts (run as root)");
+        writeln!(hosts, "127.0.0.1 {name}").unwrap();
+        HostsEntry { name }
+    }
+}
+
+impl Drop for HostsEntry {
+    fn drop(&mut self) {
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let kept: String = hosts
+            .lines()
+            .filter(|l| !l.split_whitespace().any(|w| w == self.name))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // In place: /etc/hosts may be a bind mount that a rename would not replace.
+        let _ = std::fs::write("/etc/hosts", kept);
+    }
+}
+
+/// A deployment over the test sshd named `host`; `up` not run yet.
+fn workspace(prefix: &str, sshd: &Sshd, host: &str) -> Workspace {
+    let ws = Workspace::new(prefix);
+    ws.init_ssh(&unique_name(prefix), sshd);
+    ws.edit_config("host: 127.0.0.1", &format!("host: {host}"));
+    ws
+}
+
+fn acme_yaml(pebble: &Pebble, http01: &str) -> String {
+    format!(
+        "tls:\n  issuer: acme\nacme:\n  directory: {}\n  email: ops@example.com\n  directory_ca: {}\n  http01:\n    port: {}\n{http01}",
+        pebble.directory(),
+        pebble.https_ca().display(),
+        pebble.http_port,
+    )
+}
+
+fn standalone(pebble: &Pebble) -> String {
+    acme_yaml(pebble, &format!("    image: {}\n", responder_image()))
+}
+
+/// natsup in the workspace, trusting pebble's root as the system's (SSL_CERT_FILE), as a
+/// machine trusting Let's Encrypt's root would.
+fn natsup(ws: &Workspace, pebble: &Pebble, args: &[&str]) -> Output {
+    ws.natsup()
+        .env("SSL_CERT_FILE", pebble.root_file())
+        .args(args)
+        .output()
+        .expect("run natsup")
+}
+
+fn natsup_ok(ws: &Workspace, pebble: &Pebble, args: &[&str]) -> Output {
+    let out = natsup(ws, pebble, args);
+    assert!(
+        out.status.success(),
+        "natsup {args:?} failed ({}):\n{}\npebble:\n{}",
+        out.status,
+        text(&out),
+        pebble.log()
+    );
+    out
+}
+
+/// A user's login over the test name, trusting `ca_pem` only.
+fn login(ws: &Workspace, pebble: &Pebble, user: &str, ca_pem: &str) -> Login {
+    let out = natsup_ok(ws, pebble, &["env", user, "--format", "json"]);
+    let env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Login {
+        user: user.into(),
+        password: env["NATS_PASSWORD"].as_str().unwrap().into(),
+        ca_pem: ca_pem.into(),
+        port: ws.port,
+    }
+}
+
+/// Connects as `login` to `tls://HOST:PORT`, trusting only its CA PEM; the error if refused.
+fn connect_by_name(host: &str, login: &Login) -> Result<(), String> {
+    let rt = runtime();
+    rt.block_on(async {
+        let client = login
+            .options()
+            .connect(format!("tls://{host}:{}", login.port))
+            .await
+            .map_err(|e| support::workspace::error_chain(&e))?;
+        client
+            .flush()
+            .await
+            .map_err(|e| support::workspace::error_chain(&e))?;
+        Ok(())
+    })
+}
+
+/// The certificate the server presents: (issuer, serial).
+fn served(ws: &Workspace, host: &str) -> (String, String) {
+    let rt = runtime();
+    let probe = rt
+        .block_on(natsup::tls_probe::probe(
+            &format!("127.0.0.1:{}", ws.port),
+            host,
+            Duration::from_secs(5),
+        ))
+        .expect("probe");
+    let info = natsup::pki::inspect_der(&probe.chain[0]).unwrap();
+    (info.issuer, info.serial)
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn responder_containers() -> String {
+    let out = run(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--filter",
+        "label=natsup.acme=responder",
+        "--format",
+        "{{.Names}}",
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn bootstrap_with_issuer_acme_serves_pebbles_certificate() {
+    let pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("boot");
+    let sshd = Sshd::start();
+    let ws = workspace("acmeboot", &sshd, &hosts.name);
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    let said = text(&out);
+    assert!(said.contains("created an ACME account"), "{said}");
+    assert!(
+        said.contains("the ACME order leaves out localhost, ::1, nats"),
+        "{said}"
+    );
+    assert!(said.contains("the ACME CA issued certificate"), "{said}");
+    assert!(said.contains("OK: 15 of 15 checks OK"), "{said}");
+    // One connection for the order and the deployment, shown once.
+    let connected = said
+        .lines()
+        .filter(|l| l.starts_with("connecting to") && !l.ends_with("..."))
+        .count();
+    assert_eq!(connected, 1, "{said}");
+
+    // Every user connects trusting only pebble's root, by name.
+    for user in ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"] {
+        let login = login(&ws, &pebble, user, &pebble.root_pem());
+        connect_by_name(&hosts.name, &login).unwrap_or_else(|e| panic!("{user}: {e}"));
+    }
+    // ... and natsup's own CA is not what it is served with.
+    let ca =
+        std::fs::read_to_string(ws.state_dir().join(ws_name(&ws)).join("ca/rootCA.pem")).unwrap();
+    let login_ca = login(&ws, &pebble, "matchmaker", &ca);
+    assert!(connect_by_name(&hosts.name, &login_ca).is_err());
+
+    let (issuer, serial) = served(&ws, &hosts.name);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+
+    // The account and the key stay private; the responder is gone, its folder too.
+    let acme_dir = ws.state_dir().join(ws_name(&ws)).join("acme");
+    let account = std::fs::read_dir(&acme_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("account-")
+        })
+        .expect("an account file");
+    assert_eq!(mode(&account), 0o600);
+    assert_eq!(mode(&acme_dir.join("key.pem")), 0o600);
+    assert_eq!(responder_containers(), "");
+    assert!(!ws.remote_dir.join(".natsup/acme-www").exists());
+
+    // Clients are handed no CA: bevygap's connect then uses the system's roots.
+    let out = natsup_ok(&ws, &pebble, &["env", "gameserver", "--format", "json"]);
+    let env: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(env.get("NATS_CA").is_none(), "{env}");
+    assert!(env.get("NATS_HOST").is_some(), "{env}");
+    let out = natsup_ok(&ws, &pebble, &["env", "gameserver", "--ca-arg"]);
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(
+        text(&out).contains("no CA is needed: the server's certificate is publicly trusted"),
+        "{}",
+        text(&out)
+    );
+    let bundle = ws.path().join("bundle");
+    natsup_ok(&ws, &pebble, &["bundle", "gameserver", "--out", "bundle"]);
+    assert!(!bundle.join("rootCA.pem").exists());
+    let env_file = std::fs::read_to_string(bundle.join("nats.env")).unwrap();
+    assert!(!env_file.contains("NATS_CA"), "{env_file}");
+    natsup_ok(&ws, &pebble, &["context", "--user", "matchmaker"]);
+    let context: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            ws.path()
+                .join(format!("xdg/nats/context/{}-matchmaker.json", ws_name(&ws))),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(context["ca"], "", "{context}");
+
+    // verify checks the chain against the system's roots (here: pebble's) and says whose.
+    let out = natsup_ok(&ws, &pebble, &untimed(&["verify"]));
+    assert!(
+        text(&out).contains("publicly trusted, issued by CN=Pebble Intermediate CA"),
+        "{}",
+        text(&out)
+    );
+    // The CI smoke check of a publicly trusted server: no config, no state, no CA.
+    let password = login(&ws, &pebble, "gameserver", "").password;
+    let smoke = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_natsup"))
+        .current_dir(smoke.path())
+        .env("SSL_CERT_FILE", pebble.root_file())
+        .env("NATSUP_STATE_DIR", smoke.path().join("state"))
+        .env("NATS_PASSWORD", password)
+        .args(untimed(&[
+            "verify",
+            "--url",
+            &format!("tls://{}:{}", hosts.name, ws.port),
+            "--user",
+            "gameserver",
+            "--system-roots",
+        ]))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("publicly trusted, issued by"),
+        "{}",
+        text(&out)
+    );
+    let natsup_ca = ws.state_dir().join(ws_name(&ws)).join("ca/rootCA.pem");
+    let out = natsup(
+        &ws,
+        &pebble,
+        &untimed(&["verify", "--ca", natsup_ca.to_str().unwrap()]),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // natsup's CA signs nothing served: rotating it is refused, with nothing made.
+    let out = natsup(&ws, &pebble, &["rotate-ca", "--begin"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nothing to rotate"), "{}", text(&out));
+    assert!(
+        !ws.state_dir()
+            .join(ws_name(&ws))
+            .join("ca/next-rootCA.pem")
+            .exists()
+    );
+
+    // Again: nothing to do, same certificate, no new order.
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    assert!(text(&out).contains("plan: nothing"), "{}", text(&out));
+    assert!(!text(&out).contains("ACME"), "{}", text(&out));
+    assert_eq!(served(&ws, &hosts.name).1, serial);
+}
+
+/// The deployment name `workspace` gave (natsup.yaml's `name:`).
+fn ws_name(ws: &Workspace) -> String {
+    ws.config()
+        .lines()
+        .find_map(|l| l.strip_prefix("name: "))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn webroot_mode_writes_the_token_where_a_web_server_serves_it() {
+    let pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("webroot");
+    let sshd = Sshd::start();
+    let ws = workspace("acmewebroot", &sshd, &hosts.name);
+    // A real small web server on the validation port, serving a folder.
+    let webroot = ws.path().join("www");
+    std::fs::create_dir_all(&webroot).unwrap();
+    std::fs::write(webroot.join("index.html"), "hello").unwrap();
+    let mut httpd = Command::new("busybox")
+        .args(["httpd", "-f", "-p"])
+        .arg(format!("127.0.0.1:{}", pebble.http_port))
+        .arg("-h")
+        .arg(&webroot)
+        .spawn()
+        .expect("busybox httpd");
+    assert!(wait_for_port(pebble.http_port, Duration::from_secs(5)));
+    ws.set_config(&format!(
+        "{}{}",
+        ws.config(),
+        acme_yaml(
+            &pebble,
+            &format!("    mode: webroot\n    webroot: {}\n", webroot.display())
+        )
+    ));
+
+    let out = natsup(&ws, &pebble, &["up"]);
+    let _ = httpd.kill();
+    let _ = httpd.wait();
+    assert!(out.status.success(), "{}\n{}", text(&out), pebble.log());
+    let (issuer, _) = served(&ws, &hosts.name);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+    // Only natsup's token went, and only it: the site's own file stays.
+    assert!(!webroot.join(".well-known").exists());
+    assert!(webroot.join("index.html").exists());
+    assert_eq!(responder_containers(), "");
+}
+
+#[test]
+fn a_taken_port_is_refused_at_preflight_naming_its_owner() {
+    let pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("taken");
+    let sshd = Sshd::start();
+    let ws = workspace("acmetaken", &sshd, &hosts.name);
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+    let _squatter = TcpListener::bind(("0.0.0.0", pebble.http_port)).unwrap();
+
+    let out = natsup(&ws, &pebble, &["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("pre-flight check"), "{said}");
+    assert!(
+        said.contains(&format!("port {} is taken by e2e_acme", pebble.http_port)),
+        "{said}"
+    );
+    assert!(said.contains("acme.http01.mode: webroot"), "{said}");
+    // Nothing was ordered and nothing deployed.
+    assert!(!said.contains("ordering a certificate for"), "{said}");
+    assert!(!ws.remote_dir.join("docker-compose.yaml").exists());
+    assert_eq!(responder_containers(), "");
+}
+
+#[test]
+fn acme_failures_leave_a_running_server_unchanged() {
+    let mut pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("fail");
+    let sshd = Sshd::start();
+    let ws = workspace("acmefail", &sshd, &hosts.name);
+    // A server on natsup's own CA first.
+    natsup_ok(&ws, &pebble, &["up"]);
+    let conf = ws.live_conf();
+    let id = ws.project.container_id();
+    let started = ws.project.started_at(&id);
+    let (_, serial) = served(&ws, &hosts.name);
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+
+    // The name resolves elsewhere for the CA: validation fails, and pebble's detail is quoted.
+    pebble.set_default_ipv4("192.0.2.1");
+    let out = natsup(&ws, &pebble, &["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("the ACME CA could not validate the http-01 challenge"),
+        "{said}"
+    );
+    assert!(
+        said.contains("192.0.2.1"),
+        "pebble's detail names the address: {said}"
+    );
+    assert!(said.contains("the server was not changed"), "{said}");
+    assert_eq!(ws.live_conf(), conf);
+    assert_eq!(ws.project.started_at(&id), started);
+    assert_eq!(served(&ws, &hosts.name).1, serial);
+    assert_eq!(responder_containers(), "");
+
+    // The CA is down: one sentence, and again nothing changed.
+    pebble.stop_pebble();
+    let out = natsup(&ws, &pebble, &["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(&format!(
+            "cannot reach the ACME directory {}",
+            pebble.directory()
+        )),
+        "{said}"
+    );
+    assert!(said.contains("hint: check acme.directory"), "{said}");
+    assert_eq!(ws.live_conf(), conf);
+    assert_eq!(ws.project.started_at(&id), started);
+    assert_eq!(served(&ws, &hosts.name).1, serial);
+    assert_eq!(responder_containers(), "");
+}
+
+#[test]
+fn renewal_orders_again_when_a_third_of_the_lifetime_is_left() {
+    // 45 s certificates: renewal is due after 30 s.
+    let pebble = Pebble::start(Some(45));
+    let hosts = HostsEntry::add("renew");
+    let sshd = Sshd::start();
+    let ws = workspace("acmerenew", &sshd, &hosts.name);
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+    natsup(&ws, &pebble, &["up"]);
+    let (_, first) = served(&ws, &hosts.name);
+    let out = natsup_ok(&ws, &pebble, &["renew-cert"]);
+    assert!(text(&out).contains("no renewal needed"), "{}", text(&out));
+
+    std::thread::sleep(Duration::from_secs(31));
+    // `verify` grades a certificate with 0 days left CRITICAL, as it should: a 45-second one
+    // always is. Every other check must pass.
+    let out = natsup(&ws, &pebble, &["up"]);
+    let said = text(&out);
+    let critical: Vec<&str> = said
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some("CRITICAL"))
+        .collect();
+    assert!(
+        critical.len() == 1 && critical[0].contains("tls_certificate"),
+        "{said}"
+    );
+    assert!(
+        said.contains("ordering a certificate from the ACME CA: it expires"),
+        "{said}"
+    );
+    let (issuer, second) = served(&ws, &hosts.name);
+    assert_ne!(second, first);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+
+    // `renew-cert --force` orders again too, and proves the served serial.
+    let out = natsup_ok(&ws, &pebble, &["renew-cert", "--force"]);
+    let (_, third) = served(&ws, &hosts.name);
+    assert_ne!(third, second);
+    assert!(
+        text(&out).contains(&format!(
+            "the server presents certificate {third} from CN=Pebble Intermediate CA"
+        )),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn switching_ca_acme_ca_disconnects_nobody() {
+    let pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("switch");
+    let sshd = Sshd::start();
+    let ws = workspace("acmeswitch", &sshd, &hosts.name);
+    // The crowd dials 127.0.0.1: natsup's certificate names it too. (A connected client is not
+    // asked for the certificate again; new connections below go by name.)
+    ws.edit_config("extra_sans:\n", "extra_sans:\n- 127.0.0.1\n");
+    natsup_ok(&ws, &pebble, &["up"]);
+    let ca =
+        std::fs::read_to_string(ws.state_dir().join(ws_name(&ws)).join("ca/rootCA.pem")).unwrap();
+    let both = format!("{ca}{}", pebble.root_pem());
+    let rt = runtime();
+    let logins: Vec<Login> = ["matchmaker", "gameserver", "webhook"]
+        .iter()
+        .map(|u| login(&ws, &pebble, u, &both))
+        .collect();
+    load::create_stream(&rt, &logins[0]);
+    let crowd = Crowd::start(&rt, &logins, 20);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let plain = ws.config();
+    ws.set_config(&format!("{plain}{}", standalone(&pebble)));
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    assert!(text(&out).contains("plan: reload"), "{}", text(&out));
+    let (issuer, _) = served(&ws, &hosts.name);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+    let by_name = login(&ws, &pebble, "gameserver", &pebble.root_pem());
+    connect_by_name(&hosts.name, &by_name).unwrap();
+
+    ws.set_config(&plain);
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    assert!(text(&out).contains("plan: reload"), "{}", text(&out));
+    let (issuer, _) = served(&ws, &hosts.name);
+    assert!(issuer.contains("natsup CA"), "{issuer}");
+    connect_by_name(&hosts.name, &login(&ws, &pebble, "gameserver", &ca)).unwrap();
+
+    std::thread::sleep(Duration::from_millis(500));
+    let report = crowd.stop(&rt);
+    assert_eq!(report.disconnects, 0, "clients were disconnected");
+    assert_eq!(report.errors, 0, "publishes or reads failed");
+    assert!(
+        report.acked > 50,
+        "the crowd barely worked: {}",
+        report.acked
+    );
+}
