@@ -35,6 +35,10 @@ pub struct Node {
     pub deployment: String,
     pub remote_dir: String,
     pub port: u16,
+    /// A cluster node on the host's network shares the machine's ports with whatever else
+    /// listens there: only a listener on this address (or on every address) takes its port.
+    /// `None`: any listener on the port does, as for one server.
+    pub bind: Option<std::net::IpAddr>,
     pub image: String,
     pub bundle: Bundle,
     /// How natsup itself tells that the node serves its bundle, when the server's log cannot.
@@ -48,6 +52,8 @@ impl Node {
             deployment: config.name.clone(),
             remote_dir: config.remote_dir.clone(),
             port: config.port,
+            bind: (config.this_node.is_some() && config.network == crate::config::Network::Host)
+                .then_some(config.bind),
             image: config.image.clone(),
             bundle: server_bundle(config, state),
             probe: nats_client::deployment_logins(config, state, None)
@@ -121,7 +127,7 @@ impl HealthProbe {
 }
 
 pub async fn observe<R: Remote>(remote: &mut R, node: &Node) -> Result<Observed> {
-    let script = script::observe(&node.deployment, &node.remote_dir, node.port);
+    let script = script::observe(&node.deployment, &node.remote_dir, node.port, node.bind);
     let out = remote
         .run_within("inspecting the server", &script, &[], INSPECT_BOUND)
         .await?;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use support::workspace::{Workspace, text};
 use support::{ComposeProject, Sshd, free_port, test_image, unique_name};
 
-const ADDRS: [&str; 3] = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
+const ADDRS: [&str; 4] = ["127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"];
 
 struct Cluster {
     ws: Workspace,
@@ -31,7 +31,7 @@ struct Cluster {
 impl Cluster {
     fn new() -> Cluster {
         let ws = Workspace::new("cl");
-        let sshd: Vec<Sshd> = ADDRS.iter().map(|a| Sshd::start_at(a, "")).collect();
+        let sshd: Vec<Sshd> = ADDRS[..3].iter().map(|a| Sshd::start_at(a, "")).collect();
         let dirs: Vec<_> = (1..=3)
             .map(|i| {
                 ws.path()
@@ -51,7 +51,7 @@ impl Cluster {
 
     /// natsup.yaml for the three nodes; `ssh_port_of` overrides a node's SSH port.
     fn yaml(&self, route_port: u16, ssh_port_of: impl Fn(usize) -> u16) -> String {
-        let nodes: String = (0..3)
+        let nodes: String = (0..self.sshd.len())
             .map(|i| {
                 let s = &self.sshd[i];
                 format!(
@@ -78,10 +78,23 @@ impl Cluster {
     }
 
     fn urls(&self) -> Vec<async_nats::ServerAddr> {
-        ADDRS
+        ADDRS[..3]
             .iter()
             .map(|a| format!("tls://{a}:{}", self.port).parse().unwrap())
             .collect()
+    }
+
+    /// A fourth server: its sshd, directory and Compose project.
+    fn add_server(&mut self) {
+        let i = self.sshd.len();
+        self.sshd.push(Sshd::start_at(ADDRS[i], ""));
+        let dir = self
+            .ws
+            .path()
+            .join("server")
+            .join(unique_name(&format!("cl-n{}", i + 1)));
+        self.projects.push(ComposeProject::new(&dir));
+        self.dirs.push(dir);
     }
 }
 
@@ -107,7 +120,7 @@ async fn connect_all(
 
 #[test]
 fn a_three_node_cluster() {
-    let cl = Cluster::new();
+    let mut cl = Cluster::new();
     let route_port = free_port();
     let started = Instant::now();
 
@@ -352,6 +365,32 @@ fn a_three_node_cluster() {
     assert!(report.contains("n3/server"), "{report}");
     let again = text(&cl.ws.ok(&["up"]));
     assert!(again.contains("nothing to do"), "{again}");
+    // Adding a node: the new one starts first and dials the others, then each existing node
+    // reloads with the new route, one at a time; every check passes across four nodes.
+    cl.add_server();
+    cl.ws
+        .set_config(&cl.yaml(route_port, |i| cl.sshd[i].port()));
+    let t = Instant::now();
+    let up = text(&cl.ws.ok(&["up"]));
+    let add_node = t.elapsed();
+    let order: Vec<usize> = ["n4 started", "n1 reloaded", "n2 reloaded", "n3 reloaded"]
+        .iter()
+        .map(|w| {
+            up.find(w)
+                .unwrap_or_else(|| panic!("{w} missing from\n{up}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{up}");
+    let report = text(&cl.ws.verify(&[]));
+    assert!(
+        report.contains("n4/server") && report.contains("routes to every other node"),
+        "{report}"
+    );
+    eprintln!(
+        "figures: adding a fourth node {:.1}s",
+        add_node.as_secs_f64()
+    );
+
     eprintln!(
         "figures: bootstrap 3 nodes {:.1}s, 1 node {:.1}s; first R3 put after a kill {:.2}s; rolling rotate-passwords {:.1}s ({rot_published} publishes, 0 failed); rolling renew-cert {:.1}s ({renew_published} publishes, 0 failed; {crowd_size} more clients connected, 0 disconnects, slowest new connect {:.0} ms); rotate-ca --finish {:.1}s ({ca_published} publishes, 0 failed); whole test {:.0}s",
         bootstrap.as_secs_f64(),

@@ -57,15 +57,22 @@ pub fn project_prefix(deployment: &str) -> String {
 }
 
 /// Read-only inspection of the deployment directory, Docker, the container and the port.
-pub fn observe(deployment: &str, remote_dir: &str, port: u16) -> String {
-    format!(
-        "{}{COMMON}{OBSERVE}",
-        header(&[
-            ("PROJECT_PREFIX", project_prefix(deployment)),
-            ("DIR", remote_dir.to_string()),
-            ("PORT", port.to_string())
-        ])
-    )
+/// With `bind`, only a listener on that address or on every address takes the port.
+pub fn observe(
+    deployment: &str,
+    remote_dir: &str,
+    port: u16,
+    bind: Option<std::net::IpAddr>,
+) -> String {
+    let mut vars = vec![
+        ("PROJECT_PREFIX", project_prefix(deployment)),
+        ("DIR", remote_dir.to_string()),
+        ("PORT", port.to_string()),
+    ];
+    if let Some(bind) = bind {
+        vars.push(("BIND", bind.to_string()));
+    }
+    format!("{}{COMMON}{OBSERVE}", header(&vars))
 }
 
 /// Unpacks, validates, commits and activates the bundle that arrives on stdin.
@@ -334,7 +341,7 @@ mod tests {
             acme(AcmeStep::Preflight, &responder, &[]),
             acme(AcmeStep::Publish, &responder, &[]),
             acme(AcmeStep::Remove, &responder, &["a-b_c".into()]),
-            observe("prod", "nats bits/'x'", 4222),
+            observe("prod", "nats bits/'x'", 4222, None),
             apply(
                 "prod",
                 "/srv/nats",

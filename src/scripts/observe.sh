@@ -54,7 +54,12 @@ if [ -n "$DOCKER" ]; then
   fi
 fi
 if [ -z "$ID" ] && command -v ss >/dev/null 2>&1; then
-  listener=$(ss -Hltn "sport = :$PORT" 2>/dev/null | head -n 1)
+  # A cluster node on the host's network (BIND set) shares the machine with other listeners
+  # on the same port but other addresses; only its own address or a wildcard takes it.
+  listener=$(ss -Hltn "sport = :$PORT" 2>/dev/null | awk -v bind="${BIND:-}" -v port="$PORT" '
+    { a = $4; sub(":" port "$", "", a)
+      if (bind == "" || bind == "0.0.0.0" || bind == "::" || a == bind || a == "[" bind "]" ||
+          a == "0.0.0.0" || a == "*" || a == "[::]") { print; exit } }')
   [ -n "$listener" ] && say port_taken "a process listening on $PORT"
 fi
 say observed ok
