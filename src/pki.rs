@@ -80,9 +80,7 @@ impl Ca {
     /// Whether the key is the one the certificate names. An error says the key cannot be read
     /// at all (not PEM, or an algorithm rcgen cannot sign with).
     pub fn key_matches(&self) -> Result<bool, PkiError> {
-        let pair = KeyPair::from_pem(self.key_pem.expose()).map_err(|e| PkiError(e.to_string()))?;
-        let parsed = parse_der(&pem_certs(&self.cert_pem)?[0])?;
-        Ok(pair.public_key_raw() == parsed.public_key.as_slice())
+        key_matches(&self.cert_pem, &self.key_pem)
     }
 }
 
@@ -126,10 +124,15 @@ impl ServerCert {
 
     /// Whether the key is the one the certificate names (as [`Ca::key_matches`]).
     pub fn key_matches(&self) -> Result<bool, PkiError> {
-        let pair = KeyPair::from_pem(self.key_pem.expose()).map_err(|e| PkiError(e.to_string()))?;
-        let parsed = parse_der(&pem_certs(&self.cert_pem)?[0])?;
-        Ok(pair.public_key_raw() == parsed.public_key.as_slice())
+        key_matches(&self.cert_pem, &self.key_pem)
     }
+}
+
+/// Whether `key_pem` is the key of the first certificate in `cert_pem`.
+fn key_matches(cert_pem: &str, key_pem: &Secret) -> Result<bool, PkiError> {
+    let pair = KeyPair::from_pem(key_pem.expose()).map_err(|e| PkiError(e.to_string()))?;
+    let parsed = parse_der(&pem_certs(cert_pem)?[0])?;
+    Ok(pair.public_key_raw() == parsed.public_key.as_slice())
 }
 
 /// What natsup needs to know about a certificate.

@@ -11,49 +11,16 @@ use std::time::Duration;
 use support::workspace::{Workspace, runtime, text};
 use support::*;
 
-fn crash_at(ws: &Workspace, point: &str, args: &[&str]) {
-    let out = ws
-        .natsup()
-        .env("NATSUP_FAILPOINT", point)
-        .args(args)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(99),
-        "{point} was not reached:\n{}",
-        text(&out)
-    );
-}
-
-/// The passwords stored for `user`: the current one, then a pending one if any.
-fn stored(ws: &Workspace, name: &str, user: &str) -> Vec<String> {
-    let path = ws.state_dir().join(name).join("secrets.yaml");
-    let secrets: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let entry = &secrets["users"][user];
-    let mut passwords = vec![entry["password"].as_str().unwrap().to_string()];
-    if let Some(p) = entry["pending"]["password"].as_str() {
-        passwords.push(p.to_string());
-    }
-    passwords
-}
-
-fn works(ws: &Workspace, user: &str, password: &str) -> bool {
-    let login = ws.login(user).with_password(password);
-    runtime().block_on(login.connect()).is_ok()
-}
-
 /// The invariant: some stored password works, and `original` works only if still stored.
 fn assert_credentials_stored(ws: &Workspace, name: &str, user: &str, original: &str) {
-    let stored = stored(ws, name, user);
+    let stored = ws.stored(name, user);
     assert!(
-        stored.iter().any(|p| works(ws, user, p)),
+        stored.iter().any(|p| ws.works(user, p)),
         "no stored password of {user} works on the server"
     );
     if !stored.iter().any(|p| p == original) {
         assert!(
-            !works(ws, user, original),
+            !ws.works(user, original),
             "a password natsup forgot still works"
         );
     }
@@ -63,7 +30,7 @@ fn assert_converged(ws: &Workspace, name: &str) {
     ws.verify(&[]);
     for user in ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"] {
         assert_eq!(
-            stored(ws, name, user).len(),
+            ws.stored(name, user).len(),
             1,
             "{user} still has a pending password"
         );
@@ -85,32 +52,32 @@ fn rotate_passwords_killed_before_and_after_the_server_took_them() {
 
     // Killed after saving the new password, before the server saw it.
     let original = ws.login("gameserver").password;
-    crash_at(&ws, "rotate-passwords:pending-saved", &rotate);
+    ws.crash_at("rotate-passwords:pending-saved", &rotate);
     assert_eq!(
-        stored(&ws, name, "gameserver").len(),
+        ws.stored(name, "gameserver").len(),
         2,
         "the pending password was not saved"
     );
-    assert!(works(&ws, "gameserver", &original));
+    assert!(ws.works("gameserver", &original));
     assert_credentials_stored(&ws, name, "gameserver", &original);
     // The same command again finishes the job with the password already saved.
-    let pending = stored(&ws, name, "gameserver")[1].clone();
+    let pending = ws.stored(name, "gameserver")[1].clone();
     ws.ok(&rotate);
     assert_eq!(ws.login("gameserver").password, pending);
-    assert!(!works(&ws, "gameserver", &original));
+    assert!(!ws.works("gameserver", &original));
     assert_converged(&ws, name);
 
     // Killed after the server took the new password, before natsup recorded it.
     let original = ws.login("gameserver").password;
-    crash_at(&ws, "rotate-passwords:applied", &rotate);
-    let both = stored(&ws, name, "gameserver");
+    ws.crash_at("rotate-passwords:applied", &rotate);
+    let both = ws.stored(name, "gameserver");
     assert_eq!(both.len(), 2);
     assert!(
-        !works(&ws, "gameserver", &original),
+        !ws.works("gameserver", &original),
         "the server kept the old password"
     );
     assert!(
-        works(&ws, "gameserver", &both[1]),
+        ws.works("gameserver", &both[1]),
         "the server lacks the pending password"
     );
     assert_credentials_stored(&ws, name, "gameserver", &original);
@@ -137,7 +104,7 @@ fn rotate_passwords_with_ssh_cut_keeps_working_credentials_and_converges_later()
     let out = ws.run(&["rotate-passwords", "--user", "webhook"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("hint:"), "{}", text(&out));
-    assert!(works(&ws, "webhook", &original));
+    assert!(ws.works("webhook", &original));
     assert_credentials_stored(&ws, name, "webhook", &original);
     assert_eq!(
         ws.login("webhook").password,
@@ -167,7 +134,7 @@ fn rotate_passwords_with_ssh_cut_keeps_working_credentials_and_converges_later()
     );
     let out = ws.ok(&["rotate-passwords", "--user", "webhook"]);
     assert!(text(&out).contains("rotated: webhook"), "{}", text(&out));
-    assert!(!works(&ws, "webhook", &original));
+    assert!(!ws.works("webhook", &original));
     assert_converged(&ws, name);
 }
 
@@ -182,7 +149,7 @@ fn renew_cert_killed_after_issuing_converges_on_the_next_up() {
         v["cert_serial"].as_str().unwrap().to_string()
     };
     let before = serial(&ws);
-    crash_at(&ws, "renew-cert:issued", &["renew-cert", "--force"]);
+    ws.crash_at("renew-cert:issued", &["renew-cert", "--force"]);
     // The server still presents the old certificate, which still chains to the same CA.
     assert_eq!(serial(&ws), before);
     ws.verify(&[]);
@@ -203,7 +170,7 @@ fn rotate_ca_finish_killed_at_each_step_converges_when_run_again() {
         ws.ok(&["rotate-ca", "--begin"]);
         let bundle = ws.login("matchmaker");
         assert_eq!(natsup::pki::pem_blocks(&bundle.ca_pem).len(), 2);
-        crash_at(&ws, point, &["rotate-ca", "--finish"]);
+        ws.crash_at(point, &["rotate-ca", "--finish"]);
         // Whatever the server presents now, clients holding the bundle still connect.
         assert_eq!(
             ws.login("matchmaker").ca_pem,

@@ -6,41 +6,7 @@
 
 mod support;
 
-use support::workspace::{Workspace, runtime, text};
-
-fn crash_at(ws: &Workspace, point: &str, args: &[&str]) {
-    let out = ws
-        .natsup()
-        .env("NATSUP_FAILPOINT", point)
-        .args(args)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(99),
-        "{point} was not reached:\n{}",
-        text(&out)
-    );
-}
-
-/// The passwords stored for `user`: the current one, then a pending one if any.
-fn stored(ws: &Workspace, name: &str, user: &str) -> Vec<String> {
-    let path = ws.state_dir().join(name).join("secrets.yaml");
-    let secrets: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let entry = &secrets["users"][user];
-    let mut passwords = vec![entry["password"].as_str().unwrap().to_string()];
-    if let Some(p) = entry["pending"]["password"].as_str() {
-        passwords.push(p.to_string());
-    }
-    passwords
-}
-
-fn works(ws: &Workspace, user: &str, password: &str) -> bool {
-    runtime()
-        .block_on(ws.login(user).with_password(password).connect())
-        .is_ok()
-}
+use support::workspace::{Workspace, text};
 
 #[test]
 fn a_removed_users_pending_rotation_is_dropped() {
@@ -49,8 +15,8 @@ fn a_removed_users_pending_rotation_is_dropped() {
     ws.init_local(name);
     ws.ok(&["up", "--local"]);
     let rotate = ["rotate-passwords", "--local", "--user", "webhook"];
-    crash_at(&ws, "rotate-passwords:pending-saved", &rotate);
-    assert_eq!(stored(&ws, name, "webhook").len(), 2);
+    ws.crash_at("rotate-passwords:pending-saved", &rotate);
+    assert_eq!(ws.stored(name, "webhook").len(), 2);
 
     ws.edit_config("- name: webhook\n", "");
     let out = ws.ok(&["rotate-passwords", "--local", "--user", "gameserver"]);
@@ -60,8 +26,8 @@ fn a_removed_users_pending_rotation_is_dropped() {
         "{said}"
     );
     assert!(said.contains("rotated: gameserver"), "{said}");
-    assert_eq!(stored(&ws, name, "webhook").len(), 1, "still pending");
-    assert!(works(&ws, "gameserver", &ws.login("gameserver").password));
+    assert_eq!(ws.stored(name, "webhook").len(), 1, "still pending");
+    assert!(ws.works("gameserver", &ws.login("gameserver").password));
     let out = ws.ok(&["up", "--local"]);
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 }
@@ -86,21 +52,20 @@ fn a_rotation_settles_over_the_remote_when_the_nats_port_does_not_answer() {
         said.contains("the nats-server.conf the server last confirmed says which password"),
         "{said}"
     );
-    let now = stored(&ws, name, "gameserver");
+    let now = ws.stored(name, "gameserver");
     assert_eq!(now.len(), 1, "still pending");
     assert_ne!(now[0], original);
-    assert!(works(&ws, "gameserver", &now[0]), "the new password fails");
-    assert!(!works(&ws, "gameserver", &original), "the old one works");
+    assert!(ws.works("gameserver", &now[0]), "the new password fails");
+    assert!(!ws.works("gameserver", &original), "the old one works");
 
     // A run killed after the server took the new password, before natsup recorded it: the
     // next `up` settles it over the remote (its own verify cannot reach 127.0.0.2, so it
     // fails after that, as it should).
-    crash_at(
-        &ws,
+    ws.crash_at(
         "rotate-passwords:applied",
         &["rotate-passwords", "--local", "--user", "webhook"],
     );
-    let both = stored(&ws, name, "webhook");
+    let both = ws.stored(name, "webhook");
     assert_eq!(both.len(), 2);
     let out = ws.run(&["up", "--local"]);
     let said = text(&out);
@@ -108,6 +73,6 @@ fn a_rotation_settles_over_the_remote_when_the_nats_port_does_not_answer() {
         said.contains("webhook: ") && said.contains("last confirmed"),
         "{said}"
     );
-    assert_eq!(stored(&ws, name, "webhook"), [both[1].clone()], "{said}");
-    assert!(works(&ws, "webhook", &both[1]), "the new password fails");
+    assert_eq!(ws.stored(name, "webhook"), [both[1].clone()], "{said}");
+    assert!(ws.works("webhook", &both[1]), "the new password fails");
 }

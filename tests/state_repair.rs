@@ -31,21 +31,6 @@ fn pair_matches(cert: &Path, key: &Path) -> bool {
         .unwrap()
 }
 
-fn crash_at(ws: &Workspace, point: &str, args: &[&str]) {
-    let out = ws
-        .natsup()
-        .env("NATSUP_FAILPOINT", point)
-        .args(args)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(99),
-        "{point} was not reached:\n{}",
-        text(&out)
-    );
-}
-
 /// `natsup render` succeeds, and what it rendered works: the state's and the bundle's key are
 /// their certificate's, the certificate chains to the state's CA for HOST, and nats-server
 /// loads the bundle. Returns what natsup said.
@@ -94,7 +79,7 @@ fn a_crash_between_the_server_key_and_its_certificate_is_finished_by_the_next_ru
 
     // A new name makes the next run issue a new pair; it dies after writing the key.
     ws.edit_config("- nats\n", "- nats\n- nats.internal\n");
-    crash_at(&ws, "state:server-key-written", &["render"]);
+    ws.crash_at("state:server-key-written", &["render"]);
     assert!(
         !pair_matches(
             &server.join("nats-server-cert.pem"),
@@ -155,7 +140,7 @@ fn a_crash_while_creating_the_ca_is_repaired_not_reported_corrupt() {
     // Key written, certificate not: the real binary stopped between the two.
     let ws = Workspace::new("ca-key");
     let state = init(&ws, "cakey");
-    crash_at(&ws, "state:ca-key-written", &["render"]);
+    ws.crash_at("state:ca-key-written", &["render"]);
     assert!(state.join("ca/rootCA-key.pem").exists());
     assert!(!state.join("ca/rootCA.pem").exists());
     let said = render_works(&ws, &state);

@@ -166,6 +166,43 @@ impl Workspace {
     }
 
     /// The server's live nats-server.conf.
+    /// Runs natsup stopped at failpoint `point` (`NATSUP_FAILPOINT`, exit 99): a crash there.
+    pub fn crash_at(&self, point: &str, args: &[&str]) {
+        let out = self
+            .natsup()
+            .env("NATSUP_FAILPOINT", point)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(99),
+            "{point} was not reached:\n{}",
+            text(&out)
+        );
+    }
+
+    /// The passwords stored for `user` of deployment `name`: the current one, then a pending
+    /// one if any.
+    pub fn stored(&self, name: &str, user: &str) -> Vec<String> {
+        let path = self.state_dir().join(name).join("secrets.yaml");
+        let secrets: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let entry = &secrets["users"][user];
+        let mut passwords = vec![entry["password"].as_str().unwrap().to_string()];
+        if let Some(p) = entry["pending"]["password"].as_str() {
+            passwords.push(p.to_string());
+        }
+        passwords
+    }
+
+    /// Whether `user` logs in with `password` now.
+    pub fn works(&self, user: &str, password: &str) -> bool {
+        runtime()
+            .block_on(self.login(user).with_password(password).connect())
+            .is_ok()
+    }
+
     pub fn live_conf(&self) -> String {
         std::fs::read_to_string(self.remote_dir.join("nats-config/nats-server.conf"))
             .expect("read the live nats-server.conf")
