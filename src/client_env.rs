@@ -21,11 +21,14 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
             what: format!("password for user `{user}`"),
             dir: state.dir.root.clone(),
         })?;
-    let mut vars = vec![
-        ("NATS_HOST", nats_host(config)),
+    let mut vars = vec![("NATS_HOST", nats_host(config))];
+    if config.is_cluster() {
+        vars.push(("NATS_SERVERS", config.client_urls().join(",")));
+    }
+    vars.extend([
         ("NATS_USER", user.to_string()),
         ("NATS_PASSWORD", password.expose().to_string()),
-    ];
+    ]);
     if !state.publicly_trusted {
         vars.push(("NATS_CA", ca.display().to_string()));
     }
@@ -35,18 +38,23 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
 /// bevygap's `NATS_HOST` is `host` or `host:port` (its README: `nats.example.com:4222` or
 /// `1.2.3.4`); the port is left out when it is NATS's default.
 ///
-/// A cluster's is every node's URL, comma-separated (`tls://n1:4222,tls://n2:4222`), which
-/// the nats CLI and the Go client split. async-nats does not split a `&str` given to
-/// `connect` (nats-io/nats.rs#801: it wants a list of `ServerAddr`), so a Rust client must
-/// split it on `,` first; tests/e2e_cluster.rs checks both.
+/// For a cluster it is the first node. bevygap passes `NATS_HOST` straight to async-nats'
+/// `connect`, which parses a `&str` as ONE address (async-nats 0.51, `impl ToServerAddrs for
+/// str`): a comma-separated list fails with "invalid port number". Once connected, a client
+/// learns every other node from the server's INFO (`connect_urls`, gossiped over the routes)
+/// and fails over to them by itself; tests/e2e_cluster.rs checks that. The whole list is in
+/// `NATS_SERVERS` for clients that split it (the nats CLI context's `url` takes it as is).
 pub fn nats_host(config: &Config) -> String {
-    if config.is_cluster() {
-        return config.client_urls().join(",");
-    }
-    if config.port == 4222 {
-        config.host.clone()
+    let (host, port) = if config.is_cluster() {
+        let first = &config.node_views()[0];
+        (first.host.clone(), first.port)
     } else {
-        crate::config::host_port(&config.host, config.port)
+        (config.host.clone(), config.port)
+    };
+    if port == 4222 {
+        host
+    } else {
+        crate::config::host_port(&host, port)
     }
 }
 

@@ -237,6 +237,37 @@ fn a_three_node_cluster() {
         client.flush().await.unwrap();
     });
 
+    // What `natsup env` hands a bevygap component: NATS_HOST, which bevygap passes straight to
+    // async-nats' `connect` as one string, connects, and the client learns the other nodes
+    // from the server; NATS_SERVERS, split on commas, is every node.
+    let env: serde_json::Value =
+        serde_json::from_slice(&cl.ws.ok(&["env", "matchmaker", "--format", "json"]).stdout)
+            .unwrap();
+    let host = env["NATS_HOST"].as_str().unwrap().to_string();
+    let servers: Vec<String> = env["NATS_SERVERS"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(servers.len(), 3, "{env}");
+    assert!(!host.contains(','), "{env}");
+    rt.block_on(async {
+        let client = matchmaker
+            .options()
+            .connect(host.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("bevygap's connect with NATS_HOST={host}: {e}"));
+        let learned = client.server_info().connect_urls;
+        assert!(learned.len() >= 2, "the client learned only {learned:?}");
+        let all: Vec<async_nats::ServerAddr> = servers.iter().map(|s| s.parse().unwrap()).collect();
+        matchmaker
+            .options()
+            .connect(all)
+            .await
+            .expect("NATS_SERVERS connects");
+    });
+
     // One node's container killed: R3 KV writes still succeed through the others.
     let (kv_ok, first_after_kill) = rt.block_on(async {
         let client = connect_all(&gameserver, cl.urls(), Arc::new(AtomicUsize::new(0))).await;

@@ -576,9 +576,8 @@ impl Config {
         (0..self.nodes.len()).map(|i| self.node_view(i)).collect()
     }
 
-    /// The client URLs of every server, comma-separated (what async-nats's `connect` and the
-    /// nats CLI's `--server` take): `tls://n1:4222,tls://n2:4222`. One server's for a
-    /// single-server deployment.
+    /// The client URL of every server (`tls://n1:4222`, ...): what the nats CLI's `--server`
+    /// and a context's `url` take joined by commas, and async-nats as a list of addresses.
     pub fn client_urls(&self) -> Vec<String> {
         if self.is_cluster() {
             self.node_views()
