@@ -323,8 +323,13 @@ async fn run_step<R: Remote>(
         AcmeStep::Publish => "serving the ACME http-01 token",
         AcmeStep::Remove => "removing the ACME http-01 token",
     };
+    // Publishing may pull the responder's image; the other steps are a few quick calls.
+    let bound = match step {
+        AcmeStep::Publish => Duration::from_secs(300),
+        AcmeStep::Preflight | AcmeStep::Remove => crate::remote::INSPECT_BOUND,
+    };
     let out = remote
-        .run(what, &script::acme(step, responder, tokens), stdin)
+        .run_within(what, &script::acme(step, responder, tokens), stdin, bound)
         .await?;
     let get = |key: &str| {
         out.stdout

@@ -203,7 +203,8 @@ pub async fn apply<R: Remote>(
         .await?;
     // Committed, but the log could not confirm it: natsup's own proof decides.
     let mut unproven = None;
-    if out.status == 6 {
+    let followed_up = out.status == 6;
+    if followed_up {
         let proof = match &node.probe {
             Some(probe) => probe.proven(bounds.ready).await,
             None => Err("natsup cannot reach the server over NATS to check".to_string()),
@@ -253,10 +254,17 @@ pub async fn apply<R: Remote>(
             if let Some(err) = decoded("nats_error") {
                 message = format!("{message}:\n{err}");
             }
+            // A refused follow-up finds the live files changed since this run committed them:
+            // its change is live, only not recorded as applied.
+            let hint = if followed_up {
+                "the change is live but not recorded as applied; run `natsup up` to check it"
+            } else {
+                "nothing on the server was changed"
+            };
             Err(fail(
                 &get("step").unwrap_or_else(|| "validating the new configuration".into()),
                 message,
-                Some("nothing on the server was changed".into()),
+                Some(hint.into()),
             ))
         }
         4 | 5 => {

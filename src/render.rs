@@ -169,8 +169,6 @@ pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
         ],
     };
     if config.this_node.is_some() {
-        // The routes' password is in it (the dialing side needs the password itself).
-        bundle.files[1].mode = 0o600;
         bundle.files.push(BundleFile {
             path: format!("nats-config/{}", ca_file_name(state)),
             contents: state.trust_pem.as_bytes().to_vec(),

@@ -752,11 +752,21 @@ fn acme_server(config: &Config, dir: &StateDir) -> Result<Option<ServerCert>> {
     if config.acme().is_none() {
         return Ok(None);
     }
-    let Some((cert_pem, key_pem)) = load_pair(&dir.acme_cert(), &dir.acme_key())? else {
+    // The key and the certificate are two writes: a run that died between them leaves one
+    // half, or a new key beside the old certificate. Either counts as no certificate, so the
+    // next `up` orders one again rather than failing or deploying a pair nats-server refuses.
+    let (cert, key) = (
+        read_optional(&dir.acme_cert())?,
+        read_optional(&dir.acme_key())?,
+    );
+    let (Some(cert_pem), Some(key_pem)) = (cert, key) else {
         return Ok(None);
     };
-    let pair = ServerCert::from_pem(cert_pem, key_pem)
+    let pair = ServerCert::from_pem(cert_pem, Secret::new(key_pem))
         .map_err(|e| Error::corrupt(dir.acme_cert(), e.to_string()))?;
+    if !pair.key_matches().unwrap_or(false) {
+        return Ok(None);
+    }
     Ok(pair
         .info()
         .has_sans(&config.public_names().0)

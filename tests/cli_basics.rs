@@ -157,6 +157,13 @@ fn render_writes_the_bundle_and_a_second_render_changes_nothing() {
 
     ws.ok(&["render", "--out", "elsewhere"]);
     assert_eq!(read_all(&ws.path().join("elsewhere")), first);
+
+    // A config an older natsup left 0644 (it holds the hashes) is made private again.
+    let conf = bundle.join("nats-config/nats-server.conf");
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = ws.ok(&["render"]);
+    assert!(text(&out).contains("is up to date"), "{}", text(&out));
+    assert_eq!(mode(&conf), 0o600);
 }
 
 #[test]

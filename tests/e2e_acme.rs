@@ -369,7 +369,7 @@ fn bootstrap_with_issuer_acme_serves_pebbles_certificate() {
     assert_eq!(mode(&account), 0o600);
     assert_eq!(mode(&acme_dir.join("key.pem")), 0o600);
     assert_eq!(responder_containers(), "");
-    assert!(!ws.remote_dir.join(".natsup/acme-www").exists());
+    assert!(!ws.remote_dir.join(".natsup-acme-www").exists());
 
     // Clients are handed no CA: bevygap's connect then uses the system's roots.
     let out = natsup_ok(&ws, &pebble, &["env", "gameserver", "--format", "json"]);

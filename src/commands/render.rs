@@ -55,6 +55,17 @@ pub fn write_bundle(bundle: &Bundle, out: &Path) -> Result<usize> {
     for file in &bundle.files {
         let path = out.join(&file.path);
         if std::fs::read(&path).is_ok_and(|old| old == file.contents) {
+            // Same bytes, but maybe an older natsup's mode (the config was 0644 before it was
+            // known to hold secrets): the mode is made right without counting a change.
+            let mode = std::fs::metadata(&path)
+                .map_err(|e| Error::io("read", &path, e))?
+                .permissions()
+                .mode()
+                & 0o7777;
+            if mode != file.mode {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))
+                    .map_err(|e| Error::io("chmod", &path, e))?;
+            }
             continue;
         }
         if let Some(parent) = path.parent() {

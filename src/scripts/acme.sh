@@ -13,7 +13,9 @@ CHALLENGE_DIR=.well-known/acme-challenge
 if [ "$MODE" = standalone ]; then
   find_docker >/dev/null || { say error "Docker is not usable on the server"; exit 2; }
   mkdir -p "$DIR" 2>/dev/null
-  WWW="$(cd "$DIR" && pwd)/.natsup/acme-www"
+  # Not under .natsup/: that folder is natsup's mark on a deployment folder, and the order runs
+  # before the deployment's pre-flight, which refuses a Compose project natsup did not make.
+  WWW="$(cd "$DIR" && pwd)/.natsup-acme-www"
 else
   WWW="$WEBROOT"
 fi
@@ -47,9 +49,12 @@ preflight)
       say error "the web root $WWW does not exist on the server"
       exit 3
     fi
-    mkdir -p "$WWW/$CHALLENGE_DIR" 2>/dev/null
-    if [ ! -w "$WWW/$CHALLENGE_DIR" ]; then
-      say error "$(id -un) cannot write into $WWW/$CHALLENGE_DIR on the server"
+    # Checked, not made: a pre-flight changes nothing, and an order that fails before
+    # publishing must not leave folders in someone's web root.
+    probe="$WWW/$CHALLENGE_DIR"
+    while [ ! -d "$probe" ]; do probe=$(dirname "$probe"); done
+    if [ ! -w "$probe" ]; then
+      say error "$(id -un) cannot write into $probe on the server"
       exit 3
     fi
   fi

@@ -29,28 +29,11 @@ umask 077
 cd "$HOME" 2>/dev/null || cd /
 find_docker || exit 1
 
-# Runs "$@" for at most $1 seconds (coreutils' or BusyBox's `timeout`); 124 when it ran out.
-# SIGKILL follows SIGTERM: an attached `docker run` passes SIGTERM on to its container instead
-# of exiting. The two `timeout`s exit differently when they kill (124, 137, 143), so running
-# out is told by the clock. The child does not get fd 9, the lock: only this script holds it.
-bounded() {
-  s=$1; shift
-  if command -v timeout >/dev/null 2>&1; then
-    t0=$(date +%s)
-    timeout -k 5 "$s" "$@" 9>&-
-    rc=$?
-    [ $rc -ne 0 ] && [ $(($(date +%s) - t0)) -ge "$s" ] && rc=124
-    return $rc
-  else
-    "$@" 9>&-
-  fi
-}
 [ -n "$COMPOSE" ] || { say error "neither 'docker compose' nor 'docker-compose' is installed"; exit 1; }
 
 mkdir -p "$DIR" && enter_dir "$DIR" || { say error "cannot create $DIR"; exit 1; }
 # nats-data is JetStream's storage: created once, never touched again.
 mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $PWD"; exit 1; }
-set_project
 
 # One apply at a time per deployment. A run that was killed or interrupted after its upload
 # goes on applying here (HUP is ignored above), and the next run must neither clear its staging
@@ -70,6 +53,9 @@ if command -v flock >/dev/null 2>&1; then
     sleep 0.2
   done
 fi
+# Under the lock: a run that waited for another must see the project that run left (a recreate
+# moves an adopted container to natsup's own project).
+set_project
 install_file() { # src dest: atomic within the destination directory
   cp -p "$1" "$2.natsup-tmp" && mv -f "$2.natsup-tmp" "$2"
 }
@@ -284,7 +270,7 @@ if [ $outcome = 0 ]; then
     install_file "$f" ".natsup/applied/${f##*/}"
   done
   # Old TLS files are kept until a change that no longer needs them has been confirmed.
-  for f in nats-config/nats-server-cert-*.pem nats-config/nats-server-key-*.pem; do
+  for f in nats-config/nats-server-cert-*.pem nats-config/nats-server-key-*.pem nats-config/rootCA-*.pem; do
     [ -f "$f" ] || continue
     grep -q "/config/${f##*/}\"" nats-config/nats-server.conf || rm -f "$f"
   done

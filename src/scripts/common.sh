@@ -60,31 +60,47 @@ set_project() {
 # `ID|PROJECT|SERVICE|FOLDER` of each Compose container made from this folder, by any project,
 # newest first.
 dir_containers() {
-  $DOCKER ps -a --no-trunc --filter label=com.docker.compose.project.working_dir \
+  bounded "$STEP_TIMEOUT" $DOCKER ps -a --no-trunc --filter label=com.docker.compose.project.working_dir \
     --format '{{.ID}}|{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.service"}}|{{.Label "com.docker.compose.project.working_dir"}}' |
     HERE="$PWD" GIVEN="$LOGICAL_DIR" awk -F '|' '$4 == ENVIRON["HERE"] || $4 == ENVIRON["GIVEN"]'
 }
 
 # The nats container of $PROJECT (labels, under v1 and v2 alike: no slow compose call).
 find_container() {
-  $DOCKER ps -aq --no-trunc \
+  bounded "$STEP_TIMEOUT" $DOCKER ps -aq --no-trunc \
     --filter "label=com.docker.compose.project=$PROJECT" \
     --filter "label=com.docker.compose.service=nats" | head -n 1
 }
 
-# Compose on this deployment's project and file only: a compose.yaml someone left beside it
-# would otherwise be read first by Compose v2.
-# The arguments of every compose call: natsup's project name, and its file unless the operator
-# set COMPOSE_FILE on the server: Compose reads that list itself (e.g. natsup's file plus an
-# override that sets a log driver), and `-f` would drop it. PROJECT has no spaces (the
-# deployment's [a-z0-9_-] name and hex), so the unquoted expansion splits only between words.
+# The arguments of every compose call: natsup's project name, and `-f docker-compose.yaml`,
+# without which Compose v2 would read a compose.yaml someone left beside it first. An operator's
+# COMPOSE_FILE on the server (e.g. natsup's file plus an override that sets a log driver) is
+# honoured instead of `-f`, except under sudo, whose env_reset drops the variable. PROJECT has
+# no spaces (the deployment's [a-z0-9_-] name and hex), so the unquoted expansion splits only
+# between words.
 compose_args() {
-  if [ -n "${COMPOSE_FILE:-}" ]; then
+  if [ -n "${COMPOSE_FILE:-}" ] && [ -z "$SUDO" ]; then
     echo "-p $PROJECT"
   else
     echo "-p $PROJECT -f docker-compose.yaml"
   fi
 }
-compose() {
-  $COMPOSE $(compose_args) "$@"
+
+# Runs "$@" for at most $1 seconds (coreutils' or BusyBox's `timeout`); 124 when it ran out.
+# SIGKILL follows SIGTERM: an attached `docker run` passes SIGTERM on to its container instead
+# of exiting. The two `timeout`s exit differently when they kill (124, 137, 143), so running
+# out is told by the clock. The child does not get fd 9, apply's lock: only that script holds it.
+bounded() {
+  s=$1; shift
+  if command -v timeout >/dev/null 2>&1; then
+    t0=$(date +%s)
+    timeout -k 5 "$s" "$@" 9>&-
+    rc=$?
+    [ $rc -ne 0 ] && [ $(($(date +%s) - t0)) -ge "$s" ] && rc=124
+    return $rc
+  else
+    "$@" 9>&-
+  fi
 }
+# A quick Docker call's bound where the script sets none (observe).
+STEP_TIMEOUT=${STEP_TIMEOUT:-30}
