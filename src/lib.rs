@@ -13,8 +13,9 @@
 //! - every day-2 change (passwords, certificates, the CA, `up`'s renewal) goes through
 //!   [`operation`]: stage locally, apply, prove on the server, promote;
 //! - the network is touched only in [`remote`] (SSH with its kept connection, local shell,
-//!   and the scripts they run) and in [`nats_client`] and [`tls_probe`] (NATS clients);
-//!   [`verify`] grades what they find, [`verify_output`] prints it;
+//!   and the scripts they run), in [`nats_client`] and [`tls_probe`] (NATS clients), and in
+//!   [`acme`] (the ACME CA, over HTTPS); [`verify`] grades what they find, [`verify_output`]
+//!   prints it;
 //! - what clients are handed (`NATS_HOST`, `NATS_USER`, ...) is [`client_env`];
 //! - a deployment of several servers (`nodes`) is run node by node by [`cluster`], which
 //!   decides the order (all at once when fresh, else one at a time) and proves each node is
