@@ -2,9 +2,12 @@
 # The benchmarks the README's "Performance" section quotes, each side by side with the way it
 # replaces, in one run (these machines are shared and noisy: read the ratios).
 #
-#   ./scripts/bench.sh            render, up, day-2 and scale benchmarks
+#   ./scripts/bench.sh            render, up, day-2, scale and cluster benchmarks
 #   ./scripts/bench.sh --scale    only the scale benchmark (hundreds of connected clients;
 #                                 long: NATSUP_BENCH_SCALE_SIZES="50,200" runs fewer sizes)
+#   ./scripts/bench.sh --cluster  only the cluster benchmark (3 nodes on 127.0.0.21-23 against
+#                                 one server: bootstrap, a rolling renew-cert with 200 clients,
+#                                 a client's node killed)
 #   ./scripts/bench.sh --delay    also `up` with 50 ms added each way: with netem when the
 #                                 kernel has it (`tc qdisc add dev lo root netem delay 50ms`,
 #                                 as root, removed after), else on SSH through
@@ -16,12 +19,14 @@ cd "$(dirname "$0")/.."
 
 netem=false
 scale_only=false
+cluster_only=false
 case "${1:-}" in
   --delay) netem=true ;;
   --scale) scale_only=true ;;
+  --cluster) cluster_only=true ;;
   "") ;;
   *)
-    echo "usage: $0 [--delay|--scale]" >&2
+    echo "usage: $0 [--delay|--scale|--cluster]" >&2
     exit 2
     ;;
 esac
@@ -44,6 +49,18 @@ scale() {
   echo >>"$report"
 }
 
+# 5. (alone with --cluster) a 3-node cluster against one server: bootstrap, a rolling
+#    renew-cert with 200 connected clients, a client's node killed.
+cluster() {
+  cargo bench --bench cluster | tee -a "$report"
+  echo >>"$report"
+}
+
+if $cluster_only; then
+  # Appended to the report of the last full run.
+  cluster
+  exit 0
+fi
 if $scale_only; then
   # Appended to the report of the last full run.
   scale
@@ -103,5 +120,7 @@ cargo bench --bench day2 2>/dev/null | tee -a "$report"
 echo >>"$report"
 
 scale
+
+cluster
 
 cat "$report"
