@@ -717,19 +717,7 @@ async fn kv_across(
             }
         };
         let value = bucket.as_bytes().to_vec();
-        // The new stream's interest reaches every server a moment after its creation is
-        // acknowledged: a put meanwhile finds "no stream", and is tried again.
-        let mut tries = 0;
-        loop {
-            match kv.put("check", value.clone().into()).await {
-                Ok(_) => break,
-                Err(e) if tries < 20 && e.to_string().contains("no stream found") => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(format!("KV put failed: {e}")),
-            }
-        }
+        crate::verify::put_when_visible(&kv, "check", value.clone()).await?;
         let read = reader_js
             .get_key_value(&bucket)
             .await

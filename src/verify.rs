@@ -507,6 +507,27 @@ fn ms(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
 }
 
+/// Puts `value` at `key`. In a cluster a new stream's interest reaches the other servers a
+/// moment after its creation is acknowledged; a put through one of them meanwhile finds "no
+/// stream found", and is tried again (up to 2 s). One server answers the first time.
+pub(crate) async fn put_when_visible(
+    kv: &async_nats::jetstream::kv::Store,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<(), String> {
+    let mut tries = 0;
+    loop {
+        match kv.put(key, value.clone().into()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < 20 && e.to_string().contains("no stream found") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(format!("KV put failed: {e}")),
+        }
+    }
+}
+
 /// Creates a short-lived KV bucket, puts, gets and deletes a key, and removes the bucket.
 async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
     let mut js = async_nats::jetstream::new(client.clone());
@@ -530,20 +551,7 @@ async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
         .map_err(|e| format!("cannot create KV bucket: {e}"))?;
     let result = async {
         let value = bucket.as_bytes().to_vec();
-        // In a cluster the new stream's interest reaches the other servers a moment after
-        // its creation is acknowledged; a put through one of them meanwhile finds no stream
-        // ("no responders"). One server answers the first time.
-        let mut tries = 0;
-        loop {
-            match kv.put("check", value.clone().into()).await {
-                Ok(_) => break,
-                Err(e) if tries < 20 && e.to_string().contains("no stream found") => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(format!("KV put failed: {e}")),
-            }
-        }
+        put_when_visible(&kv, "check", value.clone()).await?;
         let got = kv
             .get("check")
             .await
