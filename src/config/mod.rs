@@ -1022,13 +1022,18 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
+/// 1 to `max` of [A-Za-z0-9_-]: what deployment, node and user names are made of, since they
+/// end up in paths, URLs, env files and nats context names unquoted.
+fn is_token(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && !name.starts_with('-');
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = is_token(name, 64) && !name.starts_with('-');
     if ok {
         Ok(())
     } else {
@@ -1065,11 +1070,7 @@ impl NodeConfig {
 }
 
 fn check_node_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok = is_token(name, 64);
     if ok {
         Ok(())
     } else {
@@ -1082,11 +1083,7 @@ fn check_node_name(name: &str) -> Result<(), String> {
 /// nats-server accepts almost anything as a user name, but clients put it in URLs, env files
 /// and nats context names; this set survives all of them unquoted.
 pub fn check_user_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok = is_token(name, 128);
     if ok {
         Ok(())
     } else {
