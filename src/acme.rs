@@ -15,7 +15,7 @@ use instant_acme::{
     NewOrder, OrderStatus, Problem, RetryPolicy,
 };
 
-use crate::config::{Acme, Config, Http01Mode};
+use crate::config::{Acme, Config, Http01Mode, Node};
 use crate::error::{Error, Result};
 use crate::pki;
 use crate::remote::Remote;
@@ -38,35 +38,46 @@ pub struct Issued {
     pub key_pem: Secret,
 }
 
-/// How the token is served on the server for this deployment.
-pub fn responder(config: &Config, acme: &Acme) -> Responder {
+/// How the token is served on `node` for this deployment.
+pub fn responder(config: &Config, node: &Node, acme: &Acme) -> Responder {
     Responder {
         mode: match acme.http01.mode {
             Http01Mode::Standalone => "standalone",
             Http01Mode::Webroot => "webroot",
         },
-        remote_dir: config.remote_dir.clone(),
+        remote_dir: node.remote_dir.clone(),
         port: acme.http01.port,
         image: acme.http01.image.clone(),
         webroot: acme.http01.webroot.clone().unwrap_or_default(),
-        name: format!("natsup-acme-{}", config.name),
+        // One server's responder keeps the name it always had; a cluster's nodes may share a
+        // Docker engine, so each node's is its own.
+        name: if config.is_cluster() {
+            format!("natsup-acme-{}-{}", config.name, node.name)
+        } else {
+            format!("natsup-acme-{}", config.name)
+        },
     }
 }
 
-/// Orders a certificate for the config's public names and returns it. The server's side of
-/// the challenge is checked first (before the CA is asked anything) and removed at the end.
-pub async fn obtain<R: Remote>(remote: &mut R, config: &Config, dir: &StateDir) -> Result<Issued> {
+/// Orders a certificate for `node`'s public names and returns it. The node's side of the
+/// challenge is checked first (before the CA is asked anything) and removed at the end.
+pub async fn obtain<R: Remote>(
+    remote: &mut R,
+    config: &Config,
+    node: &Node,
+    dir: &StateDir,
+) -> Result<Issued> {
     let acme = config
         .acme()
         .expect("obtain is only called with tls.issuer: acme");
-    let (names, left_out) = config.public_names();
+    let (names, left_out) = config.public_names(node);
     if !left_out.is_empty() {
         ui::note(format!(
             "the ACME order leaves out {}: a public CA issues only for public DNS names",
             left_out.join(", ")
         ));
     }
-    let responder = responder(config, &acme);
+    let responder = responder(config, node, &acme);
     run_step(remote, AcmeStep::Preflight, &responder, &[], b"").await?;
 
     let step = ui::Step::start(format!(

@@ -151,6 +151,17 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+impl TargetArgs {
+    /// The plain options the layers below the command line take.
+    pub fn target(&self) -> crate::session::Target {
+        crate::session::Target {
+            local: self.local,
+            accept_new_host_key: self.accept_new_host_key,
+            image: self.image.clone(),
+        }
+    }
+}
+
 /// Options shared by the commands that reach the server.
 #[derive(Debug, Args)]
 pub struct TargetArgs {

@@ -29,7 +29,7 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
         ("NATS_USER", user.to_string()),
         ("NATS_PASSWORD", password.expose().to_string()),
     ]);
-    if !state.publicly_trusted {
+    if !state.client_ca().is_empty() {
         vars.push(("NATS_CA", ca.display().to_string()));
     }
     Ok(vars)
@@ -45,16 +45,11 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
 /// and fails over to them by itself; tests/e2e_cluster.rs checks that. The whole list is in
 /// `NATS_SERVERS` for clients that split it (the nats CLI context's `url` takes it as is).
 pub fn nats_host(config: &Config) -> String {
-    let (host, port) = if config.is_cluster() {
-        let first = &config.node_views()[0];
-        (first.host.clone(), first.port)
+    let first = &config.nodes()[0];
+    if first.port == 4222 {
+        first.host.clone()
     } else {
-        (config.host.clone(), config.port)
-    };
-    if port == 4222 {
-        host
-    } else {
-        crate::config::host_port(&host, port)
+        first.addr()
     }
 }
 
@@ -63,7 +58,7 @@ pub fn nats_url(config: &Config) -> String {
     if config.is_cluster() {
         config.client_urls().join(",")
     } else {
-        config.url()
+        config.nodes()[0].url()
     }
 }
 

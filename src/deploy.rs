@@ -9,28 +9,27 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, Network};
 use crate::error::{Error, Result};
 use crate::nats_client::{self, Endpoint, Login};
 use crate::observed::{Observed, base64_decode};
 use crate::pki;
-use crate::plan::{self, Action, Plan, sha256_hex};
+use crate::plan::{self, Plan};
 use crate::remote::script::{Bounds, Verdict};
-use crate::remote::{AnyRemote, INSPECT_BOUND, Remote, Via, script};
-use crate::render::{self, Bundle, TlsNames};
+use crate::remote::{INSPECT_BOUND, Remote, Via, script};
+use crate::render::{self, Bundle, TlsNames, sha256_hex};
 use crate::state::State;
 use crate::tls_probe;
-use crate::ui;
 
 /// How long the server gets to become ready or confirm a reload.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One server of a deployment, as the executor sees it: where its files live, the port it
+/// One node of a deployment, as the executor sees it: where its files live, the port it
 /// publishes, the image that validates and runs them, and the bundle it must end up serving.
-/// The executor and the planner work on one node at a time and never read the deployment's
-/// config, so a deployment of several servers is several nodes.
+/// The executor and the planner work on one server at a time and never read the deployment's
+/// config.
 #[derive(Debug)]
-pub struct Node {
+pub struct Server {
     /// The deployment's name: the first part of the node's Compose project name.
     pub deployment: String,
     pub remote_dir: String,
@@ -45,23 +44,23 @@ pub struct Node {
     pub probe: Option<HealthProbe>,
 }
 
-impl Node {
-    /// The one server of a single-server deployment.
-    pub fn of(config: &Config, state: &State) -> Node {
-        Node {
+impl Server {
+    /// Node `i` of the deployment.
+    pub fn of(config: &Config, i: usize, state: &State) -> Server {
+        let node = &config.nodes()[i];
+        Server {
             deployment: config.name.clone(),
-            remote_dir: config.remote_dir.clone(),
-            port: config.port,
-            bind: (config.this_node.is_some() && config.network == crate::config::Network::Host)
-                .then_some(config.bind),
-            image: config.image.clone(),
-            bundle: server_bundle(config, state),
-            probe: nats_client::deployment_logins(config, state, None)
+            remote_dir: node.remote_dir.clone(),
+            port: node.port,
+            bind: (config.is_cluster() && config.network == Network::Host).then_some(node.bind),
+            image: node.image.clone(),
+            bundle: server_bundle(config, i, state),
+            probe: nats_client::deployment_logins(config, i, state, None)
                 .ok()
                 .map(|(target, logins)| HealthProbe {
                     target,
                     logins,
-                    serial: state.server_info.serial.clone(),
+                    serial: state.certs[i].info.serial.clone(),
                 }),
         }
     }
@@ -126,7 +125,7 @@ impl HealthProbe {
     }
 }
 
-pub async fn observe<R: Remote>(remote: &mut R, node: &Node) -> Result<Observed> {
+pub async fn observe<R: Remote>(remote: &mut R, node: &Server) -> Result<Observed> {
     let script = script::observe(&node.deployment, &node.remote_dir, node.port, node.bind);
     let out = remote
         .run_within("inspecting the server", &script, &[], INSPECT_BOUND)
@@ -181,7 +180,7 @@ pub fn tar_bundle(bundle: &Bundle) -> (Vec<u8>, String) {
 /// Uploads the node's bundle and applies `plan` in one remote command.
 pub async fn apply<R: Remote>(
     remote: &mut R,
-    node: &Node,
+    node: &Server,
     plan: &Plan,
     timeout: Duration,
 ) -> Result<()> {
@@ -309,103 +308,18 @@ pub async fn apply<R: Remote>(
     }
 }
 
-/// What one converge run did.
-#[derive(Debug, Clone)]
-pub struct Deployed {
-    pub plan: Plan,
-    pub commands: usize,
-    pub elapsed: Duration,
-}
-
-impl Deployed {
-    pub fn summary(&self) -> String {
-        format!(
-            "{} in {:.1}s ({} remote command{})",
-            self.plan.action.done(),
-            self.elapsed.as_secs_f64(),
-            self.commands,
-            if self.commands == 1 { "" } else { "s" }
-        )
-    }
-}
-
 /// The bundle as the server gets it: TLS files named after their certificate.
-pub fn server_bundle(config: &Config, state: &State) -> Bundle {
+pub fn server_bundle(config: &Config, i: usize, state: &State) -> Bundle {
     render::bundle(
         config,
+        i,
         state,
-        &TlsNames::versioned(&state.server_info.serial),
+        &TlsNames::versioned(&state.certs[i].info.serial),
     )
 }
 
-/// Brings one server onto its node over one connection: observe, plan, apply.
-/// With `dry_run`, prints the plan with its diffs and changes nothing.
-pub async fn deploy(via: &Via, node: &Node, dry_run: bool, timeout: Duration) -> Result<Deployed> {
-    deploy_over(via, via.open(), node, dry_run, timeout).await
-}
-
-/// As [`deploy`], over a connection that may already be on its way: `up` starts opening it
-/// while it makes the local state ([`Via::open`]).
-pub async fn deploy_over(
-    via: &Via,
-    opening: impl Future<Output = Result<AnyRemote>>,
-    node: &Node,
-    dry_run: bool,
-    timeout: Duration,
-) -> Result<Deployed> {
-    let started = Instant::now();
-    let remote = via.connected(opening).await?;
-    deploy_on(remote, started, node, dry_run, timeout).await
-}
-
-/// As [`deploy_over`], over a connection already open since `started` (`up` ordered an ACME
-/// certificate over it first).
-pub async fn deploy_on(
-    mut remote: AnyRemote,
-    started: Instant,
-    node: &Node,
-    dry_run: bool,
-    timeout: Duration,
-) -> Result<Deployed> {
-    let result = converge(&mut remote, node, dry_run, timeout).await;
-    let commands = remote.commands();
-    remote.close().await;
-    Ok(Deployed {
-        plan: result?,
-        commands,
-        elapsed: started.elapsed(),
-    })
-}
-
-async fn converge<R: Remote>(
-    remote: &mut R,
-    node: &Node,
-    dry_run: bool,
-    timeout: Duration,
-) -> Result<Plan> {
-    let step = ui::Step::start("inspecting the server");
-    let observed = observe(remote, node).await?;
-    check_preflight(&observed, &remote.describe())?;
-    let plan = plan::plan(&node.bundle, &observed);
-    step.done(format!("plan: {}", plan.action.name()));
-    ui::note(plan.describe(dry_run).trim_end());
-    if !dry_run && plan.uploads() {
-        let step = ui::Step::start(match plan.action {
-            Action::Start => {
-                "uploading, validating and starting the server (pulls the image if needed)"
-            }
-            Action::Recreate => "uploading, validating and recreating the container",
-            Action::Reload => "uploading, validating and reloading the server",
-            _ => "uploading and validating the files",
-        });
-        apply(remote, node, &plan, timeout).await?;
-        step.done("done");
-    }
-    Ok(plan)
-}
-
-/// Read-only: what the server has and what `up` would do about it (for `plan` and `status`).
-pub async fn inspect(via: &Via, node: &Node) -> Result<(Observed, Plan, String)> {
+/// Read-only: what the server has and what `up` would do about it (for `status`).
+pub async fn inspect(via: &Via, node: &Server) -> Result<(Observed, Plan, String)> {
     let mut remote = via.connect().await?;
     let observed = observe(&mut remote, node).await;
     let target = remote.describe();

@@ -105,6 +105,77 @@ impl Error {
         }
     }
 
+    /// The same error, saying which node of a cluster it came from. Its kind, and so its
+    /// exit code, stays: a bad input on one node is still a bad input.
+    pub fn on_node(self, node: &str) -> Error {
+        match self {
+            Error::Usage { message, hint } => Error::Usage {
+                message: format!("node {node}: {message}"),
+                hint,
+            },
+            Error::Failed { message, hint } => Error::Failed {
+                message: format!("node {node}: {message}"),
+                hint,
+            },
+            Error::Ssh {
+                destination,
+                message,
+                hint,
+            } => Error::Ssh {
+                destination: format!("{destination} (node {node})"),
+                message,
+                hint,
+            },
+            Error::Remote {
+                target,
+                step,
+                message,
+                hint,
+            } => Error::Remote {
+                target: format!("{target} (node {node})"),
+                step,
+                message,
+                hint,
+            },
+            // These name their file, which names the deployment.
+            other => other,
+        }
+    }
+
+    /// The same error with one more line of advice after its own.
+    pub fn with_hint_line(self, line: &str) -> Error {
+        let hint = Some(match self.hint() {
+            Some(h) => format!("{h}\n{line}"),
+            None => line.to_string(),
+        });
+        match self {
+            Error::Usage { message, .. } => Error::Usage { message, hint },
+            Error::Ssh {
+                destination,
+                message,
+                ..
+            } => Error::Ssh {
+                destination,
+                message,
+                hint,
+            },
+            Error::Remote {
+                target,
+                step,
+                message,
+                ..
+            } => Error::Remote {
+                target,
+                step,
+                message,
+                hint,
+            },
+            Error::Failed { message, .. } => Error::Failed { message, hint },
+            // Their advice is fixed by their kind, and so is their exit code.
+            other => other,
+        }
+    }
+
     /// 2 for anything the user can fix in their input, 1 for an operation that failed.
     pub fn exit_code(&self) -> i32 {
         match self {

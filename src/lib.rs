@@ -8,24 +8,24 @@
 //! - local secrets live in [`state`];
 //! - what a command starts from (the global options, the server, the locked state) is
 //!   [`session`];
-//! - what `up` does is decided in [`plan`] and run by [`deploy`], the one executor, one
-//!   [`deploy::Node`] (server) at a time;
-//! - every day-2 change (passwords, certificates, the CA, `up`'s renewal) goes through
-//!   [`operation`]: stage locally, apply, prove on the server, promote;
+//! - a deployment is its shared state and 1..=9 nodes ([`config::Node`]); one server is a
+//!   deployment of one node, not a second code path;
+//! - what a node needs is decided in [`plan`] and run by [`deploy`], the one executor, one
+//!   [`deploy::Server`] at a time;
+//! - every change (`up`, passwords, certificates, the CA, `up`'s renewal, decided once in
+//!   [`renewal`]) goes through [`operation`], the one orchestrator: stage locally, inspect
+//!   every node, then per node gate (every other node healthy), apply, prove, settle;
 //! - the network is touched only in [`remote`] (SSH with its kept connection, local shell,
 //!   and the scripts they run), in [`nats_client`] and [`tls_probe`] (NATS clients), and in
-//!   [`acme`] (the ACME CA, over HTTPS); [`verify`] grades what they find, [`verify_output`]
-//!   prints it;
+//!   [`acme`] (the ACME CA, over HTTPS); [`verify`] grades what they find (with the checks
+//!   across a cluster's nodes, which are also the health gate, in [`verify::cluster`]),
+//!   [`verify_output`] prints it;
 //! - what clients are handed (`NATS_HOST`, `NATS_USER`, ...) is [`client_env`];
-//! - a deployment of several servers (`nodes`) is run node by node by [`cluster`], which
-//!   decides the order (all at once when fresh, else one at a time) and proves each node is
-//!   back in the cluster;
 //! - each subcommand is a leaf in [`commands`].
 
 pub mod acme;
 pub mod cli;
 pub mod client_env;
-pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod deploy;
@@ -40,6 +40,7 @@ pub mod pki;
 pub mod plan;
 pub mod remote;
 pub mod render;
+pub mod renewal;
 pub mod secret;
 pub mod session;
 pub mod state;
@@ -56,7 +57,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     install_crypto_provider();
     ui::set_quiet(cli.quiet);
     ui::init_logging(cli.verbose);
-    let ctx = commands::Context::from_cli(&cli)?;
+    let ctx = commands::Context::new(cli.config.clone(), cli.state_dir.clone())?;
     match cli.command {
         Command::Init(args) => commands::init::run(&ctx, args),
         Command::Render(args) => commands::render::run(&ctx, args),

@@ -79,14 +79,15 @@ pub struct Login {
     pub permissions: Option<Permissions>,
 }
 
-/// The deployment's server and its users (all, or `only`), with the passwords the server
+/// Node `i` of the deployment and its users (all, or `only`), with the passwords the server
 /// should hold now.
 pub fn deployment_logins(
     config: &crate::config::Config,
+    i: usize,
     state: &crate::state::State,
     only: Option<&str>,
 ) -> Result<(Endpoint, Vec<Login>), String> {
-    let endpoint = Endpoint::from_url(&config.url(), state.client_ca().to_string())?;
+    let endpoint = Endpoint::from_url(&config.nodes()[i].url(), state.node_ca(i).to_string())?;
     let users: Vec<_> =
         match only {
             Some(name) => vec![config.user(name).ok_or_else(|| {

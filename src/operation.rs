@@ -1,97 +1,569 @@
-//! The one path every day-2 change takes: **stage → apply → prove → promote**.
+//! The one orchestrator. Every change to a deployment, of one node or nine, takes the same
+//! path: `up`, `renew-cert`, `rotate-passwords`, both phases of `rotate-ca` and `up`'s own
+//! renewal stage their change in local state first (saved before any server sees it), then
+//! call [`converge`]:
 //!
-//! `rotate-passwords`, `renew-cert`, `rotate-ca --finish` and `up` (with the renewal it does by
-//! itself) stage their change in local state first, saved before the server sees it. They then
-//! apply it with the executor ([`deploy`]), and only count it done once the server shows it,
-//! over NATS, from natsup's side:
-//! - a pending password is promoted once the server accepts it *and* refuses the old one, and
-//!   dropped once the server still takes the old one (nats-server never holds two passwords for
-//!   one user, so exactly one of them is served). Neither answer keeps both, so nobody is
-//!   locked out by a run that died anywhere; the next run settles it. When the server's NATS
-//!   port does not answer from here (`bind: 127.0.0.1` on a remote host, a firewall), the
-//!   server is asked over its remote instead: the nats-server.conf it last confirmed holds
-//!   exactly one of the two hashes;
-//! - a new certificate counts once the server presents its serial to a TLS client.
+//! 1. every node is inspected at once, over one connection each, and pre-flighted; if any
+//!    cannot be reached or fails, that node is named and nothing changes anywhere;
+//! 2. ACME certificates that are due are ordered, each over its own node (which serves the
+//!    http-01 token);
+//! 3. each node's plan is made; a fresh deployment (no node has a container) starts every
+//!    node at once, since a lone node of a clustered JetStream waits for its peers anyway;
+//! 4. otherwise nodes change one at a time, stopped ones first. Before a node is reloaded or
+//!    recreated, every *other* node must be healthy ([`gate`]); the node is applied, its
+//!    passwords settled, its served certificate proven, and it must be back in the cluster
+//!    before the next. So at most one node is ever away, and a 3-node cluster keeps its
+//!    JetStream quorum. A deployment of one node has no other node: its gate always holds.
+//!
+//! Settling a pending password: it is promoted once a server accepts it *and* refuses the
+//! old one, and dropped once the server still takes the old one (nats-server never holds two
+//! passwords for one user, so exactly one of them is served). Neither answer keeps both, so
+//! nobody is locked out by a run that died anywhere; the next run settles it. When the NATS
+//! port does not answer from here (`bind: 127.0.0.1` on a remote host, a firewall), the node
+//! is asked over its open connection instead: the nats-server.conf it last confirmed holds
+//! exactly one of the two hashes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use time::OffsetDateTime;
 
+use crate::acme;
 use crate::config::Config;
-use crate::deploy::{self, Deployed, Node};
+use crate::deploy::{self, Server};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::nats_client::{self, Endpoint, Login};
+use crate::observed::Observed;
 use crate::pki;
-use crate::remote::{Remote, Via};
+use crate::plan::{self, Action, Plan};
+use crate::remote::{AnyRemote, Remote, Via};
 use crate::render::CONF_FILE;
 use crate::secret::Secret;
-use crate::session::Session;
-use crate::state::State;
+use crate::state::{Secrets, State};
 use crate::tls_probe;
 use crate::ui;
+use crate::verify::cluster::{check_in_cluster, wait_in_cluster};
 
 /// How long the server has to confirm a reload or a start, for every change but `up
 /// --timeout`'s.
 pub const READY_TIMEOUT: Duration = deploy::DEFAULT_READY_TIMEOUT;
 
-/// What the server must show, beyond settled passwords, before a change counts as done.
+/// One node of the deployment and the way to it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its index in [`Config::nodes`] and [`State::certs`].
+    pub index: usize,
+    pub name: String,
+    pub via: Via,
+}
+
+/// A connection on its way, opened while the local state was made (`up`).
+pub type Opening = tokio::task::JoinHandle<Result<AnyRemote>>;
+
+/// What a node must show, beyond settled passwords, before its change counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proof {
     /// Nothing more: the change was passwords (settled anyway) or plain files.
     Settled,
-    /// The server presents the certificate in local state; `retry` is the command that
-    /// finishes the job if it does not.
+    /// The node presents the certificate in local state; `retry` is the command that finishes
+    /// the job if it does not.
     ServesCertificate { retry: &'static str },
 }
 
-/// A change that reached the server and was proven.
-#[derive(Debug)]
-pub struct Applied {
-    pub deployed: Deployed,
-    pub settled: Vec<Settled>,
+/// A staged change: what each node must prove, which nodes need an ACME certificate.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The command, for the failpoint the crash tests stop at (`<step>:applied`).
+    pub step: &'static str,
+    /// Per node, in the order of [`Config::nodes`].
+    pub proofs: Vec<Proof>,
+    /// Per node: why an ACME certificate must be ordered for it, if one must.
+    pub acme: Vec<Option<String>>,
+    pub dry_run: bool,
+    pub timeout: Duration,
 }
 
-/// Applies what `session` has staged, then proves it. `step` names the command, for the
-/// failpoint the crash tests stop at between applying and proving (`<step>:applied`).
-pub async fn apply(step: &str, via: &Via, session: &mut Session, proof: Proof) -> Result<Applied> {
-    let deployed = deploy::deploy(
-        via,
-        &Node::of(&session.config, &session.state),
-        false,
-        READY_TIMEOUT,
-    )
-    .await;
-    failpoint::hit(&format!("{step}:applied"));
-    prove(deployed, via, &session.config, &mut session.state, proof).await
-}
-
-/// The second half of [`apply`], for `up`, which applies over a connection it opened early.
-/// Pending passwords are settled even when applying failed: a server that took them before
-/// failing otherwise leaves clients holding a password that is no longer served.
-pub async fn prove(
-    deployed: Result<Deployed>,
-    via: &Via,
-    config: &Config,
-    state: &mut State,
-    proof: Proof,
-) -> Result<Applied> {
-    let settled = settle_pending(via, config, state).await?;
-    let deployed = deployed?;
-    ui::note(deployed.summary());
-    if let Proof::ServesCertificate { retry } = proof {
-        let served = served_serial(config).await?;
-        if served != state.server_info.serial {
-            return Err(Error::failed(
-                format!(
-                    "the server presents certificate {served}, not the new {}",
-                    state.server_info.serial
-                ),
-                Some(format!("run `natsup status`, then `natsup {retry}`")),
-            ));
+impl Change {
+    /// A change every node only has to settle (passwords, files).
+    pub fn settled(step: &'static str, config: &Config) -> Change {
+        Change {
+            step,
+            proofs: vec![Proof::Settled; config.nodes().len()],
+            acme: vec![None; config.nodes().len()],
+            dry_run: false,
+            timeout: READY_TIMEOUT,
         }
     }
-    Ok(Applied { deployed, settled })
+}
+
+/// What one run did across the deployment.
+#[derive(Debug, Default)]
+pub struct Rolled {
+    /// Each node's plan, in the order of [`Config::nodes`].
+    pub plans: Vec<Plan>,
+    /// The nodes changed, with their action, in the order they were changed.
+    pub changed: Vec<(String, Action)>,
+    pub settled: Vec<Settled>,
+    pub commands: usize,
+    pub elapsed: Duration,
+}
+
+impl Rolled {
+    pub fn summary(&self, config: &Config) -> String {
+        let what = if !config.is_cluster() {
+            self.plans
+                .first()
+                .map_or("nothing to do", |p| p.action.done())
+                .to_string()
+        } else if self.changed.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            self.changed
+                .iter()
+                .map(|(n, a)| format!("{n} {}", a.done()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{what} in {:.1}s ({} remote command{})",
+            self.elapsed.as_secs_f64(),
+            self.commands,
+            if self.commands == 1 { "" } else { "s" }
+        )
+    }
+
+    /// Whether every node's files were byte-identical to the render: nothing was applied.
+    pub fn nothing(&self) -> bool {
+        self.plans.iter().all(|p| p.action == Action::Nothing)
+    }
+}
+
+/// A node's open connection and what it reported.
+pub struct Inspected {
+    pub remote: AnyRemote,
+    pub observed: Observed,
+}
+
+/// `error` from node `name`: for a cluster it says which node, and whether anything changed.
+fn on_node(config: &Config, name: &str, error: Error, changed_nothing: bool) -> Error {
+    let error = if config.is_cluster() {
+        error.on_node(name)
+    } else {
+        error
+    };
+    if changed_nothing && config.is_cluster() {
+        error.with_hint_line("nothing was changed on any node")
+    } else {
+        error
+    }
+}
+
+/// Connects to every node and inspects it, all at once (`openings`: connections already on
+/// their way). Any node that cannot be reached, inspected, or fails pre-flight is an error
+/// naming it; every connection is closed then.
+pub async fn inspect_all(
+    config: &Config,
+    state: &State,
+    members: &[Member],
+    openings: Option<Vec<Opening>>,
+) -> Result<Vec<Inspected>> {
+    let step = config
+        .is_cluster()
+        .then(|| ui::Step::start(format!("inspecting {} nodes", members.len())));
+    let mut openings = openings.map(|o| o.into_iter().map(Some).collect::<Vec<_>>());
+    let results = join_all(members.iter().map(|m| {
+        let opening = openings.as_mut().and_then(|o| o[m.index].take());
+        async move {
+            let opened = async {
+                match opening {
+                    Some(handle) => handle.await.expect("opening a connection does not panic"),
+                    None => m.via.open().await,
+                }
+            };
+            // One server shows its connection as a step of its own, as it always has.
+            let mut remote = if config.is_cluster() {
+                opened.await
+            } else {
+                m.via.connected(opened).await
+            }
+            .map_err(|e| (e, None))?;
+            let server = Server::of(config, m.index, state);
+            let single_step =
+                (!config.is_cluster()).then(|| ui::Step::start("inspecting the server"));
+            match deploy::observe(&mut remote, &server).await {
+                Ok(observed) => match deploy::check_preflight(&observed, &remote.describe()) {
+                    Ok(()) => {
+                        if let Some(step) = single_step {
+                            step.done("done");
+                        }
+                        Ok(Inspected { remote, observed })
+                    }
+                    Err(e) => Err((e, Some(remote))),
+                },
+                Err(e) => Err((e, Some(remote))),
+            }
+        }
+    }))
+    .await;
+    let mut inspected = Vec::new();
+    let mut first_error = None;
+    for (m, result) in members.iter().zip(results) {
+        match result {
+            Ok(i) => inspected.push(i),
+            Err((e, remote)) => {
+                if let Some(remote) = remote {
+                    remote.close().await;
+                }
+                first_error.get_or_insert(on_node(config, &m.name, e, true));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        for i in inspected {
+            i.remote.close().await;
+        }
+        return Err(e);
+    }
+    if let Some(step) = step {
+        step.done("done");
+    }
+    Ok(inspected)
+}
+
+/// Each node's plan: what its server has against what it must serve.
+pub fn plans(config: &Config, state: &State, inspected: &[Inspected]) -> Vec<Plan> {
+    inspected
+        .iter()
+        .enumerate()
+        .map(|(i, ins)| plan::plan(&deploy::server_bundle(config, i, state), &ins.observed))
+        .collect()
+}
+
+/// Brings every node onto its render and proves it, as the module says. With `dry_run`,
+/// prints each node's plan and changes nothing.
+pub async fn converge(
+    config: &Config,
+    state: &mut State,
+    members: &[Member],
+    openings: Option<Vec<Opening>>,
+    change: &Change,
+) -> Result<Rolled> {
+    let started = Instant::now();
+    let mut inspected = inspect_all(config, state, members, openings).await?;
+    let mut rolled = Rolled::default();
+    let result = run(config, state, members, &mut inspected, change, &mut rolled).await;
+    for i in inspected {
+        rolled.commands += i.remote.commands();
+        i.remote.close().await;
+    }
+    rolled.elapsed = started.elapsed();
+    result.map(|()| rolled)
+}
+
+async fn run(
+    config: &Config,
+    state: &mut State,
+    members: &[Member],
+    inspected: &mut [Inspected],
+    change: &Change,
+    rolled: &mut Rolled,
+) -> Result<()> {
+    if !change.dry_run {
+        for m in members {
+            if let Some(reason) = &change.acme[m.index] {
+                order_acme(config, state, m, &mut inspected[m.index].remote, reason).await?;
+            }
+        }
+    }
+    rolled.plans = plans(config, state, inspected);
+    show_plans(config, members, &rolled.plans, change.dry_run);
+    if change.dry_run {
+        return Ok(());
+    }
+    // The old passwords of a rotation, to prove every node refuses them at the end.
+    let rotating: Vec<(String, Secret)> = state
+        .secrets
+        .pending_users()
+        .into_iter()
+        .filter_map(|u| state.secrets.password(&u).cloned().map(|p| (u, p)))
+        .collect();
+    if inspected.iter().all(|i| i.observed.container.is_none()) {
+        start_all(config, state, members, inspected, change, rolled).await?;
+    } else {
+        roll(config, state, members, inspected, change, rolled).await?;
+    }
+    // A password left pending (a node with nothing to apply, or an interrupted run whose
+    // files already went out) is settled against the first node.
+    if !state.secrets.pending_users().is_empty() {
+        let settled = settle_pending(config, state, 0, &mut inspected[0].remote).await?;
+        rolled.settled.extend(settled);
+    }
+    if config.is_cluster() {
+        prove_rotated(config, state, &rotating, rolled).await?;
+    }
+    Ok(())
+}
+
+fn show_plans(config: &Config, members: &[Member], plans: &[Plan], dry_run: bool) {
+    for (m, plan) in members.iter().zip(plans) {
+        if config.is_cluster() {
+            ui::note(format!("node {}: plan: {}", m.name, plan.action.name()));
+        } else {
+            ui::note(format!("plan: {}", plan.action.name()));
+        }
+        ui::note(plan.describe(dry_run).trim_end());
+    }
+}
+
+/// Orders node `m`'s certificate from the ACME CA over its connection (the http-01 token is
+/// served there) and stores it. Nothing on the NATS server changes unless the CA issued.
+async fn order_acme(
+    config: &Config,
+    state: &mut State,
+    m: &Member,
+    remote: &mut AnyRemote,
+    reason: &str,
+) -> Result<()> {
+    let node = &config.nodes()[m.index];
+    let whose = if config.is_cluster() {
+        format!("node {}: ", m.name)
+    } else {
+        String::new()
+    };
+    ui::note(format!(
+        "{whose}ordering a certificate from the ACME CA: {reason}"
+    ));
+    let issued = acme::obtain(remote, config, node, &state.certs[m.index].dir)
+        .await
+        .map_err(|e| on_node(config, &m.name, e, false))?;
+    state.store_acme(m.index, issued.chain_pem, issued.key_pem)?;
+    let info = &state.certs[m.index].info;
+    ui::note(format!(
+        "{whose}the ACME CA issued certificate {} (issuer {}, expires {})",
+        info.serial,
+        info.issuer,
+        info.not_after.date()
+    ));
+    Ok(())
+}
+
+/// A fresh deployment: every node starts at once, then each must be in the cluster.
+async fn start_all(
+    config: &Config,
+    state: &mut State,
+    members: &[Member],
+    inspected: &mut [Inspected],
+    change: &Change,
+    rolled: &mut Rolled,
+) -> Result<()> {
+    let step = ui::Step::start(if config.is_cluster() {
+        format!(
+            "uploading, validating and starting {} nodes at once",
+            members.len()
+        )
+    } else {
+        "uploading, validating and starting the server (pulls the image if needed)".to_string()
+    });
+    let servers: Vec<Server> = members
+        .iter()
+        .map(|m| Server::of(config, m.index, state))
+        .collect();
+    let results =
+        join_all(inspected.iter_mut().zip(&servers).zip(&rolled.plans).map(
+            |((ins, server), plan)| deploy::apply(&mut ins.remote, server, plan, change.timeout),
+        ))
+        .await;
+    failpoint::hit(&format!("{}:applied", change.step));
+    let mut failed = None;
+    for (m, r) in members.iter().zip(results) {
+        match r {
+            Ok(()) => rolled.changed.push((m.name.clone(), Action::Start)),
+            Err(e) => {
+                failed.get_or_insert(on_node(config, &m.name, e, false));
+            }
+        }
+    }
+    if let Some(e) = failed {
+        // A server that took a pending password before failing must not leave its clients
+        // holding one that is no longer served.
+        settle_pending(config, state, 0, &mut inspected[0].remote).await?;
+        return Err(e);
+    }
+    step.done("done");
+    if config.is_cluster() {
+        let step = ui::Step::start("waiting for every node to join the cluster");
+        let waits = join_all(
+            members
+                .iter()
+                .map(|m| wait_in_cluster(config, state, m.index)),
+        )
+        .await;
+        for (m, w) in members.iter().zip(waits) {
+            w.map_err(|e| on_node(config, &m.name, e, false))?;
+        }
+        step.done("routes up and JetStream answering on every node");
+    }
+    for m in members {
+        prove_serial(config, state, m, change.proofs[m.index]).await?;
+    }
+    Ok(())
+}
+
+/// One node at a time, stopped ones first; each gated, applied, proven and back in the
+/// cluster before the next.
+async fn roll(
+    config: &Config,
+    state: &mut State,
+    members: &[Member],
+    inspected: &mut [Inspected],
+    change: &Change,
+    rolled: &mut Rolled,
+) -> Result<()> {
+    let mut order: Vec<usize> = (0..members.len())
+        .filter(|&i| {
+            rolled.plans[i].action != Action::Nothing || change.proofs[i] != Proof::Settled
+        })
+        .collect();
+    order.sort_by_key(|&i| {
+        inspected[i]
+            .observed
+            .container
+            .as_ref()
+            .is_some_and(|c| c.running())
+    });
+    // Which nodes run now: from the inspection, and from what this run started.
+    let mut running: Vec<bool> = inspected
+        .iter()
+        .map(|i| i.observed.container.as_ref().is_some_and(|c| c.running()))
+        .collect();
+    for i in order {
+        let m = &members[i];
+        let action = rolled.plans[i].action;
+        if matches!(action, Action::Reload | Action::Recreate) {
+            gate(config, state, members, &running, i).await?;
+        }
+        if action != Action::Nothing {
+            let step = ui::Step::start(if config.is_cluster() {
+                format!("node {}: {}", m.name, applying(action))
+            } else {
+                applying(action).to_string()
+            });
+            let server = Server::of(config, i, state);
+            let applied = deploy::apply(
+                &mut inspected[i].remote,
+                &server,
+                &rolled.plans[i],
+                change.timeout,
+            )
+            .await;
+            failpoint::hit(&format!("{}:applied", change.step));
+            if applied.is_ok() {
+                step.done("done");
+            }
+            // Pending passwords are settled even when applying failed: a server that took
+            // them before failing otherwise leaves clients holding a password it no longer
+            // serves. The next node then starts from what this one settled.
+            if !state.secrets.pending_users().is_empty() {
+                let settled = settle_pending(config, state, i, &mut inspected[i].remote).await?;
+                rolled.settled.extend(settled);
+            }
+            applied.map_err(|e| on_node(config, &m.name, e, false))?;
+            rolled.changed.push((m.name.clone(), action));
+            running[i] = true;
+        }
+        prove_serial(config, state, m, change.proofs[i]).await?;
+        if config.is_cluster() && action != Action::Nothing {
+            let step = ui::Step::start(format!(
+                "node {}: waiting until it is back in the cluster",
+                m.name
+            ));
+            wait_in_cluster(config, state, i)
+                .await
+                .map_err(|e| on_node(config, &m.name, e, false))?;
+            step.done("routes to every peer, JetStream answering");
+        }
+    }
+    Ok(())
+}
+
+fn applying(action: Action) -> &'static str {
+    match action {
+        Action::Start => {
+            "uploading, validating and starting the server (pulls the image if needed)"
+        }
+        Action::Recreate => "uploading, validating and recreating the container",
+        Action::Reload => "uploading, validating and reloading the server",
+        _ => "uploading and validating the files",
+    }
+}
+
+/// The health gate: before node `i` is reloaded or recreated, every *other* node runs, routes
+/// to every peer, and every replicated stream has a leader and current replicas. Otherwise
+/// taking `i` away could leave a second node away, and a 3-node cluster without its JetStream
+/// quorum, so nothing is touched. It is asked on every run, of every node, whatever its own
+/// plan: a node that failed to rejoin in an earlier run has nothing left to apply, yet it is
+/// still away. One node has no other: its gate always holds.
+async fn gate(
+    config: &Config,
+    state: &State,
+    members: &[Member],
+    running: &[bool],
+    i: usize,
+) -> Result<()> {
+    let others: Vec<&Member> = members.iter().filter(|m| m.index != i).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let looks = join_all(others.iter().map(|m| async {
+        if !running[m.index] {
+            return Err("its container is not running".to_string());
+        }
+        check_in_cluster(config, state, m.index).await
+    }))
+    .await;
+    let unhealthy: Vec<String> = others
+        .iter()
+        .zip(looks)
+        .filter_map(|(m, look)| look.err().map(|why| format!("node {}: {why}", m.name)))
+        .collect();
+    if unhealthy.is_empty() {
+        return Ok(());
+    }
+    Err(Error::failed(
+        format!(
+            "not touching node {}: another node is not healthy, and taking a second node away \
+             could cost the cluster its JetStream quorum:\n  {}",
+            members[i].name,
+            unhealthy.join("\n  ")
+        ),
+        Some(
+            "bring that node back first (`natsup status` shows it; look at `docker logs` on \
+             it and at its network), then run the command again"
+                .to_string(),
+        ),
+    ))
+}
+
+/// Node `m` presents the certificate in local state, when `proof` asks.
+async fn prove_serial(config: &Config, state: &State, m: &Member, proof: Proof) -> Result<()> {
+    let Proof::ServesCertificate { retry } = proof else {
+        return Ok(());
+    };
+    let want = &state.certs[m.index].info.serial;
+    let served = served_serial(config, m.index).await?;
+    if &served == want {
+        return Ok(());
+    }
+    let (who, check) = if config.is_cluster() {
+        (format!("node {}", m.name), "verify")
+    } else {
+        ("the server".to_string(), "status")
+    };
+    Err(Error::failed(
+        format!("{who} presents certificate {served}, not the new {want}"),
+        Some(format!("run `natsup {check}`, then `natsup {retry}`")),
+    ))
 }
 
 /// What became of a password that was pending.
@@ -111,14 +583,20 @@ pub struct Settled {
     pub outcome: Outcome,
 }
 
-/// Asks the server which password each user with a pending one holds, and records the answer:
-/// over NATS first, then, for the users NATS could not tell about, over `via`.
-pub async fn settle_pending(via: &Via, config: &Config, state: &mut State) -> Result<Vec<Settled>> {
+/// Asks node `i` which password each user with a pending one holds, and records the answer:
+/// over NATS first, then, for the users NATS could not tell about, over `remote`.
+pub async fn settle_pending(
+    config: &Config,
+    state: &mut State,
+    i: usize,
+    remote: &mut AnyRemote,
+) -> Result<Vec<Settled>> {
     let users = state.secrets.pending_users();
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let target = Endpoint::from_url(&config.url(), state.client_ca().to_string())
+    let node = &config.nodes()[i];
+    let target = Endpoint::from_url(&node.url(), state.node_ca(i).to_string())
         .expect("a validated config always gives a valid URL");
     // Every user is asked at once: a rotation of many users costs one user's logins.
     let asked = users.iter().map(|user| {
@@ -144,15 +622,13 @@ pub async fn settle_pending(via: &Via, config: &Config, state: &mut State) -> Re
             }
         }
     });
-    let mut outcomes = futures_util::future::join_all(asked).await;
+    let mut outcomes = join_all(asked).await;
     if outcomes.contains(&Outcome::Unsettled) {
-        let undecided: Vec<(usize, &String)> = users
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| outcomes[*i] == Outcome::Unsettled)
-            .collect();
-        let confirmed = confirmed_conf(via, config, state).await;
-        for (i, user) in undecided {
+        let confirmed = confirmed_conf(config, state, i, remote).await;
+        for (k, user) in users.iter().enumerate() {
+            if outcomes[k] != Outcome::Unsettled {
+                continue;
+            }
             let answer = confirmed
                 .as_deref()
                 .map(|conf| held_in_conf(conf, &state.secrets, user));
@@ -160,9 +636,9 @@ pub async fn settle_pending(via: &Via, config: &Config, state: &mut State) -> Re
                 ui::note(format!(
                     "{user}: {} did not answer a login from here; the nats-server.conf the \
                      server last confirmed says which password it holds",
-                    config.url()
+                    node.url()
                 ));
-                outcomes[i] = outcome;
+                outcomes[k] = outcome;
             }
         }
     }
@@ -186,23 +662,79 @@ pub async fn settle_pending(via: &Via, config: &Config, state: &mut State) -> Re
     Ok(settled)
 }
 
-/// The nats-server.conf the running server was last confirmed on (the apply script copies it
-/// to `.natsup/applied/` only once nats-server logged that it loaded it), read over the
-/// deployment's remote. `None` when it cannot be read, or while a change is in flight (the
-/// live file differs from the confirmed one: the server may hold either).
-async fn confirmed_conf(via: &Via, config: &Config, state: &State) -> Option<String> {
-    let mut remote = match via.connect().await {
-        Ok(remote) => remote,
-        Err(e) => {
-            ui::note(format!(
-                "could not ask the server over its remote either: {e}"
-            ));
-            return None;
-        }
-    };
-    let observed = deploy::observe(&mut remote, &Node::of(config, state)).await;
-    remote.close().await;
-    let observed = observed
+/// On a cluster, a rotated user's new password was proven on the node that settled it; the
+/// others reloaded with the same hash. Each is asked too: the new password is accepted and
+/// the old one refused, on every node.
+async fn prove_rotated(
+    config: &Config,
+    state: &State,
+    rotating: &[(String, Secret)],
+    rolled: &Rolled,
+) -> Result<()> {
+    let promoted: Vec<&(String, Secret)> = rotating
+        .iter()
+        .filter(|(u, _)| {
+            rolled
+                .settled
+                .iter()
+                .any(|s| &s.user == u && s.outcome == Outcome::Promoted)
+        })
+        .collect();
+    if promoted.is_empty() {
+        return Ok(());
+    }
+    let asks = config.nodes().iter().enumerate().flat_map(|(i, node)| {
+        promoted.iter().map(move |(user, old)| async move {
+            let target = Endpoint::from_url(&node.url(), state.node_ca(i).to_string())
+                .expect("a validated config always gives a valid URL");
+            let new = state.secrets.password(user).expect("a promoted user");
+            let new_ok = accepts(&target, config, user, new).await;
+            let old_ok = accepts(&target, config, user, old).await;
+            match (new_ok, old_ok) {
+                (Some(true), Some(false)) => Ok(()),
+                (None, _) | (_, None) => {
+                    ui::note(format!(
+                        "node {}: could not log in from here to check {user}'s passwords",
+                        node.name
+                    ));
+                    Ok(())
+                }
+                (Some(false), _) => {
+                    Err(format!("node {} refuses {user}'s new password", node.name))
+                }
+                (_, Some(true)) => Err(format!(
+                    "node {} still takes {user}'s old password",
+                    node.name
+                )),
+            }
+        })
+    });
+    let failures: Vec<String> = join_all(asks)
+        .await
+        .into_iter()
+        .filter_map(|r| r.err())
+        .collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(Error::failed(
+        failures.join("\n"),
+        Some("run `natsup status`, then `natsup up`".to_string()),
+    ))
+}
+
+/// The nats-server.conf node `i` was last confirmed on (the apply script copies it to
+/// `.natsup/applied/` only once nats-server logged that it loaded it). `None` when it cannot
+/// be read, or while a change is in flight (the live file differs from the confirmed one: the
+/// server may hold either).
+async fn confirmed_conf(
+    config: &Config,
+    state: &State,
+    i: usize,
+    remote: &mut AnyRemote,
+) -> Option<String> {
+    let observed = deploy::observe(remote, &Server::of(config, i, state))
+        .await
         .map_err(|e| {
             ui::note(format!(
                 "could not ask the server over its remote either: {e}"
@@ -216,7 +748,7 @@ async fn confirmed_conf(via: &Via, config: &Config, state: &State) -> Option<Str
 
 /// Which of `user`'s two hashes `conf` holds. bcrypt hashes carry a random salt, so a hash
 /// names one password of one user.
-fn held_in_conf(conf: &str, secrets: &crate::state::Secrets, user: &str) -> Outcome {
+fn held_in_conf(conf: &str, secrets: &Secrets, user: &str) -> Outcome {
     let quoted = |hash: &str| format!("\"{hash}\"");
     let Some(current) = secrets.users.get(user) else {
         return Outcome::Unsettled;
@@ -256,12 +788,10 @@ async fn accepts(
     }
 }
 
-/// The serial of the certificate the server presents now (a rustls probe, like a client).
-pub async fn served_serial(config: &Config) -> Result<String> {
-    let addr = Endpoint::from_url(&config.url(), String::new())
-        .map_err(|e| Error::failed(e, None))?
-        .addr;
-    let probe = tls_probe::probe(&addr, &config.host, nats_client::STEP_TIMEOUT)
+/// The serial of the certificate node `i` presents now (a rustls probe, like a client).
+pub async fn served_serial(config: &Config, i: usize) -> Result<String> {
+    let node = &config.nodes()[i];
+    let probe = tls_probe::probe(&node.addr(), &node.host, nats_client::STEP_TIMEOUT)
         .await
         .map_err(|e| Error::failed(e, None))?;
     let leaf = probe
@@ -274,7 +804,7 @@ pub async fn served_serial(config: &Config) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{PendingPassword, Secrets, UserSecret};
+    use crate::state::{PendingPassword, UserSecret};
 
     fn secrets(current: &str, pending: Option<&str>) -> Secrets {
         let now = OffsetDateTime::UNIX_EPOCH;

@@ -3,10 +3,9 @@
 //! by the executor in `deploy`.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::observed::{Dir, Docker, Observed};
-use crate::render::{Bundle, COMPOSE_FILE, COMPOSE_MARK, CONF_FILE};
+use crate::render::{Bundle, COMPOSE_FILE, COMPOSE_MARK, CONF_FILE, sha256_hex};
 
 /// What the running server goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,10 +93,6 @@ impl Plan {
     pub fn uploads(&self) -> bool {
         self.action != Action::Nothing
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Problems that stop a run before anything changes, with what to do about each.

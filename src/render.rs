@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use askama::Template;
 
-use crate::config::{Config, Network, Permissions, host_port};
+use crate::config::{Config, Network, Node, Permissions, host_port};
 use crate::state::{ROUTE_USER, State};
 
 /// Where the server finds its files inside the container (the tutorial's volume layout).
@@ -48,14 +48,14 @@ impl ConfPaths {
         }
     }
 
-    /// The container's paths for this deployment: on the host's network (`network: host`)
+    /// The container's paths for `node`: on the host's network (`network: host`)
     /// nats-server itself listens on `bind`; a cluster's CA file is named after its content,
     /// so a new trust bundle changes nats-server.conf and is applied by a reload.
-    pub fn for_config(config: &Config, state: &State, tls: &TlsNames) -> ConfPaths {
+    pub fn for_node(config: &Config, node: &Node, state: &State, tls: &TlsNames) -> ConfPaths {
         let mut paths = ConfPaths::container(tls);
         if config.network == Network::Host {
-            paths.listen = host_port(&config.bind.to_string(), config.port);
-            paths.cluster_listen = host_port(&config.bind.to_string(), config.cluster.port);
+            paths.listen = host_port(&node.bind.to_string(), node.port);
+            paths.cluster_listen = host_port(&node.bind.to_string(), config.cluster.port);
         }
         paths.ca_file = format!("{CONTAINER_CONFIG_DIR}/{}", ca_file_name(state));
         paths
@@ -66,8 +66,15 @@ impl ConfPaths {
 pub fn ca_file_name(state: &State) -> String {
     format!(
         "rootCA-{}.pem",
-        &crate::plan::sha256_hex(state.trust_pem.as_bytes())[..16]
+        &sha256_hex(state.trust_pem.as_bytes())[..16]
     )
+}
+
+/// Lowercase hex SHA-256: how files are named after their content, and how `plan` compares
+/// a render with what the server holds.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// File names of the server certificate and key inside `nats-config/`.
@@ -135,14 +142,21 @@ impl Bundle {
     }
 }
 
-/// Renders the bundle: compose file, server config, and the server certificate and key.
-pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
-    let conf = nats_conf(config, state, &ConfPaths::for_config(config, state, tls));
+/// Renders node `i`'s bundle: compose file, server config, and its certificate and key.
+pub fn bundle(config: &Config, i: usize, state: &State, tls: &TlsNames) -> Bundle {
+    let node = &config.nodes()[i];
+    let cert = &state.certs[i].server;
+    let conf = nats_conf(
+        config,
+        i,
+        state,
+        &ConfPaths::for_node(config, node, state, tls),
+    );
     let mut bundle = Bundle {
         files: vec![
             BundleFile {
                 path: COMPOSE_FILE.into(),
-                contents: compose(config).into_bytes(),
+                contents: compose(config, node).into_bytes(),
                 mode: 0o644,
             },
             BundleFile {
@@ -155,7 +169,7 @@ pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
             },
             BundleFile {
                 path: format!("nats-config/{}", tls.cert),
-                contents: state.server.cert_pem().as_bytes().to_vec(),
+                contents: cert.cert_pem().as_bytes().to_vec(),
                 mode: 0o644,
             },
             BundleFile {
@@ -163,12 +177,12 @@ pub fn bundle(config: &Config, state: &State, tls: &TlsNames) -> Bundle {
                 // Dockerfile sets no USER), so the container still reads it, as it does the
                 // config.
                 path: format!("nats-config/{}", tls.key),
-                contents: state.server.key_pem().expose().as_bytes().to_vec(),
+                contents: cert.key_pem().expose().as_bytes().to_vec(),
                 mode: 0o600,
             },
         ],
     };
-    if config.this_node.is_some() {
+    if config.is_cluster() {
         bundle.files.push(BundleFile {
             path: format!("nats-config/{}", ca_file_name(state)),
             contents: state.trust_pem.as_bytes().to_vec(),
@@ -213,8 +227,9 @@ struct ConfUser<'a> {
     permissions: Option<&'a Permissions>,
 }
 
-/// `nats-server.conf`: the tutorial's config with bcrypt hashes instead of passwords.
-pub fn nats_conf(config: &Config, state: &State, paths: &ConfPaths) -> String {
+/// Node `i`'s `nats-server.conf`: the tutorial's config with bcrypt hashes instead of
+/// passwords; in a cluster, with its name and the routes to every other node.
+pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) -> String {
     let users = config
         .users
         .iter()
@@ -224,8 +239,8 @@ pub fn nats_conf(config: &Config, state: &State, paths: &ConfPaths) -> String {
             permissions: u.permissions.as_ref(),
         })
         .collect();
-    let node = config.this_node.map(|i| &config.nodes[i]);
-    let cluster = node.map(|node| {
+    let node = &config.nodes()[i];
+    let cluster = config.is_cluster().then(|| {
         let route = state
             .secrets
             .route
@@ -234,11 +249,11 @@ pub fn nats_conf(config: &Config, state: &State, paths: &ConfPaths) -> String {
         ClusterConf {
             name: &config.name,
             listen: &paths.cluster_listen,
-            advertise: host_port(&config.host, config.cluster.port),
+            advertise: host_port(&node.host, config.cluster.port),
             user: ROUTE_USER,
             bcrypt: &route.bcrypt,
             routes: config
-                .nodes
+                .nodes()
                 .iter()
                 .filter(|n| n.name != node.name)
                 .map(|n| {
@@ -257,8 +272,8 @@ pub fn nats_conf(config: &Config, state: &State, paths: &ConfPaths) -> String {
     NatsConf {
         deployment: &config.name,
         listen: &paths.listen,
-        server_name: node.map(|n| n.name.as_str()),
-        client_advertise: node.map(|_| host_port(&config.host, config.port)),
+        server_name: config.is_cluster().then_some(node.name.as_str()),
+        client_advertise: config.is_cluster().then(|| node.addr()),
         cluster,
         users,
         cert_file: &paths.cert_file,
@@ -282,19 +297,19 @@ struct Compose<'a> {
     ports: Vec<String>,
 }
 
-/// `docker-compose.yaml`: the tutorial's file, with the port published on `bind`.
-pub fn compose(config: &Config) -> String {
-    let bind = match config.bind {
+/// `node`'s `docker-compose.yaml`: the tutorial's file, with the port published on `bind`.
+pub fn compose(config: &Config, node: &Node) -> String {
+    let bind = match node.bind {
         IpAddr::V6(ip) => format!("[{ip}]"),
         IpAddr::V4(ip) => ip.to_string(),
     };
-    let mut ports = vec![format!("{bind}:{}:4222", config.port)];
-    if config.this_node.is_some() {
+    let mut ports = vec![format!("{bind}:{}:4222", node.port)];
+    if config.is_cluster() {
         ports.push(format!("{bind}:{}:6222", config.cluster.port));
     }
     Compose {
         deployment: &config.name,
-        image: &config.image,
+        image: &node.image,
         command: format!("--config {CONTAINER_CONFIG_DIR}/nats-server.conf"),
         host_network: config.network == Network::Host,
         ports,

@@ -1,33 +1,46 @@
-//! What a command starts from: the global options ([`Context`]), the deployment's config and
-//! the way to its server ([`server`]), and the local state, locked, with whatever was missing
-//! created ([`Session`]).
+//! What a command starts from: where natsup.yaml and the state are ([`Context`]), the
+//! deployment's config and the way to each of its nodes ([`deployment`]), and the local state,
+//! locked, with whatever was missing created ([`Session`]).
 //!
 //! Local state always comes first: whatever a server is about to get already exists on this
-//! disk, so a run that dies anywhere never leaves a credential that exists only on the server.
+//! disk, so a run that dies anywhere never leaves a credential that exists only on a server.
 
 use std::fs::File;
 use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::cli::{Cli, TargetArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::fsutil::{read_optional, write_atomic};
+use crate::operation::Member;
 use crate::remote::{SshDestination, Via};
 use crate::state::{Created, State, StateDir};
 use crate::ui;
 
-/// What every command needs from the global options.
+/// Where the config and the state are.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub config_path: PathBuf,
     pub state_base: PathBuf,
 }
 
+/// How a command reaches the deployment's nodes, from the command line's target options.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// This machine's Docker instead of SSH (a deployment of one node only).
+    pub local: bool,
+    /// Accept and record a node's host key on first contact.
+    pub accept_new_host_key: bool,
+    /// This image instead of the config's, for this run.
+    pub image: Option<String>,
+}
+
 impl Context {
-    pub fn from_cli(cli: &Cli) -> Result<Context> {
-        let state_base = match &cli.state_dir {
-            Some(dir) => dir.clone(),
+    /// `state_dir`: `--state-dir`, else the platform's data dir.
+    pub fn new(config_path: PathBuf, state_dir: Option<PathBuf>) -> Result<Context> {
+        let state_base = match state_dir {
+            Some(dir) => dir,
             None => StateDir::default_base().ok_or_else(|| {
                 Error::usage(
                     "cannot find a home directory for natsup's state",
@@ -36,7 +49,7 @@ impl Context {
             })?,
         };
         Ok(Context {
-            config_path: cli.config.clone(),
+            config_path,
             state_base,
         })
     }
@@ -45,7 +58,7 @@ impl Context {
     /// made its state, so `env`, `context`, `verify` and the rest work for it too.
     pub fn load_config(&self) -> Result<Config> {
         if !self.config_path.exists() {
-            let local = Config::local_default();
+            let local = self.local_default()?;
             if self.state_dir(&local).root.is_dir() {
                 ui::note(format!(
                     "no {} here: using the built-in `local` deployment that `up --local` made",
@@ -57,86 +70,86 @@ impl Context {
         Config::load(&self.config_path)
     }
 
-    /// Where the state a client's settings come from lives (the CA and the passwords, which
-    /// every node shares): a cluster's first node's.
-    pub fn client_state_dir(&self, config: &Config) -> StateDir {
-        if config.is_cluster() {
-            self.state_dir(&config.node_view(0))
-        } else {
-            self.state_dir(config)
+    /// The built-in `local` deployment, running the image its last `up --local --image`
+    /// asked for (kept in its state: there is no natsup.yaml to hold it), so a later plain
+    /// `up --local` or `status --local` does not go back to the default image.
+    fn local_default(&self) -> Result<Config> {
+        let mut local = Config::local_default();
+        if let Some(image) = read_optional(&self.local_image_file(&local))? {
+            local.set_image(image.trim());
         }
+        Ok(local)
     }
 
-    /// The deployment's state; for one node's view of a cluster, with that node's certificate.
+    fn local_image_file(&self, local: &Config) -> PathBuf {
+        self.state_dir(local).root.join("image")
+    }
+
+    /// The deployment's state (one for all its nodes).
     pub fn state_dir(&self, config: &Config) -> StateDir {
-        let dir = StateDir::new(&self.state_base, &config.name);
-        match config.this_node {
-            Some(i) => dir.for_node(&config.nodes[i].name),
-            None => dir,
-        }
+        StateDir::new(&self.state_base, &config.name)
     }
 }
 
-/// The config, when it is a cluster's (`nodes`); `--image` overrides its image for this run.
-/// `None` for one server, whose commands go on with [`server`].
-pub fn cluster_config(ctx: &Context, args: &TargetArgs) -> Result<Option<Config>> {
-    if args.local || !ctx.config_path.exists() {
-        return Ok(None);
-    }
-    let mut config = ctx.load_config()?;
-    if !config.is_cluster() {
-        return Ok(None);
-    }
-    if let Some(image) = &args.image {
-        config.image = image.clone();
-    }
-    Ok(Some(config))
-}
-
-/// The config and how to reach its server. `--local` without a natsup.yaml uses the built-in
-/// local deployment; `--image` overrides the config's image for this run.
-pub fn server(ctx: &Context, args: &TargetArgs) -> Result<(Config, Via)> {
-    let mut config = if args.local && !ctx.config_path.exists() {
-        Config::local_default()
+/// The config, with `--image` applied, and the way to each of its nodes. `--local` without a
+/// natsup.yaml uses the built-in local deployment.
+pub fn deployment(ctx: &Context, target: &Target) -> Result<(Config, Vec<Member>)> {
+    let builtin = target.local && !ctx.config_path.exists();
+    let mut config = if builtin {
+        ctx.local_default()?
     } else {
         ctx.load_config()?
     };
-    if let Some(image) = &args.image {
-        config.image = image.clone();
+    if let Some(image) = &target.image {
+        config.set_image(image);
     }
-    if config.is_cluster() {
+    let members = members(&config, target)?;
+    Ok((config, members))
+}
+
+/// Each node of `config` and how to reach it.
+pub fn members(config: &Config, target: &Target) -> Result<Vec<Member>> {
+    if target.local && config.is_cluster() {
         return Err(Error::usage(
             format!(
-                "deployment `{}` is a cluster of {} nodes; this command works on one server",
+                "--local runs one server on this machine's Docker; deployment `{}` is a cluster of {} nodes",
                 config.name,
-                config.nodes.len()
+                config.nodes().len()
             ),
-            Some(
-                "for a cluster, use `natsup up`, `verify`, `env`, `context` or `bundle`"
-                    .to_string(),
-            ),
+            Some("leave out --local: natsup reaches each node over SSH".to_string()),
         ));
     }
-    let via = if args.local {
-        Via::Local
-    } else {
-        match &config.ssh {
-            Some(ssh) => Via::Ssh(SshDestination::from_config(ssh, args.accept_new_host_key)),
-            None => {
-                return Err(Error::usage(
-                    format!(
-                        "deployment `{}` has no ssh section, so natsup does not know which server to use",
-                        config.name
-                    ),
-                    Some(
-                        "add `ssh: {destination: user@host}` to natsup.yaml, or run with --local for this machine's Docker"
-                            .to_string(),
-                    ),
-                ));
-            }
-        }
-    };
-    Ok((config, via))
+    config
+        .nodes()
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let via = if target.local {
+                Via::Local
+            } else {
+                match &node.ssh {
+                    Some(ssh) => Via::Ssh(SshDestination::from_config(ssh, target.accept_new_host_key)),
+                    None => {
+                        return Err(Error::usage(
+                            format!(
+                                "deployment `{}` has no ssh section, so natsup does not know which server to use",
+                                config.name
+                            ),
+                            Some(
+                                "add `ssh: {destination: user@host}` to natsup.yaml, or run with --local for this machine's Docker"
+                                    .to_string(),
+                            ),
+                        ));
+                    }
+                }
+            };
+            Ok(Member {
+                index,
+                name: node.name.clone(),
+                via,
+            })
+        })
+        .collect()
 }
 
 /// A deployment's config and its local state, held under the state lock for as long as the
@@ -144,13 +157,9 @@ pub fn server(ctx: &Context, args: &TargetArgs) -> Result<(Config, Via)> {
 pub struct Session {
     pub config: Config,
     pub state: State,
-    /// What opening the session had to make (a first run's CA, certificate, passwords).
+    /// What opening the session had to make (a first run's CA, certificates, passwords).
     pub created: Vec<Created>,
     pub now: OffsetDateTime,
-    /// A cluster's nodes: each node's view of the config ([`Config::node_view`]) and its
-    /// state (the shared CA and passwords, its own certificate). `state` is the first's.
-    /// Empty for one server.
-    pub nodes: Vec<(Config, State)>,
     _lock: File,
 }
 
@@ -160,46 +169,22 @@ impl Session {
         let dir = ctx.state_dir(&config);
         let lock = dir.lock()?;
         let now = OffsetDateTime::now_utc();
-        if config.is_cluster() {
-            let mut created = Vec::new();
-            let mut nodes = Vec::new();
-            for view in config.node_views() {
-                let (state, made) = State::ensure(&view, &ctx.state_dir(&view), now)?;
-                let node = &view.nodes[view.this_node.expect("a node's view")].name;
-                created.extend(made.into_iter().map(|c| match c {
-                    Created::ServerCert { reason } => Created::ServerCert {
-                        reason: format!("{reason} (node {node})"),
-                    },
-                    other => other,
-                }));
-                nodes.push((view, state));
-            }
-            report_created(&created);
-            return Ok(Session {
-                config,
-                state: nodes[0].1.clone(),
-                created,
-                now,
-                nodes,
-                _lock: lock,
-            });
-        }
         let (state, created) = State::ensure(&config, &dir, now)?;
         report_created(&created);
+        // The built-in local deployment remembers the image it was last run with.
+        if !ctx.config_path.exists() && config.name == Config::local_default().name {
+            let file = ctx.local_image_file(&config);
+            if read_optional(&file)?.as_deref().map(str::trim) != Some(config.image.as_str()) {
+                write_atomic(&file, config.image.as_bytes(), 0o600)?;
+            }
+        }
         Ok(Session {
             config,
             state,
             created,
             now,
-            nodes: Vec::new(),
             _lock: lock,
         })
-    }
-
-    /// The session of the server `args` names, and the way to it.
-    pub fn open_server(ctx: &Context, args: &TargetArgs) -> Result<(Session, Via)> {
-        let (config, via) = server(ctx, args)?;
-        Ok((Session::open(ctx, config)?, via))
     }
 
     /// Whether opening the session issued a server certificate (none existed, or the names

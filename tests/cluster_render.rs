@@ -34,18 +34,13 @@ fn cluster_yaml(client_port: u16, route_port: u16, network: &str) -> String {
     )
 }
 
-/// Every node's state, made as `up` makes it.
-fn states(config: &Config, base: &Path) -> Vec<(Config, State)> {
-    config
-        .node_views()
-        .into_iter()
-        .map(|view| {
-            let dir =
-                StateDir::new(base, &view.name).for_node(&view.nodes[view.this_node.unwrap()].name);
-            let (state, _) = State::ensure(&view, &dir, OffsetDateTime::now_utc()).unwrap();
-            (view, state)
-        })
-        .collect()
+/// The deployment's state (one CA, one set of secrets, a certificate per node), made as
+/// `up` makes it.
+fn state(config: &Config, base: &Path) -> State {
+    let dir = StateDir::new(base, &config.name);
+    State::ensure(config, &dir, OffsetDateTime::now_utc())
+        .unwrap()
+        .0
 }
 
 #[test]
@@ -53,14 +48,13 @@ fn the_rendered_bundles_of_a_host_network_cluster() {
     let yaml = cluster_yaml(4222, 6222, "host");
     let config = Config::parse(&yaml, Path::new("natsup.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let nodes = states(&config, dir.path());
-    let (view, state) = &nodes[1];
+    let state = &state(&config, dir.path());
     assert_eq!(
-        state.dir.server_cert(),
+        state.certs[1].dir.server_cert(),
         dir.path().join("clr/nodes/n2/nats-server-cert.pem")
     );
-    assert!(state.server_info.sans.contains(&"127.0.0.22".to_string()));
-    let bundle = render::bundle(view, state, &TlsNames::plain());
+    assert!(state.certs[1].info.sans.contains(&"127.0.0.22".to_string()));
+    let bundle = render::bundle(&config, 1, state, &TlsNames::plain());
     let compose =
         String::from_utf8(bundle.get(render::COMPOSE_FILE).unwrap().contents.clone()).unwrap();
     assert!(
@@ -98,8 +92,7 @@ fn the_rendered_bundles_of_a_host_network_cluster() {
         Path::new("natsup.yaml"),
     )
     .unwrap();
-    let view = bridge.node_view(0);
-    let compose = render::compose(&view);
+    let compose = render::compose(&bridge, &bridge.nodes()[0]);
     assert!(
         compose.contains("'127.0.0.21:4222:4222'") && compose.contains("'127.0.0.21:6222:6222'"),
         "{compose}"
@@ -115,22 +108,22 @@ fn three_native_servers_form_a_cluster_from_the_rendered_configs() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let nodes = states(&config, dir.path());
+    let state = &state(&config, dir.path());
     let mut children = Vec::new();
-    for (i, (view, state)) in nodes.iter().enumerate() {
+    for i in 0..config.nodes().len() {
         let store = dir.path().join(format!("store{i}"));
         let ca = dir.path().join(format!("ca{i}.pem"));
         std::fs::write(&ca, &state.trust_pem).unwrap();
         let paths = ConfPaths {
             listen: format!("{}:{client_port}", HOSTS[i]),
-            cert_file: state.dir.server_cert().display().to_string(),
-            key_file: state.dir.server_key().display().to_string(),
+            cert_file: state.certs[i].dir.server_cert().display().to_string(),
+            key_file: state.certs[i].dir.server_key().display().to_string(),
             store_dir: store.display().to_string(),
             ca_file: ca.display().to_string(),
             cluster_listen: format!("{}:{route_port}", HOSTS[i]),
         };
         let conf = dir.path().join(format!("n{i}.conf"));
-        std::fs::write(&conf, render::nats_conf(view, state, &paths)).unwrap();
+        std::fs::write(&conf, render::nats_conf(&config, i, state, &paths)).unwrap();
         nats_server_check_config(&conf)
             .unwrap_or_else(|e| panic!("nats-server -t refused n{i}:\n{e}"));
         let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap();
@@ -153,8 +146,7 @@ fn three_native_servers_form_a_cluster_from_the_rendered_configs() {
             .join("\n----\n")
     };
     natsup::install_crypto_provider();
-    let (view, state) = &nodes[0];
-    let user = &view.users[0].name;
+    let user = &config.users[0].name;
     let password = state.secrets.password(user).unwrap().expose().to_string();
     // async-nats does not split a comma-separated &str (nats-io/nats.rs#801): a list it is.
     let urls: Vec<async_nats::ServerAddr> = config

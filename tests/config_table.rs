@@ -353,10 +353,12 @@ fn the_cluster_table() {
             "natsup.yaml: cluster.port: 0 is not a valid port (1-65535)",
         ),
         (
-            "name: t\n",
-            "name: t\ntls:\n  issuer: acme\n",
-            "natsup.yaml: tls.issuer: acme is for one server; a cluster's nodes get certificates \
-             from natsup's CA (leave `tls` out)",
+            // Each node's certificate is ordered for its own public name.
+            "  host: n2.example.com\n  ssh: deploy@n2\n",
+            "  host: 203.0.113.2\n  ssh: deploy@n2\ntls:\n  issuer: acme\n",
+            "natsup.yaml: nodes[1].host: an ACME CA only issues for public DNS names, and none of \
+             203.0.113.2, localhost, ::1, nats is one (IP addresses, localhost and single labels \
+             are left out)",
         ),
         (
             "name: t\n",
@@ -388,16 +390,16 @@ fn the_cluster_table() {
 fn a_cluster_config_loads_and_round_trips() {
     let config = Config::parse(CLUSTER, Path::new("natsup.yaml")).unwrap();
     assert!(config.is_cluster());
-    assert_eq!(config.host, "");
+    assert_eq!(config.host, None);
     assert_eq!(config.cluster.port, 6222);
     assert_eq!(
         config.client_urls(),
         ["tls://n1.example.com:4222", "tls://n2.example.com:4222"]
     );
-    let n2 = config.node_view(1);
+    let n2 = &config.nodes()[1];
     assert_eq!(n2.host, "n2.example.com");
     assert_eq!(n2.ssh.as_ref().unwrap().destination, "deploy@n2");
-    assert_eq!(n2.sans()[0], "n2.example.com");
+    assert_eq!(config.sans(n2)[0], "n2.example.com");
     let again = Config::parse(&config.to_yaml(), Path::new("natsup.yaml")).unwrap();
     assert_eq!(again, config);
     assert!(
@@ -425,7 +427,7 @@ fn acme_needs_a_public_name() {
     )
     .unwrap();
     assert_eq!(
-        config.public_names(),
+        config.public_names(&config.nodes()[0]),
         (
             vec!["nats.example.com".to_string()],
             vec!["localhost".into(), "::1".into(), "nats".into()]
@@ -462,7 +464,7 @@ fn a_config_that_loads_is_valid_and_round_trips() {
     assert_eq!(config.jetstream.max_memory_store, 100 * 1024 * 1024);
     assert_eq!(config.jetstream.max_file_store, 100 * 1024 * 1024);
     assert_eq!(
-        config.sans(),
+        config.sans(&config.nodes()[0]),
         ["nats.example.com", "localhost", "::1", "nats"],
         "the host comes first: the tutorial's SAN list lacks it"
     );

@@ -185,7 +185,7 @@ fn up_renews_a_certificate_near_expiry() {
     let state = natsup::state::State::load(&config, &dir).unwrap();
     let old = natsup::pki::issue_server_cert(
         &state.ca,
-        &config.sans(),
+        &config.sans(&config.nodes()[0]),
         365,
         time::OffsetDateTime::now_utc() - time::Duration::days(300),
     )
@@ -204,8 +204,13 @@ fn up_renews_a_certificate_near_expiry() {
     let served = served_serial(&ws);
     assert_ne!(served, old_serial);
     let state = natsup::state::State::load(&config, &dir).unwrap();
-    assert_eq!(served, state.server_info.serial);
-    assert!(state.server_info.days_left(time::OffsetDateTime::now_utc()) >= 364);
+    assert_eq!(served, state.certs[0].info.serial);
+    assert!(
+        state.certs[0]
+            .info
+            .days_left(time::OffsetDateTime::now_utc())
+            >= 364
+    );
     assert_eq!(ws.project.started_at(&id), started);
 
     let out = ws.ok(&["up"]);

@@ -220,5 +220,6 @@ fn the_bevygap_config_loads() {
     for user in ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"] {
         assert!(users.contains(&user), "{users:?}");
     }
-    assert!(config.sans().contains(&config.host));
+    let node = &config.nodes()[0];
+    assert!(config.sans(node).contains(&node.host));
 }

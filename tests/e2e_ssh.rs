@@ -431,7 +431,7 @@ fn cut_up(ws: &Workspace, how: Cut) -> natsup::error::Result<()> {
     workspace::runtime().block_on(async {
         let inner = SshRemote::connect(&SshDestination::from_config(ssh, false)).await?;
         let mut remote = Cutting { inner, how };
-        let node = deploy::Node::of(&config, &state);
+        let node = deploy::Server::of(&config, 0, &state);
         let observed = deploy::observe(&mut remote, &node).await?;
         let plan = natsup::plan::plan(&node.bundle, &observed);
         assert_ne!(plan.action, natsup::plan::Action::Nothing);

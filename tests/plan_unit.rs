@@ -1,7 +1,8 @@
-//! The planner and the executor's remote commands, without a server (STYLE.md §1, §7): the
-//! planner is a pure function of (bundle, observed), and the executor talks to a recording
-//! remote that answers like the real scripts do. The end-to-end tests (e2e_ssh) run the same
-//! paths against a real sshd and Docker.
+//! The planner and the executor's remote commands, without a server. Steps are values and
+//! one place executes them, so both can be tested apart from any server: the planner is a
+//! pure function of (bundle, observed), and the executor talks to a recording remote that
+//! answers like the real scripts do. The end-to-end tests (e2e_ssh) run the same paths
+//! against a real sshd and Docker.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,9 +11,9 @@ use natsup::config::{Config, InitOptions};
 use natsup::deploy;
 use natsup::error::Result;
 use natsup::observed::{Container, Dir, Docker, Observed, Projects};
-use natsup::plan::{Action, plan, preflight, sha256_hex};
+use natsup::plan::{Action, plan, preflight};
 use natsup::remote::{Output, Remote};
-use natsup::render::{self, Bundle};
+use natsup::render::{self, Bundle, sha256_hex};
 use natsup::state::{State, StateDir};
 use time::OffsetDateTime;
 
@@ -42,9 +43,17 @@ fn fixture() -> Fixture {
     }
 }
 
+/// `config` with a field of natsup.yaml changed, loaded again as natsup loads a file: its
+/// nodes are resolved from the fields once, at load.
+fn edited(config: &Config, edit: impl FnOnce(&mut Config)) -> Config {
+    let mut config = config.clone();
+    edit(&mut config);
+    Config::parse(&config.to_yaml(), std::path::Path::new("natsup.yaml")).unwrap()
+}
+
 impl Fixture {
     fn bundle(&self) -> Bundle {
-        deploy::server_bundle(&self.config, &self.state)
+        deploy::server_bundle(&self.config, 0, &self.state)
     }
 
     /// A server that runs exactly this bundle.
@@ -135,7 +144,7 @@ fn which_action_for_which_difference() {
     let mut fx = fixture();
     let live = fx.running(&fx.bundle());
     fx.state
-        .reissue_server_cert(&fx.config, OffsetDateTime::now_utc())
+        .reissue_server_cert(&fx.config, 0, OffsetDateTime::now_utc())
         .unwrap();
     assert_eq!(plan(&fx.bundle(), &live).action, Action::Reload);
 
@@ -146,11 +155,11 @@ fn which_action_for_which_difference() {
     assert_eq!(plan(&fx.bundle(), &live).action, Action::Recreate);
     let mut fx = fixture();
     let live = fx.running(&fx.bundle());
-    fx.config.port = 4333;
+    fx.config = edited(&fx.config, |c| c.port = 4333);
     assert_eq!(plan(&fx.bundle(), &live).action, Action::Recreate);
     let mut fx = fixture();
     let live = fx.running(&fx.bundle());
-    fx.config.image = "nats:2.10.26".into();
+    fx.config.set_image("nats:2.10.26");
     assert_eq!(plan(&fx.bundle(), &live).action, Action::Recreate);
 }
 
@@ -159,7 +168,7 @@ fn diffs_never_show_secrets() {
     let mut fx = fixture();
     let live = fx.running(&fx.bundle());
     fx.state
-        .reissue_server_cert(&fx.config, OffsetDateTime::now_utc())
+        .reissue_server_cert(&fx.config, 0, OffsetDateTime::now_utc())
         .unwrap();
     fx.state.secrets.users.get_mut("webhook").unwrap().bcrypt =
         natsup::passwords::hash(&natsup::passwords::generate(), 4);
@@ -239,7 +248,7 @@ fn preflight_refuses_a_compose_project_natsup_did_not_make() {
     let mut rendered = running.clone();
     rendered.contents.insert(
         "docker-compose.yaml".into(),
-        render::compose(&fx.config).into_bytes(),
+        render::compose(&fx.config, &fx.config.nodes()[0]).into_bytes(),
     );
     assert!(foreign(&rendered).is_none(), "natsup's compose file");
 }
@@ -328,7 +337,7 @@ fn converge(fx: &Fixture, server: &Observed) -> Recording {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let node = deploy::Node::of(&fx.config, &fx.state);
+        let node = deploy::Server::of(&fx.config, 0, &fx.state);
         let observed = deploy::observe(&mut remote, &node).await.unwrap();
         assert_eq!(
             &observed.contents, &server.contents,

@@ -266,7 +266,7 @@ fn every_allowed_bcrypt_cost_is_taken_by_nats_server() {
             let dir = tempfile::tempdir().unwrap();
             let conf = dir.path().join("nats-server.conf");
             let paths = support::local::local_paths(&state, ws.port, dir.path());
-            std::fs::write(&conf, natsup::render::nats_conf(&config, &state, &paths)).unwrap();
+            std::fs::write(&conf, natsup::render::nats_conf(&config, 0, &state, &paths)).unwrap();
             nats_server_check_config(&conf)
                 .unwrap_or_else(|e| panic!("cost {cost}: nats-server -t refused:\n{e}"));
         }

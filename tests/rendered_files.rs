@@ -21,7 +21,7 @@ fn state_for(config: &Config, dir: &Path) -> State {
 
 /// The config with each bcrypt hash replaced by a marker: the rest must be stable.
 fn redacted_conf(config: &Config, state: &State) -> String {
-    let mut conf = render::nats_conf(config, state, &ConfPaths::container(&TlsNames::plain()));
+    let mut conf = render::nats_conf(config, 0, state, &ConfPaths::container(&TlsNames::plain()));
     for user in &config.users {
         let hash = state.secrets.served_hash(&user.name);
         assert!(
@@ -63,7 +63,10 @@ fn snapshots_of_the_tutorial_deployment() {
     });
     let state = state_for(&config, dir.path());
     insta::assert_snapshot!("tutorial_nats_server_conf", redacted_conf(&config, &state));
-    insta::assert_snapshot!("tutorial_docker_compose", render::compose(&config));
+    insta::assert_snapshot!(
+        "tutorial_docker_compose",
+        render::compose(&config, &config.nodes()[0])
+    );
 }
 
 #[test]
@@ -75,7 +78,10 @@ fn snapshots_with_permissions_and_limits() {
         "permissions_nats_server_conf",
         redacted_conf(&config, &state)
     );
-    insta::assert_snapshot!("permissions_docker_compose", render::compose(&config));
+    insta::assert_snapshot!(
+        "permissions_docker_compose",
+        render::compose(&config, &config.nodes()[0])
+    );
 }
 
 #[test]
@@ -83,16 +89,16 @@ fn rendering_twice_gives_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(WITH_PERMISSIONS, Path::new("natsup.yaml")).unwrap();
     let state = state_for(&config, dir.path());
-    let tls = TlsNames::versioned(&state.server_info.serial);
+    let tls = TlsNames::versioned(&state.certs[0].info.serial);
     assert_eq!(
-        render::bundle(&config, &state, &tls),
-        render::bundle(&config, &state, &tls)
+        render::bundle(&config, 0, &state, &tls),
+        render::bundle(&config, 0, &state, &tls)
     );
     // And loading the state again from disk changes nothing either.
     let again = state_for(&config, dir.path());
     assert_eq!(
-        render::bundle(&config, &state, &tls),
-        render::bundle(&config, &again, &tls)
+        render::bundle(&config, 0, &state, &tls),
+        render::bundle(&config, 0, &again, &tls)
     );
 }
 
@@ -101,7 +107,7 @@ fn the_bundle_holds_no_password_and_no_ca_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(WITH_PERMISSIONS, Path::new("natsup.yaml")).unwrap();
     let state = state_for(&config, dir.path());
-    let bundle = render::bundle(&config, &state, &TlsNames::plain());
+    let bundle = render::bundle(&config, 0, &state, &TlsNames::plain());
     let paths: Vec<_> = bundle.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         paths,

@@ -13,8 +13,8 @@ pub fn run(ctx: &Context, args: BundleArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     config.select_users(std::slice::from_ref(&args.user))?;
     let state = State::load_for(
-        &config.client_view(),
-        &ctx.client_state_dir(&config),
+        &config,
+        &ctx.state_dir(&config),
         std::slice::from_ref(&args.user),
     )?;
     // The folder holds a password: one natsup makes is private, like its own state. A folder
@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, args: BundleArgs) -> Result<i32> {
     if !args.out.is_dir() {
         create_private_dir(&args.out)?;
     }
-    if state.publicly_trusted {
+    if state.client_ca().is_empty() {
         return public_bundle(&config, &state, &args);
     }
     let ca_file = args.out.join("rootCA.pem");

@@ -41,11 +41,7 @@ pub fn nats_config_dir() -> Result<PathBuf> {
 pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     let users = config.select_users(&args.users)?;
-    let state = State::load_for(
-        &config.client_view(),
-        &ctx.client_state_dir(&config),
-        &users,
-    )?;
+    let state = State::load_for(&config, &ctx.state_dir(&config), &users)?;
     if args.select && users.len() != 1 {
         return Err(Error::usage(
             "--select needs exactly one context",
@@ -70,7 +66,7 @@ pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
                 .expose()
                 .to_string(),
             // A publicly trusted certificate needs no CA: the nats CLI uses the system's roots.
-            ca: if state.publicly_trusted {
+            ca: if state.client_ca().is_empty() {
                 String::new()
             } else {
                 ca.display().to_string()

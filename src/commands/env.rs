@@ -11,12 +11,12 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
     let config = ctx.load_config()?;
     config.select_users(std::slice::from_ref(&args.user))?;
     let state = State::load_for(
-        &config.client_view(),
-        &ctx.client_state_dir(&config),
+        &config,
+        &ctx.state_dir(&config),
         std::slice::from_ref(&args.user),
     )?;
     // Nothing goes to stdout then: it is often pasted into a gameserver's arguments.
-    if args.ca_arg && state.publicly_trusted {
+    if args.ca_arg && state.client_ca().is_empty() {
         eprintln!("{NO_CA_NEEDED}: the gameserver needs no --ca_contents argument");
         return Ok(0);
     }
@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<i32> {
         return Ok(0);
     }
     let mut vars = vars(&config, &state, &args.user)?;
-    if args.ca_contents && state.publicly_trusted {
+    if args.ca_contents && state.client_ca().is_empty() {
         eprintln!("{NO_CA_NEEDED}: NATS_CA_CONTENTS is left out");
     } else if args.ca_contents {
         vars.retain(|(k, _)| *k != "NATS_CA");

@@ -16,24 +16,20 @@ pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32> {
     let session = Session::open(ctx, ctx.load_config()?)?;
     // A cluster's bundles go to one folder per node (`<out>/<node>/`); a node's
     // nats-server.conf holds the route password, so it is kept out of git like the key.
-    let bundles: Vec<(std::path::PathBuf, Bundle)> = if session.config.is_cluster() {
-        session
-            .nodes
-            .iter()
-            .map(|(view, state)| {
-                let node = &view.nodes[view.this_node.expect("a node's view")].name;
-                (
-                    args.out.join(node),
-                    render::bundle(view, state, &TlsNames::plain()),
-                )
-            })
-            .collect()
-    } else {
-        vec![(
-            args.out.clone(),
-            render::bundle(&session.config, &session.state, &TlsNames::plain()),
-        )]
-    };
+    let (config, state) = (&session.config, &session.state);
+    let bundles: Vec<(std::path::PathBuf, Bundle)> = config
+        .nodes()
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let out = if config.is_cluster() {
+                args.out.join(&node.name)
+            } else {
+                args.out.clone()
+            };
+            (out, render::bundle(config, i, state, &TlsNames::plain()))
+        })
+        .collect();
     let mut changed = 0;
     for (out, bundle) in &bundles {
         changed += write_bundle(bundle, out)?;

@@ -5,17 +5,16 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cli::StatusArgs;
+use crate::config::Config;
 use crate::deploy;
 use crate::error::Result;
 use crate::pki;
 use crate::plan::Action;
-use crate::state::State;
-use crate::tls_probe;
-
-use crate::cluster;
-use crate::config::Config;
 use crate::remote::Via;
 use crate::session::{self, Context};
+use crate::state::State;
+use crate::tls_probe;
+use crate::verify::cluster::check_in_cluster;
 
 #[derive(Debug, Serialize)]
 pub struct ServerStatus {
@@ -45,6 +44,8 @@ pub struct ContainerStatus {
 #[derive(Debug, Serialize)]
 pub struct CertStatus {
     pub serial: String,
+    /// Who issued it: natsup's CA, or an ACME CA's intermediate.
+    pub issuer: String,
     pub not_after: String,
     pub days_left: i64,
     /// The served certificate is the one in local state.
@@ -63,16 +64,28 @@ pub struct UserStatus {
     pub bcrypt_cost: Option<u32>,
 }
 
+/// Every node's status, gathered at once. One server's is shown as it always was; a
+/// cluster's as one row per node, then the cluster's health. A node that cannot be reached is
+/// a row that says so; the others are still shown.
 pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
-    if let Some(config) = session::cluster_config(ctx, &args.target)? {
-        return run_cluster(ctx, &args, config);
-    }
-    let (config, via) = session::server(ctx, &args.target)?;
+    let (config, members) = session::deployment(ctx, &args.target.target())?;
     let state = State::load(&config, &ctx.state_dir(&config))?;
     let now = OffsetDateTime::now_utc();
-
-    crate::runtime().block_on(async {
-        let status = server_status(&config, &state, &via, now).await?;
+    let (config, state) = (&config, &state);
+    let mut rows = crate::runtime().block_on(futures_util::future::join_all(members.iter().map(
+        |m| async move {
+            let status = server_status(config, m.index, state, &m.via, now).await;
+            let routes = if config.is_cluster() {
+                check_in_cluster(config, state, m.index).await
+            } else {
+                Ok(())
+            };
+            (m.name.clone(), status, routes)
+        },
+    )));
+    if !config.is_cluster() {
+        let (_, status, _) = rows.pop().expect("one node");
+        let status = status?;
         if args.json {
             println!(
                 "{}",
@@ -81,19 +94,53 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
         } else {
             print_status(&status);
         }
-        Ok(
-            if status.in_sync
-                && status
-                    .container
-                    .as_ref()
-                    .is_some_and(|c| c.state == "running")
-            {
-                0
-            } else {
-                1
+        return Ok(if status.healthy() { 0 } else { 1 });
+    }
+    let rows: Vec<NodeStatus> = rows
+        .into_iter()
+        .map(|(node, status, routes)| match status {
+            Ok(status) => NodeStatus {
+                node,
+                status: Some(status),
+                in_cluster: routes.is_ok(),
+                error: routes.err(),
             },
-        )
-    })
+            Err(e) => NodeStatus {
+                node,
+                status: None,
+                in_cluster: false,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect();
+    let healthy = rows
+        .iter()
+        .all(|r| r.in_cluster && r.status.as_ref().is_some_and(ServerStatus::healthy));
+    let status = ClusterStatus {
+        deployment: config.name.clone(),
+        nodes: rows,
+        healthy,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serializes")
+        );
+    } else {
+        print_cluster(&status);
+    }
+    Ok(if healthy { 0 } else { 1 })
+}
+
+impl ServerStatus {
+    /// Its container runs exactly what natsup would deploy now.
+    fn healthy(&self) -> bool {
+        self.in_sync
+            && self
+                .container
+                .as_ref()
+                .is_some_and(|c| c.state == "running")
+    }
 }
 
 fn print_status(s: &ServerStatus) {
@@ -115,8 +162,9 @@ fn print_status(s: &ServerStatus) {
     }
     match &s.certificate {
         Some(c) => println!(
-            "certificate: serial {}, expires {} ({} days left){}",
+            "certificate: serial {}, issuer {}, expires {} ({} days left){}",
             c.serial,
+            c.issuer,
             c.not_after,
             c.days_left,
             if c.matches_local {
@@ -165,24 +213,26 @@ fn print_status(s: &ServerStatus) {
     }
 }
 
-/// One server's status: inspected over `via`, its certificate read by a TLS client.
+/// Node `i`'s status: inspected over `via`, its certificate read by a TLS client.
 async fn server_status(
     config: &Config,
+    i: usize,
     state: &State,
     via: &Via,
     now: OffsetDateTime,
 ) -> Result<ServerStatus> {
-    let (observed, plan, target) = deploy::inspect(via, &deploy::Node::of(config, state)).await?;
-
-    let addr = crate::config::host_port(&config.host, config.port);
+    let node = &config.nodes()[i];
+    let (observed, plan, target) =
+        deploy::inspect(via, &deploy::Server::of(config, i, state)).await?;
     let certificate =
-        match tls_probe::probe(&addr, &config.host, std::time::Duration::from_secs(5)).await {
+        match tls_probe::probe(&node.addr(), &node.host, std::time::Duration::from_secs(5)).await {
             Ok(p) => p
                 .chain
                 .first()
                 .and_then(|der| pki::inspect_der(der).ok())
                 .map(|info| CertStatus {
-                    matches_local: info.serial == state.server_info.serial,
+                    matches_local: info.serial == state.certs[i].info.serial,
+                    issuer: info.issuer.clone(),
                     days_left: info.days_left(now),
                     not_after: info.not_after.date().to_string(),
                     serial: info.serial,
@@ -193,10 +243,7 @@ async fn server_status(
         deployment: config.name.clone(),
         target: format!(
             "{target}:{}",
-            observed
-                .dir_abs
-                .clone()
-                .unwrap_or(config.remote_dir.clone())
+            observed.dir_abs.clone().unwrap_or(node.remote_dir.clone())
         ),
         container: observed.container.as_ref().map(|c| ContainerStatus {
             id: c.id.chars().take(12).collect(),
@@ -246,58 +293,6 @@ pub struct ClusterStatus {
     pub healthy: bool,
 }
 
-/// `status` for a cluster: one row per node, then the cluster's health. A node that cannot be
-/// reached is a row that says so; the others are still shown.
-fn run_cluster(ctx: &Context, args: &StatusArgs, config: Config) -> Result<i32> {
-    let mut nodes = Vec::new();
-    for view in config.node_views() {
-        let state = State::load(&view, &ctx.state_dir(&view))?;
-        nodes.push((view, state));
-    }
-    let members = cluster::members(&nodes, args.target.accept_new_host_key);
-    let now = OffsetDateTime::now_utc();
-    let rows = crate::runtime().block_on(futures_util::future::join_all(members.iter().map(
-        |m| async {
-            let status = server_status(&m.view, &m.state, &m.via, now).await;
-            let routes = cluster::check_in_cluster(m, &members).await;
-            match status {
-                Ok(status) => NodeStatus {
-                    node: m.name.clone(),
-                    status: Some(status),
-                    in_cluster: routes.is_ok(),
-                    error: routes.err(),
-                },
-                Err(e) => NodeStatus {
-                    node: m.name.clone(),
-                    status: None,
-                    in_cluster: false,
-                    error: Some(e.to_string()),
-                },
-            }
-        },
-    )));
-    let healthy = rows.iter().all(|r| {
-        r.in_cluster
-            && r.status.as_ref().is_some_and(|s| {
-                s.in_sync && s.container.as_ref().is_some_and(|c| c.state == "running")
-            })
-    });
-    let status = ClusterStatus {
-        deployment: config.name.clone(),
-        nodes: rows,
-        healthy,
-    };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).expect("status serializes")
-        );
-    } else {
-        print_cluster(&status);
-    }
-    Ok(if healthy { 0 } else { 1 })
-}
-
 fn print_cluster(c: &ClusterStatus) {
     println!(
         "deployment:  {} (a cluster of {} nodes)",
@@ -305,8 +300,8 @@ fn print_cluster(c: &ClusterStatus) {
         c.nodes.len()
     );
     println!(
-        "{:<10} {:<10} {:<34} {:<8} {:<10} TARGET",
-        "NODE", "CONTAINER", "CERTIFICATE", "IN SYNC", "CLUSTER"
+        "{:<10} {:<10} {:<34} {:<30} {:<8} {:<10} TARGET",
+        "NODE", "CONTAINER", "CERTIFICATE", "ISSUER", "IN SYNC", "CLUSTER"
     );
     for n in &c.nodes {
         let Some(s) = &n.status else {
@@ -332,6 +327,10 @@ fn print_cluster(c: &ClusterStatus) {
                     if c.matches_local { "" } else { " NOT LOCAL" }
                 )
             });
+        let issuer = s
+            .certificate
+            .as_ref()
+            .map_or("-".to_string(), |c| c.issuer.clone());
         let in_sync = if s.in_sync {
             "yes".to_string()
         } else {
@@ -343,8 +342,8 @@ fn print_cluster(c: &ClusterStatus) {
             format!("NO: {}", n.error.as_deref().unwrap_or(""))
         };
         println!(
-            "{:<10} {:<10} {:<34} {:<8} {:<10} {}",
-            n.node, container, cert, in_sync, routes, s.target
+            "{:<10} {:<10} {:<34} {:<30} {:<8} {:<10} {}",
+            n.node, container, cert, issuer, in_sync, routes, s.target
         );
     }
     if c.healthy {

@@ -1,196 +1,89 @@
-//! `natsup up` and `natsup plan`: converge the server onto config + state, or show how.
+//! `natsup up` and `natsup plan`: converge every node onto config + state, or show how.
 
 use std::time::Duration;
 
-use crate::acme;
 use crate::cli::{PlanArgs, UpArgs};
-use crate::cluster;
-use crate::config::Config;
-use crate::deploy::{self, Node};
 use crate::error::{Error, Result};
-use crate::nats_client;
-use crate::operation::{self, Proof};
+use crate::operation::{self, Change, Opening};
 use crate::plan::Action;
 use crate::remote::Remote;
+use crate::renewal;
 use crate::session::{self, Context, Session};
 use crate::ui;
 use crate::verify::{self, Depth, Status, Thresholds};
 use crate::verify_output::print_report;
 
 pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
-    if let Some(config) = session::cluster_config(ctx, &args.target)? {
-        return run_up_cluster(ctx, args, config);
-    }
     let runtime = crate::runtime();
-    let (config, via) = session::server(ctx, &args.target)?;
-    // Opening the SSH connection takes a few round trips and needs nothing from the local
-    // state, so it goes on while the state is made (a first run's CA, certificate and bcrypt
-    // hashes). Nothing is sent to the server before the state is on disk.
-    let opening = runtime.spawn({
-        let via = via.clone();
-        async move { via.open().await }
-    });
-    let mut session = Session::open(ctx, config)?;
-    let Session {
-        config, state, now, ..
-    } = &mut session;
-    // A routine `up` keeps the certificate fresh, and then proves the server presents it.
-    let mut proof = Proof::Settled;
-    // With `tls.issuer: acme` the certificate comes from the ACME CA, which needs the server
-    // (the http-01 token is served there): it is ordered once the connection is open.
-    let acme_due = state.acme_due(config, *now);
-    if let Some(reason) = &acme_due {
-        if args.dry_run {
-            ui::note(format!(
-                "a certificate would be ordered from the ACME CA: {reason}"
-            ));
-        } else {
-            ui::note(format!("ordering a certificate from the ACME CA: {reason}"));
-            proof = Proof::ServesCertificate { retry: "up" };
-        }
-    } else if config.acme().is_some() {
-        // The ACME certificate is fresh: nothing to renew.
-    } else if let Some(reason) = state.server_info.renewal_reason(*now) {
-        if args.dry_run {
-            ui::note(format!("the server certificate would be renewed: {reason}"));
-        } else {
-            ui::note(format!("renewing the server certificate: {reason}"));
-            state.reissue_server_cert(config, *now)?;
-            proof = Proof::ServesCertificate { retry: "up" };
-        }
-    }
-    let timeout = Duration::from_secs(args.timeout);
-    // With no rotation pending, the server most likely already serves what the state says,
-    // and the check a server in sync needs goes over NATS, not SSH: it runs while the server
-    // is inspected, so a no-op `up` costs the longer of the two instead of their sum. It is
-    // only kept if the plan is "nothing", when it checked exactly what stays served.
-    let speculate = !args.dry_run && state.secrets.pending_users().is_empty();
-    runtime.block_on(async {
-        let early = speculate
-            .then(|| nats_client::deployment_logins(config, state, None).ok())
-            .flatten()
-            .map(|(target, logins)| {
-                AbortOnDrop(tokio::spawn(async move {
-                    verify::verify(&target, &logins, &Thresholds::works(), Depth::Quick).await
-                }))
-            });
-        let opening = async {
-            opening
-                .await
-                .expect("opening the connection does not panic")
-        };
-        // The ACME order runs over the connection the deployment then uses: nothing on the
-        // NATS server changes unless the CA issued.
-        let deployed = if acme_due.is_some() && !args.dry_run {
-            let started = std::time::Instant::now();
-            let mut remote = via.connected(opening).await?;
-            let stored = match acme::obtain(&mut remote, config, &state.dir).await {
-                Ok(issued) => state.store_acme(issued.chain_pem, issued.key_pem),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = stored {
-                remote.close().await;
-                return Err(e);
-            }
-            ui::note(format!(
-                "the ACME CA issued certificate {} (issuer {}, expires {})",
-                state.server_info.serial,
-                state.server_info.issuer,
-                state.server_info.not_after.date()
-            ));
-            deploy::deploy_on(remote, started, &Node::of(config, state), false, timeout).await
-        } else {
-            deploy::deploy_over(
-                &via,
-                opening,
-                &Node::of(config, state),
-                args.dry_run,
-                timeout,
-            )
-            .await
-        };
-        if args.dry_run {
-            return deployed.map(|_| 0);
-        }
-        // Also finishes (or undoes) a password rotation an earlier run left pending.
-        let deployed = operation::prove(deployed, &via, config, state, proof)
-            .await?
-            .deployed;
-        // A server whose files are byte-identical to ours only has to show it still answers;
-        // after a change, every check runs (at once: the timings are not the point here).
-        let (depth, what) = if matches!(deployed.plan.action, Action::Nothing | Action::Files) {
-            (
-                Depth::Quick,
-                "checking the certificate and one login (`natsup verify` checks all)",
-            )
-        } else {
-            (Depth::AllAtOnce, "verifying every user over TLS")
-        };
-        let step = ui::Step::start(what);
-        // `filter` drops (and so stops) an early check that does not apply.
-        let (report, early_note) = match early.filter(|_| deployed.plan.action == Action::Nothing) {
-            Some(early) => (early.finish().await, ", run while the server was inspected"),
-            None => {
-                // Made again, not reused from the early check: settling a pending rotation
-                // may have changed which password the server holds.
-                let (target, logins) = nats_client::deployment_logins(config, state, None)
-                    .map_err(|e| Error::failed(e, None))?;
-                let report = verify::verify(&target, &logins, &Thresholds::works(), depth).await;
-                (report, "")
-            }
-        };
-        step.done(format!("{}{early_note}", report.status.label()));
-        print_report(&report, false);
-        Ok(if report.status >= Status::Critical {
-            1
-        } else {
-            0
+    let (config, members) = session::deployment(ctx, &args.target.target())?;
+    // Opening the SSH connections takes a few round trips and needs nothing from the local
+    // state, so it goes on while the state is made (a first run's CA, certificates and
+    // bcrypt hashes). Nothing is sent to a server before the state is on disk.
+    let openings: Vec<Opening> = members
+        .iter()
+        .map(|m| {
+            let via = m.via.clone();
+            runtime.spawn(async move { via.open().await })
         })
-    })
-}
-
-/// `up` for a cluster: every node inspected at once, then started at once (fresh) or rolled
-/// one at a time ([`cluster::converge`]), then every node verified.
-fn run_up_cluster(ctx: &Context, args: UpArgs, config: Config) -> Result<i32> {
-    let runtime = crate::runtime();
+        .collect();
     let mut session = Session::open(ctx, config)?;
-    let now = session.now;
-    let mut proofs = Vec::new();
-    for (view, state) in &mut session.nodes {
-        let node = &view.nodes[view.this_node.expect("a node's view")].name;
-        match state.server_info.renewal_reason(now) {
-            Some(reason) if args.dry_run => {
-                ui::note(format!(
-                    "node {node}: the server certificate would be renewed: {reason}"
-                ));
-                proofs.push(Proof::Settled);
-            }
-            Some(reason) => {
-                ui::note(format!(
-                    "node {node}: renewing the server certificate: {reason}"
-                ));
-                state.reissue_server_cert(view, now)?;
-                proofs.push(Proof::ServesCertificate { retry: "up" });
-            }
-            None => proofs.push(Proof::Settled),
-        }
-    }
-    let mut members = cluster::members(&session.nodes, args.target.accept_new_host_key);
-    let timeout = Duration::from_secs(args.timeout);
+    // A routine `up` keeps the certificates fresh, and then proves each node presents its.
+    let staged = renewal::stage(&mut session, false, args.dry_run, "up")?;
+    let change = Change {
+        step: "up",
+        proofs: staged.proofs,
+        acme: staged.acme,
+        dry_run: args.dry_run,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let Session { config, state, .. } = &mut session;
+    // With nothing pending, the deployment most likely already serves what the state says,
+    // and the check a deployment in sync needs goes over NATS, not SSH: it runs while the
+    // nodes are inspected, so a no-op `up` costs the longer of the two instead of their sum.
+    // It is only kept if every plan is "nothing", when it checked exactly what stays served.
+    let speculate =
+        !args.dry_run && state.secrets.pending_users().is_empty() && staged.renewed.is_empty();
     runtime.block_on(async {
-        let rolled = cluster::converge(&mut members, &proofs, args.dry_run, timeout).await?;
+        let early = speculate.then(|| {
+            let (config, state) = (config.clone(), state.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                verify::deployment(&config, &state, None, &Thresholds::works(), Depth::Quick).await
+            }))
+        });
+        // Also finishes (or undoes) a password rotation an earlier run left pending.
+        let rolled = operation::converge(config, state, &members, Some(openings), &change).await?;
         if args.dry_run {
             return Ok(0);
         }
-        ui::note(rolled.summary());
-        let depth = if rolled.changed.is_empty() {
-            Depth::Quick
-        } else {
-            Depth::AllAtOnce
+        ui::note(rolled.summary(config));
+        // A deployment whose files are byte-identical to ours only has to show it still
+        // answers; after a change, every check runs (at once: the timings are not the point).
+        let quiet = rolled
+            .plans
+            .iter()
+            .all(|p| matches!(p.action, Action::Nothing | Action::Files));
+        let (depth, what) = match (quiet, config.is_cluster()) {
+            (true, false) => (
+                Depth::Quick,
+                "checking the certificate and one login (`natsup verify` checks all)",
+            ),
+            (false, false) => (Depth::AllAtOnce, "verifying every user over TLS"),
+            (true, true) => (Depth::Quick, "verifying every node and the cluster"),
+            (false, true) => (Depth::AllAtOnce, "verifying every node and the cluster"),
         };
-        let step = ui::Step::start("verifying every node and the cluster");
-        let report = cluster::verify(&members, &Thresholds::works(), depth).await;
-        step.done(report.status.label());
+        let step = ui::Step::start(what);
+        // `filter` drops (and so stops) an early check that does not apply.
+        let (report, early_note) = match early.filter(|_| rolled.nothing()) {
+            Some(early) => (early.finish().await, ", run while the server was inspected"),
+            // Made again, not reused from the early check: settling a pending rotation may
+            // have changed which password the server holds.
+            None => (
+                verify::deployment(config, state, None, &Thresholds::works(), depth).await,
+                "",
+            ),
+        };
+        let report = report.map_err(|e| Error::failed(e, None))?;
+        step.done(format!("{}{early_note}", report.status.label()));
         print_report(&report, false);
         Ok(if report.status >= Status::Critical {
             1
@@ -216,39 +109,51 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// `natsup plan`: each node's plan. Missing local state (a new user's password, a certificate
+/// for new names) is made here as `render` would make it: the plan then shows exactly what
+/// `up` will send.
 pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
-    if let Some(config) = session::cluster_config(ctx, &args.target)? {
-        if args.json {
-            return Err(Error::usage(
-                "plan --json shows one server's plan; this deployment is a cluster",
-                Some("run `natsup plan` for every node's plan in text".to_string()),
-            ));
+    let (config, members) = session::deployment(ctx, &args.target.target())?;
+    let session = Session::open(ctx, config)?;
+    let (config, state) = (&session.config, &session.state);
+    let plans = crate::runtime().block_on(async {
+        let inspected = operation::inspect_all(config, state, &members, None).await?;
+        let plans = operation::plans(config, state, &inspected);
+        for i in inspected {
+            i.remote.close().await;
         }
-        let session = Session::open(ctx, config)?;
-        let mut members = cluster::members(&session.nodes, args.target.accept_new_host_key);
-        let proofs = vec![Proof::Settled; members.len()];
-        crate::runtime().block_on(cluster::converge(
-            &mut members,
-            &proofs,
-            true,
-            deploy::DEFAULT_READY_TIMEOUT,
-        ))?;
-        return Ok(0);
-    }
-    // Missing local state (a new user's password, a certificate for new names) is made here
-    // as `render` would make it: the plan then shows exactly what `up` will send.
-    let (session, via) = Session::open_server(ctx, &args.target)?;
-    let (_, plan, _) = crate::runtime().block_on(deploy::inspect(
-        &via,
-        &Node::of(&session.config, &session.state),
-    ))?;
+        Ok::<_, Error>(plans)
+    })?;
     if args.json {
+        // One server's plan is the plan itself, as it always was; a cluster's is a list of
+        // them, each with its node's name.
+        let json = if config.is_cluster() {
+            serde_json::Value::Array(
+                members
+                    .iter()
+                    .zip(&plans)
+                    .map(|(m, plan)| {
+                        let mut value = serde_json::to_value(plan).expect("plans serialize");
+                        value["node"] = serde_json::Value::String(m.name.clone());
+                        value
+                    })
+                    .collect(),
+            )
+        } else {
+            serde_json::to_value(&plans[0]).expect("plans serialize")
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&plan).expect("plans serialize")
+            serde_json::to_string_pretty(&json).expect("JSON values serialize")
         );
-    } else {
-        println!("action: {}", plan.action.name());
+        return Ok(0);
+    }
+    for (m, plan) in members.iter().zip(&plans) {
+        if config.is_cluster() {
+            println!("node {}: action: {}", m.name, plan.action.name());
+        } else {
+            println!("action: {}", plan.action.name());
+        }
         print!("{}", plan.describe(true));
     }
     Ok(0)

@@ -9,10 +9,9 @@
 use std::path::Path;
 
 use crate::cli::{VerifyArgs, VerifyFormat};
-use crate::cluster;
 use crate::config::Config;
 use crate::error::Result;
-use crate::nats_client::{self, Endpoint, Login};
+use crate::nats_client::{Endpoint, Login};
 use crate::secret::Secret;
 use crate::state::State;
 use crate::verify::{self, Status, Thresholds};
@@ -21,18 +20,31 @@ use crate::session::Context;
 use crate::verify_output::format_report;
 
 pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
-    if smoke_url(ctx, &args).is_none() && ctx.config_path.exists() {
-        let config = ctx.load_config()?;
-        if config.is_cluster() {
-            return run_cluster(ctx, &args, config);
+    let limits = limits(&args);
+    let report = match smoke_url(ctx, &args) {
+        Some(url) => smoke_target(&url, &args).map(|(target, logins)| {
+            crate::runtime().block_on(verify::verify(
+                &target,
+                &logins,
+                &limits,
+                verify::Depth::Thorough,
+            ))
+        }),
+        None => {
+            let (config, state) = deployment_state(ctx, &args)?;
+            deployment_targets(&config, &state, &args).map(|targets| {
+                crate::runtime().block_on(verify::deployment_with(
+                    &config,
+                    &state,
+                    &targets,
+                    &limits,
+                    verify::Depth::Thorough,
+                ))
+            })
         }
-    }
-    let plan = match smoke_url(ctx, &args) {
-        Some(url) => smoke_target(&url, &args),
-        None => deployment_target(ctx, &args)?,
     };
-    let (target, logins) = match plan {
-        Ok(p) => p,
+    let report = match report {
+        Ok(report) => report,
         Err(message) => {
             // Nothing was checked: the nats CLI's convention for that is UNKNOWN (3).
             match (args.json, args.format) {
@@ -54,20 +66,6 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> Result<i32> {
             return Ok(Status::Unknown.exit_code());
         }
     };
-    let limits = Thresholds {
-        connect_warn: args.connect_warn,
-        connect_critical: args.connect_critical,
-        rtt_warn: args.rtt_warn,
-        rtt_critical: args.rtt_critical,
-        cert_warn_days: args.cert_warn_days,
-        cert_critical_days: args.cert_critical_days,
-    };
-    let report = crate::runtime().block_on(verify::verify(
-        &target,
-        &logins,
-        &limits,
-        verify::Depth::Thorough,
-    ));
     let format = if args.json {
         VerifyFormat::Json
     } else {
@@ -86,32 +84,6 @@ fn limits(args: &VerifyArgs) -> Thresholds {
         cert_warn_days: args.cert_warn_days,
         cert_critical_days: args.cert_critical_days,
     }
-}
-
-/// A cluster: every node's checks, then the checks across nodes ([`cluster::verify`]).
-fn run_cluster(ctx: &Context, args: &VerifyArgs, config: Config) -> Result<i32> {
-    if args.user.is_some() || args.ca.is_some() {
-        return Err(crate::error::Error::usage(
-            "--user and --ca check one server; this deployment is a cluster",
-            Some("run `natsup verify` for every node, or `natsup verify --url tls://NODE:PORT --user NAME` for one".to_string()),
-        ));
-    }
-    let mut nodes = Vec::new();
-    for view in config.node_views() {
-        let state = State::load(&view, &ctx.state_dir(&view))?;
-        nodes.push((view, state));
-    }
-    let members = cluster::members(&nodes, false);
-    let limits = limits(args);
-    let report =
-        crate::runtime().block_on(cluster::verify(&members, &limits, verify::Depth::Thorough));
-    let format = if args.json {
-        VerifyFormat::Json
-    } else {
-        args.format
-    };
-    print!("{}", format_report(&report, format, &limits));
-    Ok(report.exit_code())
 }
 
 type Plan = std::result::Result<(Endpoint, Vec<Login>), String>;
@@ -191,28 +163,36 @@ fn read_ca(path: &Path) -> std::result::Result<String, String> {
         .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))
 }
 
-/// Config and state errors are bad input (exit 2), as for every other command.
-fn deployment_target(ctx: &Context, args: &VerifyArgs) -> Result<Plan> {
+/// The deployment's config and state. Config and state errors are bad input (exit 2), as
+/// for every other command.
+fn deployment_state(ctx: &Context, args: &VerifyArgs) -> Result<(Config, State)> {
     let config = ctx.load_config()?;
     let users = match &args.user {
         Some(user) => config.select_users(std::slice::from_ref(user))?,
         None => config.users.iter().map(|u| u.name.clone()).collect(),
     };
     let state = State::load_for(&config, &ctx.state_dir(&config), &users)?;
-    Ok(deployment_logins(&config, &state, args))
+    Ok((config, state))
 }
 
-fn deployment_logins(config: &Config, state: &State, args: &VerifyArgs) -> Plan {
-    let (mut target, mut logins) =
-        nats_client::deployment_logins(config, state, args.user.as_deref())?;
-    if let Some(path) = &args.ca {
-        target.ca_pem = read_ca(path)?;
+/// Every node's endpoint and logins, with `--ca` and `--password` in place of what natsup
+/// stored: they check what a client has.
+fn deployment_targets(
+    config: &Config,
+    state: &State,
+    args: &VerifyArgs,
+) -> std::result::Result<Vec<(Endpoint, Vec<Login>)>, String> {
+    let mut targets = verify::targets(config, state, args.user.as_deref())?;
+    let ca = args.ca.as_deref().map(read_ca).transpose()?;
+    for (target, logins) in &mut targets {
+        if let Some(ca) = &ca {
+            target.ca_pem = ca.clone();
+        }
+        if let (Some(pw), Some(_)) = (&args.password, &args.user) {
+            logins[0].password = Secret::new(pw.clone());
+        }
     }
-    // An explicit password checks what a client has, not what natsup stored.
-    if let (Some(pw), Some(_)) = (&args.password, &args.user) {
-        logins[0].password = Secret::new(pw.clone());
-    }
-    Ok((target, logins))
+    Ok(targets)
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod node;
 mod permissions;
+
+pub use node::Node;
 
 use permissions::check_subject;
 pub use permissions::{Permissions, SubjectRule, subject_matches};
@@ -42,10 +45,9 @@ pub struct Config {
     /// Names the deployment: its state directory, CA subject and nats contexts.
     pub name: String,
     /// The public DNS name or IP that clients dial. Always a SAN of the server certificate.
-    /// Absent in a cluster (`nodes`): each node has its own. In a node's view
-    /// ([`Config::node_view`]) it is that node's.
-    #[serde(default = "absent_host", skip_serializing_if = "String::is_empty")]
-    pub host: String,
+    /// Absent when the file lists `nodes`: each node has its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshConfig>,
     /// Where the compose project lives on the server: relative to the SSH user's home, or absolute.
@@ -77,10 +79,11 @@ pub struct Config {
     pub cluster: ClusterSettings,
     #[serde(default, skip_serializing_if = "Network::is_default")]
     pub network: Network,
-    /// In a node's view of a cluster ([`Config::node_view`]): which node this is. Never read
-    /// from or written to natsup.yaml.
+    /// The servers of the deployment, resolved once from the fields above when the config is
+    /// made (a file without `nodes` is a deployment of one): never read from or written to
+    /// natsup.yaml.
     #[serde(skip)]
-    pub this_node: Option<usize>,
+    resolved: Vec<Node>,
     /// Who issues the server certificate: natsup's own CA (the default) or an ACME CA.
     #[serde(default, skip_serializing_if = "Tls::is_default")]
     pub tls: Tls,
@@ -221,13 +224,6 @@ impl Network {
 pub const MAX_NODES: usize = 9;
 pub const DEFAULT_CLUSTER_PORT: u16 = 6222;
 
-/// Stands for "no `host` in the file" between parsing and validation, which tells it apart
-/// from an empty one; validation replaces it.
-const ABSENT_HOST: &str = "\0absent";
-
-fn absent_host() -> String {
-    ABSENT_HOST.into()
-}
 fn default_cluster_port() -> u16 {
     DEFAULT_CLUSTER_PORT
 }
@@ -443,9 +439,9 @@ pub struct InitOptions {
 impl Config {
     /// A config with the tutorial's defaults for everything not given.
     pub fn from_init(opts: InitOptions) -> Config {
-        Config {
+        let mut config = Config {
             name: opts.name,
-            host: opts.host,
+            host: (!opts.host.is_empty()).then_some(opts.host),
             ssh: opts.ssh,
             remote_dir: opts.remote_dir.unwrap_or_else(default_remote_dir),
             image: opts.image.unwrap_or_else(default_image),
@@ -463,10 +459,12 @@ impl Config {
             nodes: opts.nodes,
             cluster: ClusterSettings::default(),
             network: opts.network.unwrap_or_default(),
-            this_node: None,
+            resolved: Vec::new(),
             tls: Tls::default(),
             acme: None,
-        }
+        };
+        config.resolved = config.resolve_nodes();
+        config
     }
 
     /// The deployment `natsup up --local` uses when there is no natsup.yaml: this machine's
@@ -522,80 +520,81 @@ impl Config {
             path: v.path,
             message: v.message,
         })?;
-        if config.host == ABSENT_HOST {
-            config.host = String::new();
-        }
+        config.resolved = config.resolve_nodes();
         Ok(config)
     }
 
-    /// Whether this is a cluster of `nodes` rather than one server.
+    /// The servers of the deployment, in the order of `nodes`; one for a file without them.
+    pub fn nodes(&self) -> &[Node] {
+        &self.resolved
+    }
+
+    /// Whether the deployment is a cluster: more than one node, so its servers route to each
+    /// other. A `nodes` list of one is a server on its own, as a file without `nodes` is.
     pub fn is_cluster(&self) -> bool {
-        !self.nodes.is_empty()
+        self.resolved.len() > 1
     }
 
-    /// One node of a cluster seen as a one-server deployment: its host, SSH, directory, bind
-    /// and port in the top-level fields, and [`this_node`](Self::this_node) set. Everything
-    /// that works on one server (state, rendering, the executor, verify) works on it.
-    pub fn node_view(&self, index: usize) -> Config {
-        let node = &self.nodes[index];
-        let mut view = self.clone();
-        view.host = node.host.clone();
-        let base = SshConfig::new(&node.ssh);
-        view.ssh = Some(SshConfig {
-            port: node.ssh_port.or(base.port),
-            identity: node.identity.clone(),
-            known_hosts: node.known_hosts.clone(),
-            host_key_policy: node.host_key_policy.unwrap_or_default(),
-            ..base
-        });
-        if let Some(dir) = &node.remote_dir {
-            view.remote_dir = dir.clone();
-        }
-        if let Some(bind) = node.bind {
-            view.bind = bind;
-        }
-        if let Some(port) = node.port {
-            view.port = port;
-        }
-        view.this_node = Some(index);
-        view
-    }
-
-    /// What a client's settings are read with: a cluster's first node's view (every node
-    /// shares the CA and the passwords), else the config itself.
-    pub fn client_view(&self) -> Config {
-        if self.is_cluster() {
-            self.node_view(0)
-        } else {
-            self.clone()
+    /// Runs `image` on every node, for this run only (`--image`).
+    pub fn set_image(&mut self, image: &str) {
+        self.image = image.to_string();
+        for node in &mut self.resolved {
+            node.image = image.to_string();
         }
     }
 
-    /// Every node's view, in the order of `nodes`.
-    pub fn node_views(&self) -> Vec<Config> {
-        (0..self.nodes.len()).map(|i| self.node_view(i)).collect()
+    /// Each node with the top-level settings it does not set itself.
+    fn resolve_nodes(&self) -> Vec<Node> {
+        if self.nodes.is_empty() {
+            return vec![Node {
+                name: self.name.clone(),
+                host: self.host.clone().unwrap_or_default(),
+                ssh: self.ssh.clone(),
+                remote_dir: self.remote_dir.clone(),
+                bind: self.bind,
+                port: self.port,
+                image: self.image.clone(),
+                state_subdir: "server".into(),
+            }];
+        }
+        self.nodes
+            .iter()
+            .map(|node| {
+                let base = SshConfig::new(&node.ssh);
+                Node {
+                    name: node.name.clone(),
+                    host: node.host.clone(),
+                    ssh: Some(SshConfig {
+                        port: node.ssh_port.or(base.port),
+                        identity: node.identity.clone(),
+                        known_hosts: node.known_hosts.clone(),
+                        host_key_policy: node.host_key_policy.unwrap_or_default(),
+                        ..base
+                    }),
+                    remote_dir: node.remote_dir.clone().unwrap_or(self.remote_dir.clone()),
+                    bind: node.bind.unwrap_or(self.bind),
+                    port: node.port.unwrap_or(self.port),
+                    image: self.image.clone(),
+                    state_subdir: format!("nodes/{}", node.name),
+                }
+            })
+            .collect()
     }
 
     /// The client URL of every server (`tls://n1:4222`, ...): what the nats CLI's `--server`
     /// and a context's `url` take joined by commas, and async-nats as a list of addresses.
     pub fn client_urls(&self) -> Vec<String> {
-        if self.is_cluster() {
-            self.node_views()
-                .iter()
-                .map(|v| format!("tls://{}", host_port(&v.host, v.port)))
-                .collect()
-        } else {
-            vec![format!("tls://{}", host_port(&self.host, self.port))]
-        }
+        self.resolved.iter().map(Node::tls_url).collect()
     }
 
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("a Config always serializes")
     }
 
-    /// All SANs of the server certificate: `host` first, then the extra ones, without repeats.
-    pub fn sans(&self) -> Vec<String> {
-        let mut sans = vec![self.host.clone()];
+    /// All SANs of `node`'s certificate: its `host` first, then the extra ones, without
+    /// repeats.
+    pub fn sans(&self, node: &Node) -> Vec<String> {
+        let mut sans = vec![node.host.clone()];
         for san in &self.extra_sans {
             if !sans.iter().any(|s| s.eq_ignore_ascii_case(san)) {
                 sans.push(san.clone());
@@ -609,10 +608,13 @@ impl Config {
         (self.tls.issuer == Issuer::Acme).then(|| self.acme.clone().unwrap_or_default())
     }
 
-    /// The names an ACME order asks for: `host` and the extra SANs a public CA can issue for
-    /// (no IP address, no `localhost`, no single label); the others are returned second.
-    pub fn public_names(&self) -> (Vec<String>, Vec<String>) {
-        self.sans().into_iter().partition(|n| is_public_dns_name(n))
+    /// The names an ACME order for `node` asks for: its `host` and the extra SANs a public CA
+    /// can issue for (no IP address, no `localhost`, no single label); the others are
+    /// returned second.
+    pub fn public_names(&self, node: &Node) -> (Vec<String>, Vec<String>) {
+        self.sans(node)
+            .into_iter()
+            .partition(|n| is_public_dns_name(n))
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
@@ -643,18 +645,13 @@ impl Config {
         Ok(names.to_vec())
     }
 
-    /// `nats://host:port`, bracketing IPv6 literals.
-    pub fn url(&self) -> String {
-        format!("nats://{}", host_port(&self.host, self.port))
-    }
-
     fn validate(&self) -> Result<(), Invalid> {
         check_name(&self.name).at("name")?;
         if self.nodes.is_empty() {
-            if self.host == ABSENT_HOST {
+            let Some(host) = &self.host else {
                 return Err(Invalid::new("", "missing field `host`"));
-            }
-            check_host(&self.host).at("host")?;
+            };
+            check_host(host).at("host")?;
         } else {
             self.validate_nodes()?;
         }
@@ -742,25 +739,27 @@ impl Config {
                 ),
             ));
         }
-        if self.tls.issuer == Issuer::Acme && self.is_cluster() {
-            return Err(Invalid::new(
-                "tls.issuer",
-                "acme is for one server; a cluster's nodes get certificates from natsup's CA \
-                 (leave `tls` out)",
-            ));
-        }
         if self.tls.issuer == Issuer::Acme {
             let acme = self.acme.clone().unwrap_or_default();
             acme.validate()?;
-            if self.public_names().0.is_empty() {
-                return Err(Invalid::new(
-                    "tls.issuer",
-                    format!(
-                        "an ACME CA only issues for public DNS names, and none of {} is one \
-                         (IP addresses, localhost and single labels are left out)",
-                        self.sans().join(", ")
-                    ),
-                ));
+            // Each node's certificate is ordered for its own names: every node needs one a
+            // public CA issues for.
+            for (i, node) in self.resolve_nodes().iter().enumerate() {
+                if self.public_names(node).0.is_empty() {
+                    let at = if self.nodes.is_empty() {
+                        "tls.issuer".to_string()
+                    } else {
+                        format!("nodes[{i}].host")
+                    };
+                    return Err(Invalid::new(
+                        at,
+                        format!(
+                            "an ACME CA only issues for public DNS names, and none of {} is one \
+                             (IP addresses, localhost and single labels are left out)",
+                            self.sans(node).join(", ")
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -769,7 +768,7 @@ impl Config {
 
 impl Config {
     fn validate_nodes(&self) -> Result<(), Invalid> {
-        if self.host != ABSENT_HOST {
+        if self.host.is_some() {
             return Err(Invalid::new(
                 "host",
                 "a cluster has no top-level host: each of `nodes` has its own (remove one of them)",
@@ -815,14 +814,16 @@ impl Config {
             if let Some(dir) = &node.remote_dir {
                 check_remote_dir(dir).at(&format!("{at}.remote_dir"))?;
             }
-            let view = self.node_view(i);
-            for (j, other) in self.node_views().iter().enumerate().take(i) {
-                if other.ssh == view.ssh && other.remote_dir == view.remote_dir {
+        }
+        let resolved = self.resolve_nodes();
+        for (i, node) in resolved.iter().enumerate() {
+            for (j, other) in resolved.iter().enumerate().take(i) {
+                if other.ssh == node.ssh && other.remote_dir == node.remote_dir {
                     return Err(Invalid::new(
-                        format!("{at}.remote_dir"),
+                        format!("nodes[{i}].remote_dir"),
                         format!(
                             "nodes[{j}] already uses {:?} on the same server; give each node on one server its own remote_dir",
-                            view.remote_dir
+                            node.remote_dir
                         ),
                     ));
                 }

@@ -21,8 +21,8 @@ pub struct Local {
 pub fn local_paths(state: &State, port: u16, store: &Path) -> ConfPaths {
     ConfPaths {
         listen: format!("127.0.0.1:{port}"),
-        cert_file: state.dir.server_cert().display().to_string(),
-        key_file: state.dir.server_key().display().to_string(),
+        cert_file: state.certs[0].dir.server_cert().display().to_string(),
+        key_file: state.certs[0].dir.server_key().display().to_string(),
         store_dir: store.display().to_string(),
         ca_file: state.dir.ca_cert().display().to_string(),
         cluster_listen: "127.0.0.1:6222".into(),
@@ -34,7 +34,7 @@ pub fn serve(config: &Config, state: &State, port: u16) -> Local {
     let conf = store.path().join("nats-server.conf");
     std::fs::write(
         &conf,
-        render::nats_conf(config, state, &local_paths(state, port, store.path())),
+        render::nats_conf(config, 0, state, &local_paths(state, port, store.path())),
     )
     .unwrap();
     nats_server_check_config(&conf).unwrap_or_else(|e| panic!("nats-server -t refused:\n{e}"));

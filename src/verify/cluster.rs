@@ -1,321 +1,26 @@
-//! A cluster: one deployment on several servers (`nodes` in natsup.yaml). Each node is one
-//! server as the rest of natsup knows it: its view of the config ([`Config::node_view`]), its
-//! state, its [`deploy::Node`], its SSH connection. This module only decides the order:
-//!
-//! - every node is inspected at once, over one SSH connection each; if any cannot be inspected
-//!   or fails its pre-flight checks, that node is named and nothing changes anywhere;
-//! - a fresh cluster (no node has a container yet) starts all nodes at once;
-//! - otherwise nodes change one at a time, stopped ones first, and the next starts only once
-//!   the changed node is back in the cluster ([`wait_in_cluster`]): its clients are told
-//!   about every peer (the routes are up) and JetStream answers through it. So at most one
-//!   node is ever away, and a 3-node cluster keeps its JetStream quorum throughout.
+//! The checks across the nodes of a cluster: whether a node is in the cluster (its routes to
+//! every peer are up, JetStream answers through it, every replicated stream has a leader and
+//! current replicas), which is both the health gate and the wait after a node changed; and
+//! `verify`'s cross-node checks (messages between every pair, an R3 KV put read back through
+//! another node).
 
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use crate::config::{Config, host_port};
-use crate::deploy::{self, Node};
+use crate::config::{Config, Node};
 use crate::error::{Error, Result};
 use crate::nats_client::{self, Endpoint, Login};
-use crate::observed::Observed;
-use crate::operation::{self, Proof};
-use crate::plan::{self, Action, Plan};
-use crate::remote::{AnyRemote, Remote, SshDestination, Via};
 use crate::state::State;
-use crate::ui;
 use crate::verify;
 
 /// How long a changed node has to rejoin the cluster before the roll stops.
 pub const REJOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One node of a cluster, ready to be worked on.
-pub struct Member {
-    pub name: String,
-    pub view: Config,
-    pub state: State,
-    pub via: Via,
-}
-
-impl Member {
-    pub fn node(&self) -> Node {
-        Node::of(&self.view, &self.state)
-    }
-}
-
-/// The nodes of an open cluster session.
-pub fn members(nodes: &[(Config, State)], accept_new_host_key: bool) -> Vec<Member> {
-    nodes
-        .iter()
-        .map(|(view, state)| Member {
-            name: view.nodes[view.this_node.expect("a node's view")]
-                .name
-                .clone(),
-            via: Via::Ssh(SshDestination::from_config(
-                view.ssh.as_ref().expect("a node always has ssh"),
-                accept_new_host_key,
-            )),
-            view: view.clone(),
-            state: state.clone(),
-        })
-        .collect()
-}
-
-/// `error` with the node it happened on, and that nothing changed anywhere.
-fn on_node(name: &str, error: Error, changed_nothing: bool) -> Error {
-    let hint = match (error.hint(), changed_nothing) {
-        (Some(h), true) => Some(format!("{h}\nnothing was changed on any node")),
-        (None, true) => Some("nothing was changed on any node".to_string()),
-        (h, false) => h,
-    };
-    Error::Failed {
-        message: format!("node {name}: {error}"),
-        hint,
-    }
-}
-
-/// A node's open connection and what it reported.
-pub struct Inspected {
-    pub remote: AnyRemote,
-    pub observed: Observed,
-    pub plan: Plan,
-}
-
-/// Connects to every node and inspects it, all at once. Any node that cannot be reached,
-/// inspected, or fails pre-flight is an error naming it; every connection is closed then.
-pub async fn inspect_all(members: &[Member]) -> Result<Vec<Inspected>> {
-    let step = ui::Step::start(format!("inspecting {} nodes", members.len()));
-    let results = join_all(members.iter().map(|m| async move {
-        let mut remote = m.via.open().await.map_err(|e| (e, None))?;
-        let node = m.node();
-        match deploy::observe(&mut remote, &node).await {
-            Ok(observed) => match deploy::check_preflight(&observed, &remote.describe()) {
-                Ok(()) => {
-                    let plan = plan::plan(&node.bundle, &observed);
-                    Ok(Inspected {
-                        remote,
-                        observed,
-                        plan,
-                    })
-                }
-                Err(e) => Err((e, Some(remote))),
-            },
-            Err(e) => Err((e, Some(remote))),
-        }
-    }))
-    .await;
-    let mut inspected = Vec::new();
-    let mut first_error = None;
-    for (m, result) in members.iter().zip(results) {
-        match result {
-            Ok(i) => inspected.push(i),
-            Err((e, remote)) => {
-                if let Some(remote) = remote {
-                    remote.close().await;
-                }
-                first_error.get_or_insert(on_node(&m.name, e, true));
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        for i in inspected {
-            i.remote.close().await;
-        }
-        return Err(e);
-    }
-    step.done(
-        members
-            .iter()
-            .zip(&inspected)
-            .map(|(m, i)| format!("{}: {}", m.name, i.plan.action.name()))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    Ok(inspected)
-}
-
-/// What one `up` did across the cluster.
-#[derive(Debug, Default)]
-pub struct Rolled {
-    /// The nodes changed, with their action, in the order they were changed.
-    pub changed: Vec<(String, Action)>,
-    pub commands: usize,
-    pub elapsed: Duration,
-}
-
-impl Rolled {
-    pub fn summary(&self) -> String {
-        let what = if self.changed.is_empty() {
-            "nothing to do".to_string()
-        } else {
-            self.changed
-                .iter()
-                .map(|(n, a)| format!("{n} {}", a.done()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!(
-            "{what} in {:.1}s ({} remote command{})",
-            self.elapsed.as_secs_f64(),
-            self.commands,
-            if self.commands == 1 { "" } else { "s" }
-        )
-    }
-}
-
-/// Brings every node onto its render: all at once for a fresh cluster, else one at a time,
-/// each back in the cluster before the next. `proofs[i]` is what node i must show beyond
-/// settled passwords. With `dry_run`, prints each node's plan and changes nothing.
-pub async fn converge(
-    members: &mut [Member],
-    proofs: &[Proof],
-    dry_run: bool,
-    timeout: Duration,
-) -> Result<Rolled> {
-    let started = Instant::now();
-    let mut inspected = inspect_all(members).await?;
-    for (m, i) in members.iter().zip(&inspected) {
-        ui::note(format!("node {}: plan: {}", m.name, i.plan.action.name()));
-        ui::note(i.plan.describe(dry_run).trim_end());
-    }
-    let mut rolled = Rolled::default();
-    let result = if dry_run {
-        Ok(())
-    } else if inspected.iter().all(|i| i.observed.container.is_none()) {
-        start_all(members, &mut inspected, timeout, &mut rolled).await
-    } else {
-        roll(members, &mut inspected, proofs, timeout, &mut rolled).await
-    };
-    for i in inspected {
-        rolled.commands += i.remote.commands();
-        i.remote.close().await;
-    }
-    rolled.elapsed = started.elapsed();
-    result.map(|()| rolled)
-}
-
-/// A fresh cluster: every node starts at once (a lone node of a clustered JetStream waits
-/// for its peers anyway), then each must be in the cluster.
-async fn start_all(
-    members: &mut [Member],
-    inspected: &mut [Inspected],
-    timeout: Duration,
-    rolled: &mut Rolled,
-) -> Result<()> {
-    let step = ui::Step::start(format!(
-        "uploading, validating and starting {} nodes at once",
-        members.len()
-    ));
-    let results = join_all(members.iter().zip(inspected.iter_mut()).map(|(m, i)| {
-        let node = m.node();
-        async move { deploy::apply(&mut i.remote, &node, &i.plan, timeout).await }
-    }))
-    .await;
-    for (m, r) in members.iter().zip(results) {
-        r.map_err(|e| on_node(&m.name, e, false))?;
-        rolled.changed.push((m.name.clone(), Action::Start));
-    }
-    step.done("done");
-    let step = ui::Step::start("waiting for every node to join the cluster");
-    let waits = join_all(members.iter().map(|m| wait_in_cluster(m, members))).await;
-    for (m, w) in members.iter().zip(waits) {
-        w.map_err(|e| on_node(&m.name, e, false))?;
-    }
-    step.done("routes up and JetStream answering on every node");
-    // A password left pending by an interrupted run went out with the start: settle it.
-    if let Some(Member {
-        view, state, via, ..
-    }) = members.first_mut()
-        && !state.secrets.pending_users().is_empty()
-    {
-        operation::settle_pending(via, view, state).await?;
-    }
-    Ok(())
-}
-
-/// One node at a time, stopped ones first; each proven and back in the cluster before the next.
-async fn roll(
-    members: &mut [Member],
-    inspected: &mut [Inspected],
-    proofs: &[Proof],
-    timeout: Duration,
-    rolled: &mut Rolled,
-) -> Result<()> {
-    let mut order: Vec<usize> = (0..members.len())
-        .filter(|&i| inspected[i].plan.action != Action::Nothing || proofs[i] != Proof::Settled)
-        .collect();
-    order.sort_by_key(|&i| {
-        inspected[i]
-            .observed
-            .container
-            .as_ref()
-            .is_some_and(|c| c.running())
-    });
-    for i in order {
-        let action = inspected[i].plan.action;
-        let name = members[i].name.clone();
-        if action != Action::Nothing {
-            let step = ui::Step::start(format!("node {name}: {}", applying(action)));
-            let node = members[i].node();
-            let applied =
-                deploy::apply(&mut inspected[i].remote, &node, &inspected[i].plan, timeout).await;
-            if applied.is_ok() {
-                step.done("done");
-            }
-            // Pending passwords are settled even when applying failed (operation::prove).
-            let Member {
-                view, state, via, ..
-            } = &mut members[i];
-            operation::settle_pending(via, view, state).await?;
-            // Every node shares the passwords: the next node starts from what this one settled.
-            let secrets = members[i].state.secrets.clone();
-            for m in members.iter_mut() {
-                m.state.secrets = secrets.clone();
-            }
-            applied.map_err(|e| on_node(&name, e, false))?;
-            rolled.changed.push((name.clone(), action));
-        }
-        if let Proof::ServesCertificate { retry } = proofs[i] {
-            let served = operation::served_serial(&members[i].view).await?;
-            if served != members[i].state.server_info.serial {
-                return Err(Error::failed(
-                    format!(
-                        "node {name} presents certificate {served}, not the new {}",
-                        members[i].state.server_info.serial
-                    ),
-                    Some(format!("run `natsup verify`, then `natsup {retry}`")),
-                ));
-            }
-        }
-        if matches!(
-            action,
-            Action::Start | Action::Recreate | Action::Reload | Action::Files
-        ) {
-            let step = ui::Step::start(format!(
-                "node {name}: waiting until it is back in the cluster"
-            ));
-            wait_in_cluster(&members[i], members)
-                .await
-                .map_err(|e| on_node(&name, e, false))?;
-            step.done("routes to every peer, JetStream answering");
-        }
-    }
-    Ok(())
-}
-
-fn applying(action: Action) -> &'static str {
-    match action {
-        Action::Start => "uploading, validating and starting the server",
-        Action::Recreate => "uploading, validating and recreating the container",
-        Action::Reload => "uploading, validating and reloading the server",
-        _ => "uploading and validating the files",
-    }
-}
-
-/// A user natsup may log in as to check a node, with JetStream allowed if any user has it.
-fn checking_login(view: &Config, state: &State) -> Result<(Endpoint, Login)> {
-    let (endpoint, logins) =
-        nats_client::deployment_logins(view, state, None).map_err(|e| Error::failed(e, None))?;
+/// A user natsup may log in as to check node `i`, with JetStream allowed if any user has it.
+fn checking_login(config: &Config, state: &State, i: usize) -> Result<(Endpoint, Login)> {
+    let (endpoint, logins) = nats_client::deployment_logins(config, i, state, None)
+        .map_err(|e| Error::failed(e, None))?;
     let login = logins
         .iter()
         .find(|l| verify::jetstream_permitted(l.permissions.as_ref()))
@@ -325,16 +30,24 @@ fn checking_login(view: &Config, state: &State) -> Result<(Endpoint, Login)> {
     Ok((endpoint, login))
 }
 
-/// Waits until `member` is back in the cluster: a client connected to it is told every other
+/// The client address of every node but `i`: what a client of node `i` must be told about
+/// once its routes are up.
+fn peers(config: &Config, i: usize) -> Vec<String> {
+    config
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, n)| n.addr())
+        .collect()
+}
+
+/// Waits until node `i` is back in the cluster: a client connected to it is told every other
 /// node's client URL (nats-server sends a peer's `connect_urls` once the route to it is up),
 /// and `$JS.API.INFO` answers through it (JetStream's meta group has a leader it can reach).
-pub async fn wait_in_cluster(member: &Member, all: &[Member]) -> Result<()> {
-    let peers: Vec<String> = all
-        .iter()
-        .filter(|m| m.name != member.name)
-        .map(|m| host_port(&m.view.host, m.view.port))
-        .collect();
-    let (endpoint, login) = checking_login(&member.view, &member.state)?;
+pub async fn wait_in_cluster(config: &Config, state: &State, i: usize) -> Result<()> {
+    let peers = peers(config, i);
+    let (endpoint, login) = checking_login(config, state, i)?;
     let deadline = Instant::now() + REJOIN_TIMEOUT;
     loop {
         let last = match in_cluster(&endpoint, &login, &peers).await {
@@ -357,16 +70,11 @@ pub async fn wait_in_cluster(member: &Member, all: &[Member]) -> Result<()> {
     }
 }
 
-/// One look (no waiting) at whether `member` is in the cluster, as [`wait_in_cluster`] asks.
-pub async fn check_in_cluster(member: &Member, all: &[Member]) -> Result<(), String> {
-    let peers: Vec<String> = all
-        .iter()
-        .filter(|m| m.name != member.name)
-        .map(|m| host_port(&m.view.host, m.view.port))
-        .collect();
-    let (endpoint, login) =
-        checking_login(&member.view, &member.state).map_err(|e| e.to_string())?;
-    in_cluster(&endpoint, &login, &peers).await
+/// One look (no waiting) at whether node `i` is in the cluster, as [`wait_in_cluster`] asks:
+/// the health the gate asks of every other node before one is taken away.
+pub async fn check_in_cluster(config: &Config, state: &State, i: usize) -> Result<(), String> {
+    let (endpoint, login) = checking_login(config, state, i).map_err(|e| e.to_string())?;
+    in_cluster(&endpoint, &login, &peers(config, i)).await
 }
 
 async fn in_cluster(endpoint: &Endpoint, login: &Login, peers: &[String]) -> Result<(), String> {
@@ -432,40 +140,30 @@ async fn streams_current(js: &async_nats::jetstream::Context) -> Result<(), Stri
 /// and an R3 KV put on one node is read back through another (placing an R3 bucket is the
 /// JetStream meta leader's job, so that also proves there is one).
 pub async fn verify(
-    members: &[Member],
-    limits: &verify::Thresholds,
-    depth: verify::Depth,
+    config: &Config,
+    state: &State,
+    per_node: Vec<verify::Report>,
 ) -> verify::Report {
     use verify::{Check, Report, Status};
-    let per_node = join_all(members.iter().map(|m| async move {
-        let (endpoint, logins) = nats_client::deployment_logins(&m.view, &m.state, None)
-            .expect("a node's view always gives a valid URL");
-        verify::verify(&endpoint, &logins, limits, depth).await
-    }))
-    .await;
     let mut checks = Vec::new();
     let mut days: Option<i64> = None;
-    for (m, report) in members.iter().zip(per_node) {
+    for (node, report) in config.nodes().iter().zip(per_node) {
         if let Some(d) = report.cert_days_left {
             days = Some(days.map_or(d, |x| x.min(d)));
         }
         checks.extend(report.checks.into_iter().map(|c| Check {
-            scope: format!("{}/{}", m.name, c.scope),
+            scope: format!("{}/{}", node.name, c.scope),
             ..c
         }));
     }
-    checks.extend(across(members).await);
+    checks.extend(across(config, state).await);
     let status = checks
         .iter()
         .map(|c| c.status)
         .max()
         .unwrap_or(Status::Unknown);
     Report {
-        url: members
-            .iter()
-            .map(|m| format!("tls://{}", host_port(&m.view.host, m.view.port)))
-            .collect::<Vec<_>>()
-            .join(","),
+        url: config.client_urls().join(","),
         status,
         cert_days_left: days,
         cert_serial: None,
@@ -490,17 +188,14 @@ fn cluster_check(
 }
 
 /// The checks across nodes: routes, messages between every pair, R3 KV through two nodes.
-async fn across(members: &[Member]) -> Vec<verify::Check> {
+async fn across(config: &Config, state: &State) -> Vec<verify::Check> {
     use verify::Status;
+    let members = config.nodes();
     let mut checks = Vec::new();
     let mut clients = Vec::new();
-    for m in members {
-        let peers: Vec<String> = members
-            .iter()
-            .filter(|o| o.name != m.name)
-            .map(|o| host_port(&o.view.host, o.view.port))
-            .collect();
-        let login = checking_login(&m.view, &m.state);
+    for (i, m) in members.iter().enumerate() {
+        let peers = peers(config, i);
+        let login = checking_login(config, state, i);
         let client = match &login {
             Ok((endpoint, login)) => nats_client::connect(endpoint, login).await,
             Err(e) => Err(e.to_string()),
@@ -552,7 +247,7 @@ async fn across(members: &[Member]) -> Vec<verify::Check> {
 
 /// Every node subscribes to one subject; each publishes until every other node has its message.
 async fn messages_across(
-    members: &[Member],
+    members: &[Node],
     clients: &[Option<(async_nats::Client, Login)>],
 ) -> verify::Check {
     use futures_util::StreamExt;
@@ -658,7 +353,7 @@ async fn messages_across(
 /// An R3 (or, with fewer nodes, R-all) KV bucket made and written through the first node, read
 /// through the second, then removed.
 async fn kv_across(
-    members: &[Member],
+    members: &[Node],
     clients: &[Option<(async_nats::Client, Login)>],
 ) -> Vec<verify::Check> {
     use verify::Status;

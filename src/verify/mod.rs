@@ -13,12 +13,60 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::config::Permissions;
+pub mod cluster;
+
+use crate::config::{Config, Permissions};
 use crate::nats_client::{
     Endpoint, Login, STEP_TIMEOUT, connect, echo_subject, is_auth_error, round_trip,
 };
 use crate::pki;
+use crate::state::State;
 use crate::tls_probe;
+
+/// Checks the deployment as its clients meet it: every node's own checks (`only` one user, or
+/// all) and, for a cluster, each scoped `<node>/<check>` and followed by the checks across the
+/// nodes ([`cluster::verify`]). A deployment of one node gets that node's report as it is.
+pub async fn deployment(
+    config: &Config,
+    state: &State,
+    only: Option<&str>,
+    limits: &Thresholds,
+    depth: Depth,
+) -> Result<Report, String> {
+    let targets = targets(config, state, only)?;
+    Ok(deployment_with(config, state, &targets, limits, depth).await)
+}
+
+/// Each node's endpoint and the logins to check on it, as [`deployment`] checks them.
+pub fn targets(
+    config: &Config,
+    state: &State,
+    only: Option<&str>,
+) -> Result<Vec<(Endpoint, Vec<Login>)>, String> {
+    (0..config.nodes().len())
+        .map(|i| crate::nats_client::deployment_logins(config, i, state, only))
+        .collect()
+}
+
+/// [`deployment`] with the endpoints and logins given (`verify --ca`, `--password`).
+pub async fn deployment_with(
+    config: &Config,
+    state: &State,
+    targets: &[(Endpoint, Vec<Login>)],
+    limits: &Thresholds,
+    depth: Depth,
+) -> Report {
+    let mut per_node = join_all(
+        targets
+            .iter()
+            .map(|(target, logins)| verify(target, logins, limits, depth)),
+    )
+    .await;
+    if per_node.len() == 1 {
+        return per_node.pop().expect("one report");
+    }
+    cluster::verify(config, state, per_node).await
+}
 
 /// A check's outcome. Ordered so that the worst is the greatest, as Nagios combines states
 /// (`max_state_alt`): a check that could not tell is worse than OK but says less than a
