@@ -159,58 +159,96 @@ fn on_node(config: &Config, name: &str, error: Error, changed_nothing: bool) -> 
     }
 }
 
+/// Every node, inspected: its open connection and what it reported, and the step that shows
+/// it, which ends once the plans are made ([`Inspection::planned`]).
+pub struct Inspection {
+    pub nodes: Vec<Inspected>,
+    step: Option<ui::Step>,
+}
+
+impl Inspection {
+    /// Ends the inspecting step with each node's plan.
+    pub fn planned(&mut self, config: &Config, plans: &[Plan]) {
+        let Some(step) = self.step.take() else {
+            return;
+        };
+        step.done(if config.is_cluster() {
+            config
+                .nodes()
+                .iter()
+                .zip(plans)
+                .map(|(n, p)| format!("{}: {}", n.name, p.action.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            format!("plan: {}", plans[0].action.name())
+        });
+    }
+
+    /// Closes every connection.
+    pub async fn close(nodes: Vec<Inspected>) -> usize {
+        let mut commands = 0;
+        for i in nodes {
+            commands += i.remote.commands();
+            i.remote.close().await;
+        }
+        commands
+    }
+}
+
 /// Connects to every node and inspects it, all at once (`openings`: connections already on
-/// their way). Any node that cannot be reached, inspected, or fails pre-flight is an error
-/// naming it; every connection is closed then.
+/// their way), shown as a step unless `quiet`. Any node that cannot be reached, inspected, or
+/// fails pre-flight is an error naming it; every connection is closed then.
 pub async fn inspect_all(
     config: &Config,
     state: &State,
     members: &[Member],
     openings: Option<Vec<Opening>>,
-) -> Result<Vec<Inspected>> {
-    let step = config
-        .is_cluster()
-        .then(|| ui::Step::start(format!("inspecting {} nodes", members.len())));
+    quiet: bool,
+) -> Result<Inspection> {
     let mut openings = openings.map(|o| o.into_iter().map(Some).collect::<Vec<_>>());
-    let results = join_all(members.iter().map(|m| {
+    let opened = join_all(members.iter().map(|m| {
         let opening = openings.as_mut().and_then(|o| o[m.index].take());
+        let opened = async move {
+            match opening {
+                Some(handle) => handle.await.expect("opening a connection does not panic"),
+                None => m.via.open().await,
+            }
+        };
         async move {
-            let opened = async {
-                match opening {
-                    Some(handle) => handle.await.expect("opening a connection does not panic"),
-                    None => m.via.open().await,
-                }
-            };
             // One server shows its connection as a step of its own, as it always has.
-            let mut remote = if config.is_cluster() {
+            if config.is_cluster() {
                 opened.await
             } else {
                 m.via.connected(opened).await
             }
-            .map_err(|e| (e, None))?;
-            let server = Server::of(config, m.index, state);
-            let single_step =
-                (!config.is_cluster()).then(|| ui::Step::start("inspecting the server"));
-            match deploy::observe(&mut remote, &server).await {
-                Ok(observed) => match deploy::check_preflight(&observed, &remote.describe()) {
-                    Ok(()) => {
-                        if let Some(step) = single_step {
-                            step.done("done");
-                        }
-                        Ok(Inspected { remote, observed })
-                    }
-                    Err(e) => Err((e, Some(remote))),
-                },
-                Err(e) => Err((e, Some(remote))),
-            }
         }
     }))
     .await;
-    let mut inspected = Vec::new();
+    let step = (!quiet).then(|| {
+        ui::Step::start(if config.is_cluster() {
+            format!("inspecting {} nodes", members.len())
+        } else {
+            "inspecting the server".to_string()
+        })
+    });
+    let results = join_all(members.iter().zip(opened).map(|(m, opened)| async move {
+        let mut remote = opened.map_err(|e| (e, None))?;
+        let server = Server::of(config, m.index, state);
+        match deploy::observe(&mut remote, &server).await {
+            Ok(observed) => match deploy::check_preflight(&observed, &remote.describe()) {
+                Ok(()) => Ok(Inspected { remote, observed }),
+                Err(e) => Err((e, Some(remote))),
+            },
+            Err(e) => Err((e, Some(remote))),
+        }
+    }))
+    .await;
+    let mut nodes = Vec::new();
     let mut first_error = None;
     for (m, result) in members.iter().zip(results) {
         match result {
-            Ok(i) => inspected.push(i),
+            Ok(i) => nodes.push(i),
             Err((e, remote)) => {
                 if let Some(remote) = remote {
                     remote.close().await;
@@ -220,15 +258,10 @@ pub async fn inspect_all(
         }
     }
     if let Some(e) = first_error {
-        for i in inspected {
-            i.remote.close().await;
-        }
+        Inspection::close(nodes).await;
         return Err(e);
     }
-    if let Some(step) = step {
-        step.done("done");
-    }
-    Ok(inspected)
+    Ok(Inspection { nodes, step })
 }
 
 /// Each node's plan: what its server has against what it must serve.
@@ -250,13 +283,10 @@ pub async fn converge(
     change: &Change,
 ) -> Result<Rolled> {
     let started = Instant::now();
-    let mut inspected = inspect_all(config, state, members, openings).await?;
+    let mut inspection = inspect_all(config, state, members, openings, false).await?;
     let mut rolled = Rolled::default();
-    let result = run(config, state, members, &mut inspected, change, &mut rolled).await;
-    for i in inspected {
-        rolled.commands += i.remote.commands();
-        i.remote.close().await;
-    }
+    let result = run(config, state, members, &mut inspection, change, &mut rolled).await;
+    rolled.commands = Inspection::close(inspection.nodes).await;
     rolled.elapsed = started.elapsed();
     result.map(|()| rolled)
 }
@@ -265,18 +295,21 @@ async fn run(
     config: &Config,
     state: &mut State,
     members: &[Member],
-    inspected: &mut [Inspected],
+    inspection: &mut Inspection,
     change: &Change,
     rolled: &mut Rolled,
 ) -> Result<()> {
     if !change.dry_run {
         for m in members {
             if let Some(reason) = &change.acme[m.index] {
-                order_acme(config, state, m, &mut inspected[m.index].remote, reason).await?;
+                let remote = &mut inspection.nodes[m.index].remote;
+                order_acme(config, state, m, remote, reason).await?;
             }
         }
     }
-    rolled.plans = plans(config, state, inspected);
+    rolled.plans = plans(config, state, &inspection.nodes);
+    inspection.planned(config, &rolled.plans);
+    let inspected = &mut inspection.nodes[..];
     show_plans(config, members, &rolled.plans, change.dry_run);
     if change.dry_run {
         return Ok(());
@@ -309,8 +342,6 @@ fn show_plans(config: &Config, members: &[Member], plans: &[Plan], dry_run: bool
     for (m, plan) in members.iter().zip(plans) {
         if config.is_cluster() {
             ui::note(format!("node {}: plan: {}", m.name, plan.action.name()));
-        } else {
-            ui::note(format!("plan: {}", plan.action.name()));
         }
         ui::note(plan.describe(dry_run).trim_end());
     }

@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use crate::cli::{PlanArgs, UpArgs};
 use crate::error::{Error, Result};
-use crate::operation::{self, Change, Opening};
+use crate::operation::{self, Change, Inspection, Opening};
 use crate::plan::Action;
-use crate::remote::Remote;
 use crate::renewal;
 use crate::session::{self, Context, Session};
 use crate::ui;
@@ -117,11 +116,9 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
     let session = Session::open(ctx, config)?;
     let (config, state) = (&session.config, &session.state);
     let plans = crate::runtime().block_on(async {
-        let inspected = operation::inspect_all(config, state, &members, None).await?;
-        let plans = operation::plans(config, state, &inspected);
-        for i in inspected {
-            i.remote.close().await;
-        }
+        let inspection = operation::inspect_all(config, state, &members, None, true).await?;
+        let plans = operation::plans(config, state, &inspection.nodes);
+        Inspection::close(inspection.nodes).await;
         Ok::<_, Error>(plans)
     })?;
     if args.json {
