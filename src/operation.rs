@@ -264,8 +264,12 @@ pub async fn inspect_all(
     Ok(Inspection { nodes, step })
 }
 
-/// Each node's plan: what its server has against what it must serve.
+/// Each node's plan: what its server has against what it must serve (while `cluster.port`
+/// moves, with the routes to both ports).
 pub fn plans(config: &Config, state: &State, inspected: &[Inspected]) -> Vec<Plan> {
+    let previous = previous_route_ports(config, inspected);
+    let moving = (!previous.is_empty()).then(|| config.moving_routes(previous));
+    let config = moving.as_ref().unwrap_or(config);
     inspected
         .iter()
         .enumerate()
@@ -284,11 +288,94 @@ pub async fn converge(
 ) -> Result<Rolled> {
     let started = Instant::now();
     let mut inspection = inspect_all(config, state, members, openings, false).await?;
+    // A route port that changes cannot move on every node at once without taking the
+    // cluster apart, nor one node at a time if a moved node only dials the new port: it
+    // would find no peer. So while it moves, every node dials its peers at both ports; once
+    // every node listens on the new one, a second pass drops the old.
+    let previous = previous_route_ports(config, &inspection.nodes);
+    let moving = (!previous.is_empty()).then(|| {
+        ui::note(format!(
+            "cluster.port moves from {} to {}: the nodes move one at a time, each dialing its \
+             peers at both ports until every node listens on {}",
+            previous
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            config.cluster.port,
+            config.cluster.port
+        ));
+        config.moving_routes(previous)
+    });
     let mut rolled = Rolled::default();
-    let result = run(config, state, members, &mut inspection, change, &mut rolled).await;
+    let result = run(
+        moving.as_ref().unwrap_or(config),
+        state,
+        members,
+        &mut inspection,
+        change,
+        &mut rolled,
+    )
+    .await;
     rolled.commands = Inspection::close(inspection.nodes).await;
     rolled.elapsed = started.elapsed();
-    result.map(|()| rolled)
+    result?;
+    if moving.is_some() && !change.dry_run {
+        ui::note(format!(
+            "every node listens on route port {}: dropping the routes to the old one",
+            config.cluster.port
+        ));
+        let dropped = Change {
+            proofs: vec![Proof::Settled; members.len()],
+            acme: vec![None; members.len()],
+            ..change.clone()
+        };
+        let second = Box::pin(converge(config, state, members, None, &dropped)).await?;
+        rolled.changed.extend(second.changed);
+        rolled.settled.extend(second.settled);
+        rolled.commands += second.commands;
+        rolled.plans = second.plans;
+        rolled.elapsed = started.elapsed();
+    }
+    Ok(rolled)
+}
+
+/// The route ports other than `cluster.port` that a node with a container was last confirmed
+/// to advertise: what its peers may still have to dial it at.
+fn previous_route_ports(config: &Config, inspected: &[Inspected]) -> Vec<u16> {
+    if !config.is_cluster() {
+        return Vec::new();
+    }
+    let mut ports: Vec<u16> = inspected
+        .iter()
+        .filter(|i| i.observed.container.is_some())
+        .filter_map(|i| advertised_route_port(&i.observed))
+        .filter(|p| *p != config.cluster.port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// The route port in the `cluster` block's `advertise` of the config the node runs.
+fn advertised_route_port(observed: &Observed) -> Option<u16> {
+    let conf = observed
+        .content(".natsup/applied/nats-server.conf")
+        .or_else(|| observed.content(CONF_FILE))?;
+    route_port_in(&String::from_utf8_lossy(conf))
+}
+
+fn route_port_in(conf: &str) -> Option<u16> {
+    let cluster = conf.split("\ncluster {").nth(1)?;
+    let line = cluster
+        .lines()
+        .find(|l| l.trim_start().starts_with("advertise:"))?;
+    line.trim()
+        .trim_end_matches('"')
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()
 }
 
 async fn run(
@@ -854,6 +941,22 @@ mod tests {
             },
         );
         s
+    }
+
+    #[test]
+    fn the_route_port_a_node_advertises() {
+        let conf = "listen: \"127.0.0.21:4222\"\n\ncluster {\n  name: \"c\"\n  \
+                    listen: \"127.0.0.21:7222\"\n  advertise: \"127.0.0.21:7222\"\n}\n";
+        assert_eq!(route_port_in(conf), Some(7222));
+        assert_eq!(
+            route_port_in("x\ncluster {\n  advertise: \"[::1]:6222\"\n}\n"),
+            Some(6222)
+        );
+        // One server has no cluster block; `client_advertise` is not the route's.
+        assert_eq!(
+            route_port_in("listen: \"0.0.0.0:4222\"\nclient_advertise: \"h:4222\"\n"),
+            None
+        );
     }
 
     #[test]

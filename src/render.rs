@@ -256,12 +256,14 @@ pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) ->
                 .nodes()
                 .iter()
                 .filter(|n| n.name != node.name)
-                .map(|n| {
-                    format!(
-                        "nats-route://{ROUTE_USER}:{}@{}",
-                        route.password.expose(),
-                        host_port(&n.host, config.cluster.port)
-                    )
+                .flat_map(|n| {
+                    config.cluster.route_ports().into_iter().map(|port| {
+                        format!(
+                            "nats-route://{ROUTE_USER}:{}@{}",
+                            route.password.expose(),
+                            host_port(&n.host, port)
+                        )
+                    })
                 })
                 .collect(),
             cert_file: &paths.cert_file,

@@ -493,3 +493,241 @@ async fn while_publishing(
     );
     (took, ok)
 }
+
+/// Four iptables rules that cut node `addr`'s routes on `port` (both directions) while its
+/// clients still reach it; removed when dropped. Loopback traffic passes the OUTPUT chain, and
+/// the rules name this test's own route port, so nothing else is touched.
+struct RouteCut {
+    rules: Vec<Vec<String>>,
+}
+
+impl RouteCut {
+    fn new(addr: &str, port: u16) -> RouteCut {
+        let port = port.to_string();
+        let rules: Vec<Vec<String>> = [
+            ("-s", "--sport"),
+            ("-s", "--dport"),
+            ("-d", "--sport"),
+            ("-d", "--dport"),
+        ]
+        .iter()
+        .map(|(who, which)| {
+            ["OUTPUT", "-p", "tcp", who, addr, which, &port, "-j", "DROP"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })
+        .collect();
+        for rule in &rules {
+            let out = support::run(Command::new("iptables").arg("-A").args(rule));
+            assert!(out.status.success(), "iptables -A {rule:?}: {}", text(&out));
+        }
+        RouteCut { rules }
+    }
+}
+
+impl Drop for RouteCut {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = Command::new("iptables").arg("-D").args(rule).output();
+        }
+    }
+}
+
+/// The live nats-server.conf of every node, as its server directory holds it.
+fn live_confs(cl: &Cluster) -> Vec<String> {
+    cl.dirs
+        .iter()
+        .map(|d| std::fs::read_to_string(d.join("nats-config/nats-server.conf")).unwrap())
+        .collect()
+}
+
+/// R3 KV puts through a client holding every node's URL, one every 50 ms until `stop`; each
+/// put is retried (2 s apiece) until it succeeds or 15 s have passed. Returns how many puts
+/// went through, how many never did, and the longest a put took.
+async fn keep_writing(
+    kv: async_nats::jetstream::kv::Store,
+    stop: Arc<AtomicBool>,
+) -> (usize, usize, Duration) {
+    let (mut ok, mut lost, mut slowest) = (0, 0, Duration::ZERO);
+    let mut i = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let t = Instant::now();
+        loop {
+            let put = kv.put(format!("k{}", i % 50), i.to_string().into());
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), put).await {
+                ok += 1;
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(15) {
+                lost += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        slowest = slowest.max(t.elapsed());
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (ok, lost, slowest)
+}
+
+/// Part 10: what one server can do, a cluster can (`plan --json`, `verify --user`,
+/// `rotate-passwords --show`, the issuer in `status`); the health gate keeps a change from
+/// taking a second node away; and a `cluster.port` change moves one node at a time while an
+/// R3 bucket made before it keeps taking writes.
+#[test]
+fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
+    let cl = Cluster::new();
+    let route_port = free_port();
+    cl.ws
+        .set_config(&cl.yaml(route_port, |i| cl.sshd[i].port()));
+    cl.ws.ok(&["up"]);
+
+    // Parity: one JSON plan per node, with its name.
+    let plan: serde_json::Value =
+        serde_json::from_slice(&cl.ws.ok(&["plan", "--json"]).stdout).unwrap();
+    let plans = plan.as_array().expect("a list of plans");
+    let names: Vec<&str> = plans.iter().map(|p| p["node"].as_str().unwrap()).collect();
+    assert_eq!(names, ["n1", "n2", "n3"], "{plan}");
+    assert!(plans.iter().all(|p| p["action"] == "nothing"), "{plan}");
+    // verify --user checks that user on every node, and the cluster.
+    let report = text(&cl.ws.verify(&["--user", "gameserver"]));
+    for n in ["n1", "n2", "n3"] {
+        assert!(report.contains(&format!("{n}/gameserver")), "{report}");
+    }
+    assert!(!report.contains("matchmaker"), "{report}");
+    assert!(report.contains("kv_replicated"), "{report}");
+    // status names each node's certificate issuer: the deployment's own CA.
+    let json: serde_json::Value =
+        serde_json::from_slice(&cl.ws.ok(&["status", "--json"]).stdout).unwrap();
+    let issuers: Vec<&str> = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["certificate"]["issuer"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        issuers.len() == 3 && issuers.iter().all(|i| i.contains("natsup")),
+        "{json}"
+    );
+    let status = text(&cl.ws.ok(&["status"]));
+    assert!(status.contains("ISSUER"), "{status}");
+    // rotate-passwords --show prints the new settings, proven on every node.
+    let out = cl
+        .ws
+        .ok(&["rotate-passwords", "--user", "webhook", "--show"]);
+    let said = text(&out);
+    assert!(said.contains("rotated on every node: webhook"), "{said}");
+    let webhook = cl.ws.login("webhook");
+    assert!(
+        said.contains(&format!("NATS_PASSWORD={}", webhook.password))
+            || said.contains(&format!("NATS_PASSWORD='{}'", webhook.password)),
+        "{said}"
+    );
+
+    let rt = support::workspace::runtime();
+    let gameserver = cl.ws.login("gameserver");
+    let client = rt.block_on(connect_all(
+        &gameserver,
+        cl.urls(),
+        Arc::new(AtomicUsize::new(0)),
+    ));
+    let kv = rt.block_on(async {
+        let js = async_nats::jetstream::new(client.clone());
+        js.create_key_value(async_nats::jetstream::kv::Config {
+            bucket: "gate".into(),
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("an R3 bucket")
+    });
+
+    // The gate. n3 runs and its clients reach it, but its routes are cut (it restarts behind
+    // the rules, so it cannot form them again). A change that would reload the other nodes
+    // is refused before any node is touched, naming the node that is away.
+    let cut = RouteCut::new(ADDRS[2], route_port);
+    support::run(Command::new("docker").args(["restart", &cl.projects[2].container_id()]));
+    assert!(
+        support::wait_for_addr(ADDRS[2], cl.port, Duration::from_secs(20)),
+        "n3 came back for its clients"
+    );
+    let before = live_confs(&cl);
+    let started: Vec<String> = cl
+        .projects
+        .iter()
+        .map(|p| p.started_at(&p.container_id()))
+        .collect();
+    let config = cl.ws.config();
+    cl.ws
+        .set_config(&config.replace("name: cl\n", "name: cl\nusers:\n- name: gameserver\n- name: webhook\n- name: matchmaker\n- name: matchmaker_httpd\n- name: analytics\n"));
+    let out = cl.ws.run(&["up"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("node n3"), "{said}");
+    assert!(said.contains("not healthy"), "{said}");
+    assert_eq!(
+        live_confs(&cl),
+        before,
+        "a node got a file while n3 was away"
+    );
+    let after: Vec<String> = cl
+        .projects
+        .iter()
+        .map(|p| p.started_at(&p.container_id()))
+        .collect();
+    assert_eq!(after, started, "a container restarted while n3 was away");
+    // Healed, the same change goes through.
+    drop(cut);
+    let healed = Instant::now();
+    while cl.ws.run(&["status"]).status.code() != Some(0) {
+        assert!(
+            healed.elapsed() < Duration::from_secs(60),
+            "n3 did not rejoin within 60 s of healing"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    cl.ws.ok(&["up"]);
+
+    // The route port moves while writes go on: one node at a time, each dialing its peers at
+    // both ports, then the old routes are dropped.
+    let new_route = free_port();
+    let moved = cl.ws.config().replace(
+        &format!("port: {route_port}\n"),
+        &format!("port: {new_route}\n"),
+    );
+    assert_ne!(moved, cl.ws.config());
+    cl.ws.set_config(&moved);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = rt.spawn(keep_writing(kv, stop.clone()));
+    let out = cl.ws.ok(&["up"]);
+    stop.store(true, Ordering::SeqCst);
+    let (ok, lost, slowest) = rt.block_on(writer).unwrap();
+    let said = text(&out);
+    assert!(said.contains("cluster.port moves from"), "{said}");
+    assert!(
+        said.contains("dropping the routes to the old one"),
+        "{said}"
+    );
+    eprintln!("route port move: {ok} R3 puts, {lost} lost, slowest {slowest:?}");
+    assert_eq!(lost, 0, "R3 puts lost while the route port moved");
+    assert!(ok > 10, "only {ok} puts went out");
+    for conf in live_confs(&cl) {
+        assert!(conf.contains(&format!(":{new_route}\"")), "{conf}");
+        assert!(!conf.contains(&format!(":{route_port}\"")), "{conf}");
+    }
+    let report = text(&cl.ws.verify(&[]));
+    for n in ["n1", "n2", "n3"] {
+        assert!(
+            report.contains(&format!("{n:<8}")) || report.contains(n),
+            "{report}"
+        );
+    }
+    assert_eq!(
+        cl.ws.run(&["status"]).status.code(),
+        Some(0),
+        "every node routes to every other"
+    );
+    drop(client);
+}

@@ -147,7 +147,7 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
     }
     for (m, plan) in members.iter().zip(&plans) {
         if config.is_cluster() {
-            println!("node {}: action: {}", m.name, plan.action.name());
+            println!("node {}: plan: {}", m.name, plan.action.name());
         } else {
             println!("action: {}", plan.action.name());
         }

@@ -187,19 +187,32 @@ pub struct ClusterSettings {
     /// The route port, published (or listened on, with `network: host`) like the client port.
     #[serde(default = "default_cluster_port")]
     pub port: u16,
+    /// While `port` changes on a running cluster: the route ports nodes still listen on, found
+    /// on the servers (never in natsup.yaml). Each node then dials its peers at those too,
+    /// so a node that moved still routes to those that have not ([`Config::moving_routes`]).
+    #[serde(skip)]
+    pub previous_ports: Vec<u16>,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             port: DEFAULT_CLUSTER_PORT,
+            previous_ports: Vec::new(),
         }
     }
 }
 
 impl ClusterSettings {
     fn is_default(&self) -> bool {
-        *self == ClusterSettings::default()
+        self.port == DEFAULT_CLUSTER_PORT
+    }
+
+    /// Every route port a node dials its peers at: `port`, then those still in use.
+    pub fn route_ports(&self) -> Vec<u16> {
+        let mut ports = vec![self.port];
+        ports.extend(self.previous_ports.iter().filter(|p| **p != self.port));
+        ports
     }
 }
 
@@ -533,6 +546,14 @@ impl Config {
     /// other. A `nodes` list of one is a server on its own, as a file without `nodes` is.
     pub fn is_cluster(&self) -> bool {
         self.resolved.len() > 1
+    }
+
+    /// This config while its nodes move from the route ports `previous` to `cluster.port`:
+    /// every node also dials its peers at the ports they may still listen on.
+    pub fn moving_routes(&self, previous: Vec<u16>) -> Config {
+        let mut config = self.clone();
+        config.cluster.previous_ports = previous;
+        config
     }
 
     /// Runs `image` on every node, for this run only (`--image`).
