@@ -41,10 +41,7 @@ pub struct Issued {
 /// How the token is served on `node` for this deployment.
 pub fn responder(config: &Config, node: &Node, acme: &Acme) -> Responder {
     Responder {
-        mode: match acme.http01.mode {
-            Http01Mode::Standalone => "standalone",
-            Http01Mode::Webroot => "webroot",
-        },
+        mode: acme.http01.mode,
         remote_dir: node.remote_dir.clone(),
         port: acme.http01.port,
         image: acme.http01.image.clone(),
@@ -200,11 +197,11 @@ async fn validate(
         }
     }
     let where_ = match responder.mode {
-        "standalone" => format!(
+        Http01Mode::Standalone => format!(
             "natsup served it on port {} of the server for the order's duration",
             responder.port
         ),
-        _ => format!(
+        Http01Mode::Webroot => format!(
             "natsup wrote it into {}/.well-known/acme-challenge/",
             responder.webroot
         ),

@@ -301,14 +301,62 @@ pub struct VerifyArgs {
     pub cert_critical_days: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VerifyFormat {
-    Text,
-    Json,
-    /// One line in the Nagios plugin format, like `nats server check connection`.
-    Nagios,
-    /// Prometheus text exposition format.
-    Prometheus,
+pub use crate::client_env::Format as EnvFormat;
+pub use crate::verify_output::Format as VerifyFormat;
+
+// The layers below take plain types; the command line's names and help for them live here.
+impl ValueEnum for VerifyFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            VerifyFormat::Text,
+            VerifyFormat::Json,
+            VerifyFormat::Nagios,
+            VerifyFormat::Prometheus,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            VerifyFormat::Text => PossibleValue::new("text"),
+            VerifyFormat::Json => PossibleValue::new("json"),
+            VerifyFormat::Nagios => PossibleValue::new("nagios")
+                .help("One line in the Nagios plugin format, like `nats server check connection`"),
+            VerifyFormat::Prometheus => {
+                PossibleValue::new("prometheus").help("Prometheus text exposition format")
+            }
+        })
+    }
+}
+
+impl ValueEnum for EnvFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[EnvFormat::Dotenv, EnvFormat::Shell, EnvFormat::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            EnvFormat::Dotenv => "dotenv",
+            EnvFormat::Shell => "shell",
+            EnvFormat::Json => "json",
+        }))
+    }
+}
+
+impl ValueEnum for crate::config::Network {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[crate::config::Network::Bridge, crate::config::Network::Host]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            crate::config::Network::Bridge => PossibleValue::new("bridge")
+                .help("Docker's bridge: the client (and route) ports are published on `bind`"),
+            crate::config::Network::Host => PossibleValue::new("host")
+                .help("`network_mode: host`: nats-server listens on `bind` itself"),
+        })
+    }
 }
 
 /// Durations as the nats CLI writes them: `500ms`, `1s`, `0s`, `1m30s`.
@@ -351,13 +399,6 @@ pub struct EnvArgs {
     /// them is refused by rustls, so the flattened form would not connect.
     #[arg(long)]
     pub ca_arg: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EnvFormat {
-    Dotenv,
-    Shell,
-    Json,
 }
 
 /// `--image` gets the same check as the config's `image:` (its value reaches `docker run` on

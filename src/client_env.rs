@@ -2,7 +2,6 @@
 //! `NATS_PASSWORD`, `NATS_CA`), in the formats services load them: dotenv, POSIX shell, JSON.
 //! Used by `env`, `bundle`, and `rotate-passwords` (which prints the new settings).
 
-use crate::cli::EnvFormat;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::state::State;
@@ -62,17 +61,25 @@ pub fn nats_url(config: &Config) -> String {
     }
 }
 
-pub fn format_vars(vars: &[(&str, String)], format: EnvFormat) -> String {
+/// How the variables are written: a dotenv file, POSIX shell `export`s, or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Dotenv,
+    Shell,
+    Json,
+}
+
+pub fn format_vars(vars: &[(&str, String)], format: Format) -> String {
     match format {
-        EnvFormat::Dotenv => vars
+        Format::Dotenv => vars
             .iter()
             .map(|(k, v)| format!("{k}={}\n", dotenv_quote(v)))
             .collect(),
-        EnvFormat::Shell => vars
+        Format::Shell => vars
             .iter()
             .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
             .collect(),
-        EnvFormat::Json => {
+        Format::Json => {
             let map: serde_json::Map<String, serde_json::Value> = vars
                 .iter()
                 .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))

@@ -15,7 +15,7 @@ use crate::nats_client::{self, Endpoint, Login};
 use crate::observed::{Observed, base64_decode};
 use crate::pki;
 use crate::plan::{self, Plan};
-use crate::remote::script::{Bounds, Verdict};
+use crate::remote::script::{ApplyOutcome, Bounds, Verdict};
 use crate::remote::{INSPECT_BOUND, Remote, Via, script};
 use crate::render::{self, Bundle, TlsNames, sha256_hex};
 use crate::state::State;
@@ -202,7 +202,15 @@ pub async fn apply<R: Remote>(
         .await?;
     // Committed, but the log could not confirm it: natsup's own proof decides.
     let mut unproven = None;
-    let followed_up = out.status == 6;
+    let result = |out: &crate::remote::Output| {
+        let result = out
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("natsup.result="));
+        ApplyOutcome::parse(out.status, result)
+    };
+    let followed_up = result(&out) == ApplyOutcome::Unconfirmed;
     if followed_up {
         let proof = match &node.probe {
             Some(probe) => probe.proven(bounds.ready).await,
@@ -246,9 +254,9 @@ pub async fn apply<R: Remote>(
         message,
         hint,
     };
-    match out.status {
-        0 => Ok(()),
-        3 => {
+    match result(&out) {
+        ApplyOutcome::Applied => Ok(()),
+        ApplyOutcome::Rejected => {
             let mut message = get("rejected").unwrap_or_else(|| "the change was rejected".into());
             if let Some(err) = decoded("nats_error") {
                 message = format!("{message}:\n{err}");
@@ -266,22 +274,23 @@ pub async fn apply<R: Remote>(
                 Some(hint.into()),
             ))
         }
-        4 | 5 => {
+        outcome @ (ApplyOutcome::RolledBack
+        | ApplyOutcome::Stopped
+        | ApplyOutcome::RollbackFailed) => {
             // natsup's own proof, when it decided, then what the rollback logged.
             let what = [unproven, decoded("failure")]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
                 .join("\n");
-            let result = get("result").unwrap_or_default();
-            let (message, hint) = match result.as_str() {
-                "rolled-back" => (
+            let (message, hint) = match outcome {
+                ApplyOutcome::RolledBack => (
                     format!(
                         "the server did not come back healthy, so natsup rolled back to the previous configuration, which is running again:\n{what}"
                     ),
                     "fix what the log above shows, then run `natsup up` again",
                 ),
-                "stopped" => (
+                ApplyOutcome::Stopped => (
                     format!("the server did not start:\n{what}"),
                     "fix what the log above shows, then run `natsup up` again",
                 ),
@@ -294,7 +303,7 @@ pub async fn apply<R: Remote>(
             };
             Err(fail("starting the server", message, Some(hint.into())))
         }
-        _ => Err(fail(
+        ApplyOutcome::Unconfirmed | ApplyOutcome::Failed(_) => Err(fail(
             "applying the change",
             get("error").unwrap_or_else(|| {
                 format!(

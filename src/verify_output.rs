@@ -1,27 +1,33 @@
 //! How a verify report is printed: the text table, JSON, Nagios plugin output and Prometheus
 //! text exposition. Pure: a report in, a string out.
 
-use crate::cli::VerifyFormat;
 use crate::verify::{Report, Status, Thresholds};
 
 pub fn print_report(report: &Report, json: bool) {
-    let format = if json {
-        VerifyFormat::Json
-    } else {
-        VerifyFormat::Text
-    };
+    let format = if json { Format::Json } else { Format::Text };
     print!("{}", format_report(report, format, &Thresholds::default()));
 }
 
-pub fn format_report(report: &Report, format: VerifyFormat, limits: &Thresholds) -> String {
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    /// One line in the Nagios plugin format, like `nats server check connection`.
+    Nagios,
+    /// Prometheus text exposition format.
+    Prometheus,
+}
+
+pub fn format_report(report: &Report, format: Format, limits: &Thresholds) -> String {
     match format {
-        VerifyFormat::Text => format_table(report),
-        VerifyFormat::Json => format!(
+        Format::Text => format_table(report),
+        Format::Json => format!(
             "{}\n",
             serde_json::to_string_pretty(report).expect("reports serialize")
         ),
-        VerifyFormat::Nagios => format_nagios(report, limits),
-        VerifyFormat::Prometheus => format_prometheus(report),
+        Format::Nagios => format_nagios(report, limits),
+        Format::Prometheus => format_prometheus(report),
     }
 }
 

@@ -217,7 +217,7 @@ impl ClusterSettings {
 }
 
 /// How the container reaches the network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Network {
     /// Docker's bridge: the client (and route) ports are published on `bind`.

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::config::Http01Mode;
+
 use crate::plan::Action;
 
 const COMMON: &str = include_str!("../scripts/common.sh");
@@ -151,6 +153,40 @@ fn apply_script(
     )
 }
 
+/// How `apply.sh` ended: its exit code and the `natsup.result=` it printed, parsed in one
+/// place (the script's header lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// 0: applied and confirmed by the server's log.
+    Applied,
+    /// 3: rejected (validation, a check, the lock); nothing live changed.
+    Rejected,
+    /// 4: the server did not come back healthy; the previous configuration runs again.
+    RolledBack,
+    /// 4: the server did not start, and there was nothing to roll back to.
+    Stopped,
+    /// 5: neither the new nor the previous configuration came back healthy.
+    RollbackFailed,
+    /// 6: committed, but the log could not confirm it: natsup's own proof decides.
+    Unconfirmed,
+    /// 1 or anything else: the script failed before it could say more.
+    Failed(Option<i32>),
+}
+
+impl ApplyOutcome {
+    pub fn parse(status: i32, result: Option<&str>) -> ApplyOutcome {
+        match (status, result) {
+            (0, _) => ApplyOutcome::Applied,
+            (3, _) => ApplyOutcome::Rejected,
+            (6, _) => ApplyOutcome::Unconfirmed,
+            (4 | 5, Some("rolled-back")) => ApplyOutcome::RolledBack,
+            (4 | 5, Some("stopped")) => ApplyOutcome::Stopped,
+            (4 | 5, _) => ApplyOutcome::RollbackFailed,
+            (other, _) => ApplyOutcome::Failed(Some(other).filter(|c| *c >= 0)),
+        }
+    }
+}
+
 /// The http-01 responder's steps for one ACME order (`acme.sh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcmeStep {
@@ -165,8 +201,7 @@ pub enum AcmeStep {
 /// Where and how the token is served: what [`acme`] needs besides the step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Responder {
-    /// `standalone` or `webroot`.
-    pub mode: &'static str,
+    pub mode: Http01Mode,
     /// The deployment directory (standalone mode keeps the token folder under it).
     pub remote_dir: String,
     pub port: u16,
@@ -187,7 +222,14 @@ pub fn acme(step: AcmeStep, responder: &Responder, tokens: &[String]) -> String 
         "{}{COMMON}{ACME}",
         header(&[
             ("STEP", step.to_string()),
-            ("MODE", responder.mode.to_string()),
+            (
+                "MODE",
+                match responder.mode {
+                    Http01Mode::Standalone => "standalone",
+                    Http01Mode::Webroot => "webroot",
+                }
+                .to_string(),
+            ),
             ("DIR", responder.remote_dir.clone()),
             ("PORT", responder.port.to_string()),
             ("IMAGE", responder.image.clone()),
@@ -330,7 +372,7 @@ mod tests {
     #[test]
     fn scripts_parse_under_sh() {
         let responder = Responder {
-            mode: "standalone",
+            mode: Http01Mode::Standalone,
             remote_dir: "nats bits".into(),
             port: 80,
             image: "busybox:1.36".into(),

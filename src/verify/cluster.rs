@@ -390,7 +390,7 @@ async fn kv_across(
     let reader_js = async_nats::jetstream::new(reader.expect("some client").0.clone());
     let result = tokio::time::timeout(nats_client::STEP_TIMEOUT * 2, async {
         // Just after the cluster formed, the meta leader may not have heard from every peer
-        // yet and refuses to place replicas on it ("peer offline", 10005): asked again.
+        // yet and refuses to place replicas on it: asked again.
         let mut tries = 0;
         let kv = loop {
             match js
@@ -404,7 +404,11 @@ async fn kv_across(
                 .await
             {
                 Ok(kv) => break kv,
-                Err(e) if tries < 40 && e.to_string().contains("10005") => {
+                Err(e)
+                    if tries < 40
+                        && crate::jetstream::error_code(&e)
+                            == Some(crate::jetstream::NO_PEERS_FOR_PLACEMENT) =>
+                {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }

@@ -567,7 +567,7 @@ pub(crate) async fn put_when_visible(
     loop {
         match kv.put(key, value.clone().into()).await {
             Ok(_) => return Ok(()),
-            Err(e) if tries < 20 && e.to_string().contains("no stream found") => {
+            Err(e) if tries < 20 && crate::jetstream::no_stream_yet(&e) => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -614,11 +614,13 @@ async fn kv_round_trip(client: &async_nats::Client) -> Result<String, String> {
     }
     .await;
     // Just after a cluster formed, a server may not know a bucket made through another one
-    // yet and answers "stream not found" (10059); asked again, it does.
+    // yet and answers "stream not found"; asked again, it does.
     let mut cleanup = js.delete_key_value(&bucket).await;
     for _ in 0..10 {
         match &cleanup {
-            Err(e) if e.to_string().contains("10059") => {
+            Err(e)
+                if crate::jetstream::error_code(e) == Some(crate::jetstream::STREAM_NOT_FOUND) =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 cleanup = js.delete_key_value(&bucket).await;
             }
