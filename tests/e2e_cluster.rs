@@ -494,30 +494,42 @@ async fn while_publishing(
     (took, ok)
 }
 
-/// Four iptables rules that cut node `addr`'s routes on `port` (both directions) while its
-/// clients still reach it; removed when dropped. Loopback traffic passes the OUTPUT chain, and
+/// iptables rules that refuse every *new* connection to the route port `port` on the
+/// cluster's addresses, removed when dropped. Routes already up stay up; a node restarted
+/// behind them cannot form any again, while its clients still reach it. (A node dials its
+/// peers from 127.0.0.1, the source Linux picks for any loopback destination, so only the
+/// destination tells whose route a packet is.) Loopback traffic passes the OUTPUT chain, and
 /// the rules name this test's own route port, so nothing else is touched.
 struct RouteCut {
     rules: Vec<Vec<String>>,
 }
 
 impl RouteCut {
-    fn new(addr: &str, port: u16) -> RouteCut {
+    fn new(addrs: &[&str], port: u16) -> RouteCut {
         let port = port.to_string();
-        let rules: Vec<Vec<String>> = [
-            ("-s", "--sport"),
-            ("-s", "--dport"),
-            ("-d", "--sport"),
-            ("-d", "--dport"),
-        ]
-        .iter()
-        .map(|(who, which)| {
-            ["OUTPUT", "-p", "tcp", who, addr, which, &port, "-j", "DROP"]
+        let rules: Vec<Vec<String>> = addrs
+            .iter()
+            .map(|addr| {
+                [
+                    "OUTPUT",
+                    "-p",
+                    "tcp",
+                    "-d",
+                    addr,
+                    "--dport",
+                    &port,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "NEW",
+                    "-j",
+                    "DROP",
+                ]
                 .iter()
                 .map(|s| s.to_string())
                 .collect()
-        })
-        .collect();
+            })
+            .collect();
         for rule in &rules {
             let out = support::run(Command::new("iptables").arg("-A").args(rule));
             assert!(out.status.success(), "iptables -A {rule:?}: {}", text(&out));
@@ -647,7 +659,7 @@ fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
     // The gate. n3 runs and its clients reach it, but its routes are cut (it restarts behind
     // the rules, so it cannot form them again). A change that would reload the other nodes
     // is refused before any node is touched, naming the node that is away.
-    let cut = RouteCut::new(ADDRS[2], route_port);
+    let cut = RouteCut::new(&ADDRS[..3], route_port);
     support::run(Command::new("docker").args(["restart", &cl.projects[2].container_id()]));
     assert!(
         support::wait_for_addr(ADDRS[2], cl.port, Duration::from_secs(20)),
