@@ -151,6 +151,23 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+impl Command {
+    /// Whether the command only prints from local files, touching no server.
+    pub fn prints_only(&self) -> bool {
+        matches!(
+            self,
+            Command::Env(_)
+                | Command::Ca { .. }
+                | Command::Context(_)
+                | Command::Completions { .. }
+                | Command::Man
+                | Command::Init(_)
+                | Command::Render(_)
+                | Command::Bundle(_)
+        )
+    }
+}
+
 impl TargetArgs {
     /// The plain options the layers below the command line take.
     pub fn target(&self) -> crate::session::Target {

@@ -254,3 +254,54 @@ fn init_with_nodes_and_render_per_node() {
     let out = ws.run(&["ca", "show"]);
     assert!(out.status.success(), "{}", support::workspace::text(&out));
 }
+
+/// A `nodes` list of one is a server on its own, as a file without `nodes` is: no `cluster`
+/// block (a clustered JetStream with no route to anyone refuses to start: "JetStream cluster
+/// requires configured routes"), and the real nats-server runs it and takes a KV bucket.
+#[test]
+fn a_nodes_list_of_one_is_a_server_on_its_own() {
+    let port = support::free_port();
+    let yaml = format!(
+        "name: solo\nport: {port}\nnetwork: host\nnodes:\n- name: only\n  host: 127.0.0.1\n  ssh: root@127.0.0.1\n  bind: 127.0.0.1\n"
+    );
+    let config = Config::parse(&yaml, Path::new("natsup.yaml")).unwrap();
+    assert!(!config.is_cluster());
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(&config, dir.path());
+    assert_eq!(
+        state.certs[0].dir.server_cert(),
+        dir.path().join("solo/nodes/only/nats-server-cert.pem")
+    );
+    assert!(
+        state.secrets.route.is_none(),
+        "no route credential for one node"
+    );
+    let bundle = render::bundle(&config, 0, &state, &TlsNames::plain());
+    let conf = String::from_utf8(bundle.get(render::CONF_FILE).unwrap().contents.clone()).unwrap();
+    assert!(!conf.contains("cluster {"), "{conf}");
+    assert!(!conf.contains("server_name"), "{conf}");
+
+    let local = support::local::serve(&config, &state, port);
+    natsup::install_crypto_provider();
+    let user = &config.users[0].name;
+    let password = state.secrets.password(user).unwrap().expose().to_string();
+    let rt = natsup::runtime();
+    rt.block_on(async {
+        let client = async_nats::ConnectOptions::with_user_and_password(user.clone(), password)
+            .tls_client_config(natsup::nats_client::client_tls(&state.trust_pem).unwrap())
+            .require_tls(true)
+            .connect(format!("tls://127.0.0.1:{port}"))
+            .await
+            .expect("connects");
+        let js = async_nats::jetstream::new(client);
+        let kv = js
+            .create_key_value(async_nats::jetstream::kv::Config {
+                bucket: "solo".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("JetStream takes a bucket");
+        kv.put("k", "v".into()).await.expect("a put");
+    });
+    drop(local);
+}

@@ -151,4 +151,11 @@ fn up_local_without_a_config_uses_the_built_in_deployment() {
     ws.verify(&[]);
     let out = ws.ok(&["up", "--local", "--image", &test_image()]);
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    // The built-in deployment remembers the image it runs (there is no natsup.yaml to hold
+    // it): `status` is in sync and a plain `up --local` changes nothing, rather than going
+    // back to the default image, which no registry here could pull.
+    let out = ws.ok(&["status", "--local"]);
+    assert!(text(&out).contains("in sync"), "{}", text(&out));
+    let out = ws.ok(&["up", "--local"]);
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 }
