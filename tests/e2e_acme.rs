@@ -190,12 +190,17 @@ struct HostsEntry {
 
 impl HostsEntry {
     fn add(prefix: &str) -> HostsEntry {
+        HostsEntry::add_at(prefix, "127.0.0.1")
+    }
+
+    /// A name of this test's own that resolves to `addr` (a cluster node's address).
+    fn add_at(prefix: &str, addr: &str) -> HostsEntry {
         let name = format!("{}.natsup-acme.test", unique_name(prefix));
         let mut hosts = std::fs::OpenOptions::new()
             .append(true)
             .open("/etc/hosts")
             .expect("the ACME tests add their test name to /etc/hosts (run as root)");
-        writeln!(hosts, "127.0.0.1 {name}").unwrap();
+        writeln!(hosts, "{addr} {name}").unwrap();
         HostsEntry { name }
     }
 }
@@ -675,4 +680,88 @@ fn switching_ca_acme_ca_disconnects_nobody() {
         "the crowd barely worked: {}",
         report.acked
     );
+}
+
+/// `tls.issuer: acme` on a 3-node cluster: each node's certificate is ordered for its own
+/// public name, its http-01 token served on that node (one after the other: the standalone
+/// responders share this machine's port), and a client that trusts only pebble's root
+/// connects to every node by name.
+#[test]
+fn a_cluster_gets_a_certificate_per_node_from_the_acme_ca() {
+    const ADDRS: [&str; 3] = ["127.0.0.51", "127.0.0.52", "127.0.0.53"];
+    let pebble = Pebble::start(None);
+    let names: Vec<HostsEntry> = ADDRS
+        .iter()
+        .enumerate()
+        .map(|(i, a)| HostsEntry::add_at(&format!("acl{}", i + 1), a))
+        .collect();
+    let sshd: Vec<Sshd> = ADDRS.iter().map(|a| Sshd::start_at(a, "")).collect();
+    let ws = Workspace::new("acmecl");
+    let dirs: Vec<PathBuf> = (1..=3)
+        .map(|i| {
+            ws.path()
+                .join("server")
+                .join(unique_name(&format!("acl-n{i}")))
+        })
+        .collect();
+    let projects: Vec<ComposeProject> = dirs.iter().map(|d| ComposeProject::new(d)).collect();
+    let nodes: String = (0..3)
+        .map(|i| {
+            let s = &sshd[i];
+            format!(
+                "- name: n{n}\n  host: {host}\n  ssh: {user}@{a}\n  ssh_port: {p}\n  identity: {id}\n  known_hosts: {kh}\n  bind: {a}\n  remote_dir: {dir}\n",
+                n = i + 1,
+                host = names[i].name,
+                a = ADDRS[i],
+                user = s.user(),
+                p = s.port(),
+                id = s.identity().display(),
+                kh = s.known_hosts().display(),
+                dir = dirs[i].display(),
+            )
+        })
+        .collect();
+    ws.set_config(&format!(
+        "name: {name}\nimage: {image}\nport: {port}\nnetwork: host\ncluster:\n  port: {route}\nnodes:\n{nodes}{acme}",
+        name = unique_name("acmecl"),
+        image = test_image(),
+        port = ws.port,
+        route = free_port(),
+        acme = standalone(&pebble),
+    ));
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    let said = text(&out);
+    for n in ["n1", "n2", "n3"] {
+        assert!(
+            said.contains(&format!("node {n}: the ACME CA issued certificate")),
+            "{said}"
+        );
+    }
+    assert!(projects.iter().all(|p| p.container_ids().len() == 1));
+    // Each node presents pebble's certificate for its own name, and a client trusting only
+    // pebble's root connects to it by that name.
+    let root = pebble.root_pem();
+    let gameserver = login(&ws, &pebble, "gameserver", &root);
+    let rt = runtime();
+    for (i, entry) in names.iter().enumerate() {
+        let probe = rt
+            .block_on(natsup::tls_probe::probe(
+                &format!("{}:{}", ADDRS[i], ws.port),
+                &entry.name,
+                Duration::from_secs(5),
+            ))
+            .expect("probe");
+        let info = natsup::pki::inspect_der(&probe.chain[0]).unwrap();
+        assert!(info.issuer.contains("Pebble"), "n{}: {}", i + 1, info.issuer);
+        assert!(info.sans.contains(&entry.name), "{:?}", info.sans);
+        connect_by_name(&entry.name, &gameserver)
+            .unwrap_or_else(|e| panic!("n{} refused a client trusting pebble: {e}", i + 1));
+    }
+    // status names the issuer on every row; a second `up` orders nothing.
+    let status = text(&natsup_ok(&ws, &pebble, &["status"]));
+    assert_eq!(status.matches("Pebble").count(), 3, "{status}");
+    let again = text(&natsup_ok(&ws, &pebble, &["up"]));
+    assert!(!again.contains("ordering a certificate"), "{again}");
+    assert!(again.contains("nothing to do"), "{again}");
+    drop(projects);
 }
