@@ -31,9 +31,12 @@ pub struct ConfPaths {
     pub cert_file: String,
     pub key_file: String,
     pub store_dir: String,
-    /// A cluster node's: the CA its routes verify each other against, and the route listener.
+    /// A cluster node's: the CA its routes verify each other against, the route listener,
+    /// and the certificate its routes present (its own, unless that is the ACME CA's).
     pub ca_file: String,
     pub cluster_listen: String,
+    pub route_cert_file: String,
+    pub route_key_file: String,
 }
 
 impl ConfPaths {
@@ -45,14 +48,21 @@ impl ConfPaths {
             store_dir: CONTAINER_STORE_DIR.into(),
             ca_file: format!("{CONTAINER_CONFIG_DIR}/rootCA.pem"),
             cluster_listen: CONTAINER_CLUSTER_LISTEN.into(),
+            route_cert_file: format!("{CONTAINER_CONFIG_DIR}/{}", tls.cert),
+            route_key_file: format!("{CONTAINER_CONFIG_DIR}/{}", tls.key),
         }
     }
 
     /// The container's paths for `node`: on the host's network (`network: host`)
     /// nats-server itself listens on `bind`; a cluster's CA file is named after its content,
     /// so a new trust bundle changes nats-server.conf and is applied by a reload.
-    pub fn for_node(config: &Config, node: &Node, state: &State, tls: &TlsNames) -> ConfPaths {
+    pub fn for_node(config: &Config, i: usize, state: &State, tls: &TlsNames) -> ConfPaths {
+        let node = &config.nodes()[i];
         let mut paths = ConfPaths::container(tls);
+        if let Some(route) = route_tls(config, i, state) {
+            paths.route_cert_file = format!("{CONTAINER_CONFIG_DIR}/{}", route.cert);
+            paths.route_key_file = format!("{CONTAINER_CONFIG_DIR}/{}", route.key);
+        }
         if config.network == Network::Host {
             paths.listen = host_port(&node.bind.to_string(), node.port);
             paths.cluster_listen = host_port(&node.bind.to_string(), config.cluster.port);
@@ -60,6 +70,15 @@ impl ConfPaths {
         paths.ca_file = format!("{CONTAINER_CONFIG_DIR}/{}", ca_file_name(state));
         paths
     }
+}
+
+/// The file names of the certificate node `i`'s routes present, when it is not the one its
+/// clients get: a cluster node that presents the ACME CA's certificate to clients presents
+/// natsup's CA's to its peers.
+fn route_tls(config: &Config, i: usize, state: &State) -> Option<TlsNames> {
+    let cert = &state.certs[i];
+    (config.is_cluster() && cert.publicly_trusted)
+        .then(|| TlsNames::versioned(&cert.ca_issued.info().serial))
 }
 
 /// `rootCA-<first 16 hex digits of its SHA-256>.pem`: the trust bundle a cluster's routes use.
@@ -150,7 +169,7 @@ pub fn bundle(config: &Config, i: usize, state: &State, tls: &TlsNames) -> Bundl
         config,
         i,
         state,
-        &ConfPaths::for_node(config, node, state, tls),
+        &ConfPaths::for_node(config, i, state, tls),
     );
     let mut bundle = Bundle {
         files: vec![
@@ -182,6 +201,19 @@ pub fn bundle(config: &Config, i: usize, state: &State, tls: &TlsNames) -> Bundl
             },
         ],
     };
+    if let Some(route) = route_tls(config, i, state) {
+        let pair = &state.certs[i].ca_issued;
+        bundle.files.push(BundleFile {
+            path: format!("nats-config/{}", route.cert),
+            contents: pair.cert_pem().as_bytes().to_vec(),
+            mode: 0o644,
+        });
+        bundle.files.push(BundleFile {
+            path: format!("nats-config/{}", route.key),
+            contents: pair.key_pem().expose().as_bytes().to_vec(),
+            mode: 0o600,
+        });
+    }
     if config.is_cluster() {
         bundle.files.push(BundleFile {
             path: format!("nats-config/{}", ca_file_name(state)),
@@ -266,8 +298,8 @@ pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) ->
                     })
                 })
                 .collect(),
-            cert_file: &paths.cert_file,
-            key_file: &paths.key_file,
+            cert_file: &paths.route_cert_file,
+            key_file: &paths.route_key_file,
             ca_file: &paths.ca_file,
         }
     });

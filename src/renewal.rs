@@ -44,6 +44,15 @@ pub fn stage(
             String::new()
         };
         let acme = config.acme().is_some();
+        // With the ACME CA's certificate for clients, a cluster's routes still present natsup's
+        // CA's: it expires too, and is renewed by reload like any change of files.
+        if acme && config.is_cluster() {
+            let route = state.certs[i].ca_issued.info().renewal_reason(*now);
+            if let Some(reason) = route.filter(|_| !dry_run) {
+                ui::note(format!("{whose}renewing the route certificate: {reason}"));
+                state.reissue_server_cert(config, i, *now)?;
+            }
+        }
         let reason = if force {
             Some("--force".to_string())
         } else if acme {

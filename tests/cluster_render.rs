@@ -121,6 +121,8 @@ fn three_native_servers_form_a_cluster_from_the_rendered_configs() {
             store_dir: store.display().to_string(),
             ca_file: ca.display().to_string(),
             cluster_listen: format!("{}:{route_port}", HOSTS[i]),
+            route_cert_file: state.certs[i].dir.server_cert().display().to_string(),
+            route_key_file: state.certs[i].dir.server_key().display().to_string(),
         };
         let conf = dir.path().join(format!("n{i}.conf"));
         std::fs::write(&conf, render::nats_conf(&config, i, state, &paths)).unwrap();

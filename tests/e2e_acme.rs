@@ -752,7 +752,12 @@ fn a_cluster_gets_a_certificate_per_node_from_the_acme_ca() {
             ))
             .expect("probe");
         let info = natsup::pki::inspect_der(&probe.chain[0]).unwrap();
-        assert!(info.issuer.contains("Pebble"), "n{}: {}", i + 1, info.issuer);
+        assert!(
+            info.issuer.contains("Pebble"),
+            "n{}: {}",
+            i + 1,
+            info.issuer
+        );
         assert!(info.sans.contains(&entry.name), "{:?}", info.sans);
         connect_by_name(&entry.name, &gameserver)
             .unwrap_or_else(|e| panic!("n{} refused a client trusting pebble: {e}", i + 1));

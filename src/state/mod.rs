@@ -98,15 +98,33 @@ pub struct NodeCert {
     pub info: CertInfo,
     /// True when `server` is the ACME CA's: clients trust it through their system roots.
     pub publicly_trusted: bool,
+    /// The node's certificate from natsup's CA: `server` itself, unless that is the ACME
+    /// CA's. A cluster's routes present this one: the nodes verify each other against
+    /// natsup's CA, and a route is dialed as a client, which a public CA's server
+    /// certificate is not issued for.
+    pub ca_issued: ServerCert,
 }
 
 impl NodeCert {
-    fn new(dir: StateDir, server: ServerCert, publicly_trusted: bool) -> NodeCert {
+    /// A node that presents `ca_issued`, natsup's CA's certificate.
+    fn own(dir: StateDir, ca_issued: ServerCert) -> NodeCert {
         NodeCert {
             dir,
-            info: server.info().clone(),
-            server,
-            publicly_trusted,
+            info: ca_issued.info().clone(),
+            server: ca_issued.clone(),
+            publicly_trusted: false,
+            ca_issued,
+        }
+    }
+
+    /// A node that presents the ACME CA's `acme` to clients.
+    fn public(dir: StateDir, acme: ServerCert, ca_issued: ServerCert) -> NodeCert {
+        NodeCert {
+            dir,
+            info: acme.info().clone(),
+            server: acme,
+            publicly_trusted: true,
+            ca_issued,
         }
     }
 }
@@ -253,8 +271,8 @@ impl State {
             };
             let server = load_server(&node_dir, false)?.ok_or_else(|| dir.missing(&what))?;
             certs.push(match acme_server(config, node, &node_dir)? {
-                Some(acme) => NodeCert::new(node_dir, acme, true),
-                None => NodeCert::new(node_dir, server, false),
+                Some(acme) => NodeCert::public(node_dir, acme, server),
+                None => NodeCert::own(node_dir, server),
             });
         }
         let secrets = load_secrets(&dir.secrets())?.ok_or_else(|| dir.missing("passwords"))?;
@@ -311,11 +329,12 @@ impl State {
     pub fn store_acme(&mut self, i: usize, chain_pem: String, key_pem: Secret) -> Result<()> {
         let pair = ServerCert::from_pem(chain_pem, key_pem)
             .map_err(|e| Error::failed(format!("the ACME CA's certificate {e}"), None))?;
-        let dir = &self.certs[i].dir;
+        let cert = &self.certs[i];
+        let dir = &cert.dir;
         create_private_dir(&dir.acme_dir())?;
         write_atomic(&dir.acme_key(), pair.key_pem().expose().as_bytes(), 0o600)?;
         write_atomic(&dir.acme_cert(), pair.cert_pem().as_bytes(), 0o644)?;
-        self.certs[i] = NodeCert::new(dir.clone(), pair, true);
+        self.certs[i] = NodeCert::public(dir.clone(), pair, cert.ca_issued.clone());
         Ok(())
     }
 
@@ -323,7 +342,8 @@ impl State {
         save_secrets(&self.dir, &self.secrets)
     }
 
-    /// Issues node `i` a new certificate from the CA and stores it.
+    /// Issues node `i` a new certificate from the CA and stores it. A node that presents the
+    /// ACME CA's keeps doing so: the new one is for its routes.
     pub fn reissue_server_cert(
         &mut self,
         config: &Config,
@@ -331,9 +351,13 @@ impl State {
         now: OffsetDateTime,
     ) -> Result<()> {
         let node = &config.nodes()[i];
-        let dir = self.certs[i].dir.clone();
-        let pair = issue_and_store(config, node, &dir, &self.ca, now)?;
-        self.certs[i] = NodeCert::new(dir, pair, false);
+        let cert = &self.certs[i];
+        let pair = issue_and_store(config, node, &cert.dir, &self.ca, now)?;
+        self.certs[i] = if cert.publicly_trusted {
+            NodeCert::public(cert.dir.clone(), cert.server.clone(), pair)
+        } else {
+            NodeCert::own(cert.dir.clone(), pair)
+        };
         Ok(())
     }
 }
@@ -377,8 +401,8 @@ fn ensure_cert(
         _ => issue_and_store(config, node, dir, ca, now)?,
     };
     let cert = match acme_server(config, node, dir)? {
-        Some(acme) => NodeCert::new(dir.clone(), acme, true),
-        None => NodeCert::new(dir.clone(), server, false),
+        Some(acme) => NodeCert::public(dir.clone(), acme, server),
+        None => NodeCert::own(dir.clone(), server),
     };
     Ok((cert, reason))
 }
@@ -430,9 +454,9 @@ impl State {
             )
         })?;
         for (node, cert) in config.nodes().iter().zip(&mut self.certs) {
-            if cert.info.issuer != next.info().subject {
+            if cert.ca_issued.info().issuer != next.info().subject {
                 let pair = issue_and_store(config, node, &cert.dir, &next, now)?;
-                *cert = NodeCert::new(cert.dir.clone(), pair, false);
+                *cert = NodeCert::own(cert.dir.clone(), pair);
             }
         }
         Ok(())

@@ -26,6 +26,8 @@ pub fn local_paths(state: &State, port: u16, store: &Path) -> ConfPaths {
         store_dir: store.display().to_string(),
         ca_file: state.dir.ca_cert().display().to_string(),
         cluster_listen: "127.0.0.1:6222".into(),
+        route_cert_file: state.certs[0].dir.server_cert().display().to_string(),
+        route_key_file: state.certs[0].dir.server_key().display().to_string(),
     }
 }
 
