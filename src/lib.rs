@@ -44,6 +44,7 @@ pub mod render;
 pub mod renewal;
 pub mod secret;
 pub mod session;
+pub mod settle;
 pub mod state;
 pub mod tls_probe;
 pub mod ui;

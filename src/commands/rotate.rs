@@ -11,8 +11,9 @@ use crate::cli::{EnvFormat, RotatePasswordsArgs};
 use crate::client_env::{format_vars, vars};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::operation::{self, Change, Outcome};
+use crate::operation::{self, Change};
 use crate::session::{self, Context, Session};
+use crate::settle::Outcome;
 use crate::ui;
 
 pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
