@@ -328,10 +328,10 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// The standalone responder containers of this test's deployment, running or not: none once
-/// an order is over. natsup names the responder `natsup-acme-<deployment name>` (src/acme.rs)
-/// and labels it `natsup.acme=responder` (src/scripts/acme.sh), and each test's deployment
-/// name is its own (`unique_name`), so another test's responder, up at the same moment, is
-/// not seen here.
+/// an order is over. natsup names one server's responder `natsup-acme-<deployment name>` (a
+/// cluster node's adds `-<node name>`; src/acme.rs) and labels it `natsup.acme=responder`
+/// (src/scripts/acme.sh), and each test's deployment name is its own (`unique_name`), so
+/// another test's responder, up at the same moment, is not seen here.
 fn responder_containers(ws: &Workspace) -> Vec<String> {
     let own = format!("natsup-acme-{}", ws_name(ws));
     // Docker's name filter matches substrings: the exact name is checked below.
@@ -758,7 +758,7 @@ fn a_cluster_gets_a_certificate_per_node_from_the_acme_ca() {
         name = unique_name("acmecl"),
         image = test_image(),
         port = ws.port,
-        route = free_port(),
+        route = free_port_on(&ADDRS),
         acme = standalone(&pebble),
     ));
     let out = natsup_ok(&ws, &pebble, &["up"]);

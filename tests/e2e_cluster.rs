@@ -592,7 +592,7 @@ async fn keep_writing(
 #[test]
 fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
     let cl = Cluster::new();
-    let route_port = free_port();
+    let route_port = free_port_on(&ADDRS);
     cl.ws
         .set_config(&cl.yaml(route_port, |i| cl.sshd[i].port()));
     cl.ws.ok(&["up"]);
@@ -706,7 +706,7 @@ fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
 
     // The route port moves while writes go on: one node at a time, each dialing its peers at
     // both ports, then the old routes are dropped.
-    let new_route = free_port();
+    let new_route = free_port_on(&ADDRS);
     let moved = cl.ws.config().replace(
         &format!("port: {route_port}\n"),
         &format!("port: {new_route}\n"),
