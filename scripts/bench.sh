@@ -33,6 +33,7 @@ esac
 
 ./scripts/setup-test-deps.sh >&2
 set -a
+# shellcheck disable=SC1091 # setup-test-deps.sh writes it just above: not in the repository
 . target/test-deps/env
 set +a
 cargo build --release --bin natsup --benches >&2

@@ -2,7 +2,8 @@
 # Installs what natsup's tests need on a fresh Debian machine, and nothing twice:
 #   - apt: openssh-server (a real sshd), openssl, iproute2, util-linux (script, flock), gcc, systemd
 #     (systemd-analyze), and mkcert, hyperfine and time (tests and benchmarks); sudo and
-#     busybox-static (the host matrix's sudo user and BusyBox user)
+#     busybox-static (the host matrix's sudo user and BusyBox user); shellcheck (lints the
+#     remote scripts and these)
 #   - Compose v2: the CLI plugin from Debian trixie's docker-compose package, unpacked (not
 #     installed) in target/test-deps/compose-v2, for the test users that get v2 (the others get
 #     the system's Compose v1)
@@ -45,12 +46,14 @@ command -v dpkg-deb >/dev/null || missing+=(dpkg)
 { command -v pebble && command -v pebble-challtestsrv; } >/dev/null || missing+=(pebble) # the ACME tests' CA
 command -v curl >/dev/null || missing+=(curl)              # pebble's management API
 command -v strace >/dev/null || missing+=(strace)         # local state's directory fsyncs
+command -v shellcheck >/dev/null || missing+=(shellcheck) # tests/shellcheck.rs lints the shell scripts
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
 fi
+command -v shellcheck >/dev/null || die "shellcheck did not install (apt-get install shellcheck)"
 # sshd refuses to start without its privilege separation directory.
 [ -d /run/sshd ] || sudo_ mkdir -p /run/sshd
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup-test-deps.sh
 set -a
-# shellcheck disable=SC1091
+# shellcheck disable=SC1091 # setup-test-deps.sh writes it just above: not in the repository
 . target/test-deps/env
 set +a
 

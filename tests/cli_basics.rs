@@ -390,13 +390,24 @@ fn bundle_makes_only_its_own_folder_private() {
 #[test]
 fn render_in_a_git_work_tree_keeps_the_key_out_of_git() {
     let ws = Workspace::new("rendergit");
+    // git in the workspace only: no system or user config (a global excludes file listing
+    // *.pem would keep the key out whatever natsup wrote), and no GIT_DIR or index of a
+    // repository the suite runs in (a git hook exports them).
     let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .current_dir(ws.path())
+        let mut cmd = std::process::Command::new("git");
+        cmd.current_dir(ws.path())
             .env("HOME", ws.path())
-            .args(args)
-            .output()
-            .unwrap()
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("XDG_CONFIG_HOME");
+        for var in [
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_INDEX_FILE",
+            "GIT_CONFIG_GLOBAL",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.args(args).output().unwrap()
     };
     assert!(git(&["init", "-q"]).status.success());
     ws.ok(&["init", "--name", "rg", "--host", "203.0.113.8"]);

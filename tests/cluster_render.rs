@@ -101,7 +101,7 @@ fn the_rendered_bundles_of_a_host_network_cluster() {
 
 #[test]
 fn three_native_servers_form_a_cluster_from_the_rendered_configs() {
-    let (client_port, route_port) = (support::free_port(), support::free_port());
+    let (client_port, route_port) = (support::free_port_on(&HOSTS), support::free_port_on(&HOSTS));
     let config = Config::parse(
         &cluster_yaml(client_port, route_port, "host"),
         Path::new("natsup.yaml"),

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -188,6 +188,19 @@ struct HostsEntry {
     name: String,
 }
 
+/// /etc/hosts, open for reading and writing, under an exclusive flock: the ACME tests run in
+/// processes of their own at the same time, and one that removes its line reads the file and
+/// writes it back, which without the lock would drop a line another test added in between.
+fn locked_hosts() -> std::fs::File {
+    let hosts = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/etc/hosts")
+        .expect("the ACME tests add their test name to /etc/hosts (run as root)");
+    hosts.lock().expect("flock /etc/hosts");
+    hosts
+}
+
 impl HostsEntry {
     fn add(prefix: &str) -> HostsEntry {
         HostsEntry::add_at(prefix, "127.0.0.1")
@@ -196,10 +209,8 @@ impl HostsEntry {
     /// A name of this test's own that resolves to `addr` (a cluster node's address).
     fn add_at(prefix: &str, addr: &str) -> HostsEntry {
         let name = format!("{}.natsup-acme.test", unique_name(prefix));
-        let mut hosts = std::fs::OpenOptions::new()
-            .append(true)
-            .open("/etc/hosts")
-            .expect("the ACME tests add their test name to /etc/hosts (run as root)");
+        let mut hosts = locked_hosts();
+        hosts.seek(SeekFrom::End(0)).unwrap();
         writeln!(hosts, "{addr} {name}").unwrap();
         HostsEntry { name }
     }
@@ -207,14 +218,21 @@ impl HostsEntry {
 
 impl Drop for HostsEntry {
     fn drop(&mut self) {
-        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        let kept: String = hosts
+        let mut hosts = locked_hosts();
+        let mut text = String::new();
+        let _ = hosts.read_to_string(&mut text);
+        let kept: String = text
             .lines()
             .filter(|l| !l.split_whitespace().any(|w| w == self.name))
             .map(|l| format!("{l}\n"))
             .collect();
-        // In place: /etc/hosts may be a bind mount that a rename would not replace.
-        let _ = std::fs::write("/etc/hosts", kept);
+        // In place: /etc/hosts may be a bind mount that a rename would not replace. Written
+        // over from the start and then cut to length, not emptied first: another test's
+        // lookup reads the file without a lock, and must never find it empty.
+        let _ = hosts
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| hosts.write_all(kept.as_bytes()))
+            .and_then(|()| hosts.set_len(kept.len() as u64));
     }
 }
 
@@ -309,16 +327,29 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn responder_containers() -> String {
+/// The standalone responder containers of this test's deployment, running or not: none once
+/// an order is over. natsup names one server's responder `natsup-acme-<deployment name>` (a
+/// cluster node's adds `-<node name>`; src/acme.rs) and labels it `natsup.acme=responder`
+/// (src/scripts/acme.sh), and each test's deployment name is its own (`unique_name`), so
+/// another test's responder, up at the same moment, is not seen here.
+fn responder_containers(ws: &Workspace) -> Vec<String> {
+    let own = format!("natsup-acme-{}", ws_name(ws));
+    // Docker's name filter matches substrings: the exact name is checked below.
     let out = run(Command::new("docker").args([
         "ps",
         "-a",
         "--filter",
         "label=natsup.acme=responder",
+        "--filter",
+        &format!("name={own}"),
         "--format",
         "{{.Names}}",
     ]));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|name| *name == own)
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -373,7 +404,7 @@ fn bootstrap_with_issuer_acme_serves_pebbles_certificate() {
         .expect("an account file");
     assert_eq!(mode(&account), 0o600);
     assert_eq!(mode(&acme_dir.join("key.pem")), 0o600);
-    assert_eq!(responder_containers(), "");
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
     assert!(!ws.remote_dir.join(".natsup-acme-www").exists());
 
     // Clients are handed no CA: bevygap's connect then uses the system's roots.
@@ -507,7 +538,7 @@ fn webroot_mode_writes_the_token_where_a_web_server_serves_it() {
     // Only natsup's token went, and only it: the site's own file stays.
     assert!(!webroot.join(".well-known").exists());
     assert!(webroot.join("index.html").exists());
-    assert_eq!(responder_containers(), "");
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
 }
 
 #[test]
@@ -517,7 +548,8 @@ fn a_taken_port_is_refused_at_preflight_naming_its_owner() {
     let sshd = Sshd::start();
     let ws = workspace("acmetaken", &sshd, &hosts.name);
     ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
-    let _squatter = TcpListener::bind(("0.0.0.0", pebble.http_port)).unwrap();
+    // On loopback: pre-flight asks `ss` for any listener on the port, whatever its address.
+    let _squatter = TcpListener::bind(("127.0.0.1", pebble.http_port)).unwrap();
 
     let out = natsup(&ws, &pebble, &["up"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -531,7 +563,7 @@ fn a_taken_port_is_refused_at_preflight_naming_its_owner() {
     // Nothing was ordered and nothing deployed.
     assert!(!said.contains("ordering a certificate for"), "{said}");
     assert!(!ws.remote_dir.join("docker-compose.yaml").exists());
-    assert_eq!(responder_containers(), "");
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
 }
 
 #[test]
@@ -565,7 +597,7 @@ fn acme_failures_leave_a_running_server_unchanged() {
     assert_eq!(ws.live_conf(), conf);
     assert_eq!(ws.project.started_at(&id), started);
     assert_eq!(served(&ws, &hosts.name).1, serial);
-    assert_eq!(responder_containers(), "");
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
 
     // The CA is down: one sentence, and again nothing changed.
     pebble.stop_pebble();
@@ -583,7 +615,7 @@ fn acme_failures_leave_a_running_server_unchanged() {
     assert_eq!(ws.live_conf(), conf);
     assert_eq!(ws.project.started_at(&id), started);
     assert_eq!(served(&ws, &hosts.name).1, serial);
-    assert_eq!(responder_containers(), "");
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
 }
 
 #[test]
@@ -726,7 +758,7 @@ fn a_cluster_gets_a_certificate_per_node_from_the_acme_ca() {
         name = unique_name("acmecl"),
         image = test_image(),
         port = ws.port,
-        route = free_port(),
+        route = free_port_on(&ADDRS),
         acme = standalone(&pebble),
     ));
     let out = natsup_ok(&ws, &pebble, &["up"]);

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::workspace::{Workspace, text};
-use support::{ComposeProject, Sshd, free_port, test_image, unique_name};
+use support::{ComposeProject, Sshd, free_port_on, test_image, unique_name};
 
 const ADDRS: [&str; 4] = ["127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"];
 
@@ -45,7 +45,8 @@ impl Cluster {
             sshd,
             dirs,
             projects,
-            port: free_port(),
+            // Free on every node's address, the fourth's too (`add_server`).
+            port: free_port_on(&ADDRS),
         }
     }
 
@@ -121,12 +122,12 @@ async fn connect_all(
 #[test]
 fn a_three_node_cluster() {
     let mut cl = Cluster::new();
-    let route_port = free_port();
+    let route_port = free_port_on(&ADDRS);
     let started = Instant::now();
 
     // A node unreachable over SSH (nothing listens on that port): `up` names it, and no node
     // gets a container or a file.
-    let dead_port = free_port();
+    let dead_port = free_port_on(&ADDRS[2..3]);
     cl.ws.set_config(&cl.yaml(route_port, |i| {
         if i == 2 { dead_port } else { cl.sshd[i].port() }
     }));
@@ -591,7 +592,7 @@ async fn keep_writing(
 #[test]
 fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
     let cl = Cluster::new();
-    let route_port = free_port();
+    let route_port = free_port_on(&ADDRS);
     cl.ws
         .set_config(&cl.yaml(route_port, |i| cl.sshd[i].port()));
     cl.ws.ok(&["up"]);
@@ -705,7 +706,7 @@ fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
 
     // The route port moves while writes go on: one node at a time, each dialing its peers at
     // both ports, then the old routes are dropped.
-    let new_route = free_port();
+    let new_route = free_port_on(&ADDRS);
     let moved = cl.ws.config().replace(
         &format!("port: {route_port}\n"),
         &format!("port: {new_route}\n"),

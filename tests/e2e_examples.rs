@@ -48,13 +48,8 @@ fn run_step(step: &serde_yaml::Value, secrets: &BTreeMap<&str, String>, bin: &Pa
         .env("PATH", path_with(bin))
         .env("HOME", empty.path())
         .env("NATSUP_STATE_DIR", empty.path().join("state"));
-    for var in [
-        "NATS_URL",
-        "NATS_USER",
-        "NATS_PASSWORD",
-        "NATS_CA",
-        "NATS_CA_CONTENTS",
-    ] {
+    // Nothing of the caller's NATS_* or NATSUP_* settings: the step's env below is all it gets.
+    for var in support::workspace::FOREIGN_ENV {
         cmd.env_remove(var);
     }
     if let Some(env) = step["env"].as_mapping() {

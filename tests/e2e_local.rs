@@ -118,10 +118,33 @@ fn up_local_with_a_config_needs_no_ssh() {
     ws.verify(&[]);
 }
 
+/// Held while a test uses 127.0.0.1:4222, the one fixed port of the suite: the built-in local
+/// deployment publishes there, and that is what the test checks. A checkout of natsup's tests
+/// in another folder, run at the same time on this machine, waits for it instead of finding
+/// the port taken. An abstract Unix socket is the lock: one name per machine (per network
+/// namespace), no file to leave behind, released when the process ends however it ends.
+fn hold_port_4222() -> std::os::unix::net::UnixListener {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    use std::time::{Duration, Instant};
+    let name = SocketAddr::from_abstract_name(b"natsup-test-127.0.0.1:4222").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        match UnixListener::bind_addr(&name) {
+            Ok(held) => return held,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("another test held 127.0.0.1:4222 for 5 minutes: {e}"),
+        }
+    }
+}
+
 /// With no natsup.yaml at all: the built-in `local` deployment on 127.0.0.1:4222, files in
 /// ~/natsup-local; afterwards the other commands find it without a config file.
 #[test]
 fn up_local_without_a_config_uses_the_built_in_deployment() {
+    let _held = hold_port_4222();
     assert!(
         TcpListener::bind("127.0.0.1:4222").is_ok(),
         "127.0.0.1:4222 is taken on this machine: this test needs it free \

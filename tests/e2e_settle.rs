@@ -8,6 +8,16 @@ mod support;
 
 use support::workspace::{Workspace, text};
 
+/// A socket bound to `addr:port` that never listens, held until dropped: a connection there
+/// is refused, and no other program on this machine can listen there meanwhile.
+fn refusing_port(addr: &str, port: u16) -> tokio::net::TcpSocket {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{addr}:{port}").parse().unwrap())
+        .unwrap_or_else(|e| panic!("{addr}:{port} is taken on this machine: {e}"));
+    socket
+}
+
 #[test]
 fn a_removed_users_pending_rotation_is_dropped() {
     let ws = Workspace::new("settle-rm");
@@ -43,6 +53,7 @@ fn a_rotation_settles_over_the_remote_when_the_nats_port_does_not_answer() {
     // Clients dial 127.0.0.2, where nothing listens (the server binds 127.0.0.1), as an
     // operator cannot reach a remote server bound to its own 127.0.0.1. The certificate
     // keeps 127.0.0.1 so that this test's own client can still check the server.
+    let _refused = refusing_port("127.0.0.2", ws.port);
     ws.edit_config("host: 127.0.0.1\n", "host: 127.0.0.2\n");
     ws.edit_config("- nats\n", "- nats\n- 127.0.0.1\n");
     let out = ws.ok(&["rotate-passwords", "--local", "--user", "gameserver"]);

@@ -15,11 +15,12 @@ fn local_bootstrap_then_noop() {
     let natsup = || {
         let mut cmd = Command::cargo_bin("natsup").unwrap();
         cmd.current_dir(work.path())
-            .env("NATSUP_STATE_DIR", work.path().join("state"))
-            .env_remove("NATS_URL")
-            .env_remove("NATS_USER")
-            .env_remove("NATS_PASSWORD")
-            .env_remove("NATS_CA");
+            .env("NATSUP_STATE_DIR", work.path().join("state"));
+        // Nothing of the caller's NATS_* or NATSUP_* settings (NATSUP_CONFIG would point
+        // natsup at another config).
+        for var in support::workspace::FOREIGN_ENV {
+            cmd.env_remove(var);
+        }
         cmd
     };
     natsup()

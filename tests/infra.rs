@@ -14,7 +14,9 @@ fn ssh(
     identity: &std::path::Path,
     known_hosts: &std::path::Path,
 ) -> std::process::Output {
+    // -F /dev/null: only what the test sets, not the ssh config of whoever runs the suite.
     Command::new("ssh")
+        .args(["-F", "/dev/null"])
         .arg("-i")
         .arg(identity)
         .arg("-o")

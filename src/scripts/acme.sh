@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # natsup acme: the http-01 responder on the server, for one ACME order.
 #   STEP=preflight  checks that the token can be served: the port is free (standalone) or the
 #                   web root is writable (webroot). Changes nothing.

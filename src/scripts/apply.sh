@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # natsup apply: installs the bundle that arrives as a tar on stdin and makes the server use it.
 #
 # The live files are always a complete old or a complete new version: the bundle is unpacked
@@ -31,7 +32,7 @@ find_docker || exit 1
 
 [ -n "$COMPOSE" ] || { say error "neither 'docker compose' nor 'docker-compose' is installed"; exit 1; }
 
-mkdir -p "$DIR" && enter_dir "$DIR" || { say error "cannot create $DIR"; exit 1; }
+{ mkdir -p "$DIR" && enter_dir "$DIR"; } || { say error "cannot create $DIR"; exit 1; }
 # nats-data is JetStream's storage: created once, never touched again.
 mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $PWD"; exit 1; }
 
@@ -89,9 +90,9 @@ if ! (cd .natsup/staging && printf '%s\n' "$MANIFEST" | sed '/^$/d' | sha256sum 
   exit 3
 fi
 
-if ! bounded "$STEP_TIMEOUT" $DOCKER image inspect "$IMAGE" >/dev/null 2>&1; then
+if ! docker_within "$STEP_TIMEOUT" image inspect "$IMAGE" >/dev/null 2>&1; then
   say step "pulling the image"
-  bounded "$PULL_TIMEOUT" $DOCKER pull "$IMAGE" >&2
+  docker_within "$PULL_TIMEOUT" pull "$IMAGE" >&2
   rc=$?
   if [ $rc -ne 0 ]; then
     if [ $rc = 124 ]; then
@@ -113,11 +114,11 @@ if [ $first_start = no ]; then
   # Named, so that a run that ran out can remove it: killing `docker run` does not stop the
   # container, and a PID 1 without handlers ignores the SIGTERM docker passes on.
   validator=natsup-validate-$$-$(date +%s)
-  out=$(bounded "$VALIDATE_TIMEOUT" $DOCKER run --rm --name "$validator" --network none \
+  out=$(docker_within "$VALIDATE_TIMEOUT" run --rm --name "$validator" --network none \
       -v "$PWD/.natsup/staging/nats-config:/config:ro" "$IMAGE" -t -c /config/nats-server.conf 2>&1)
   rc=$?
   if [ $rc = 124 ]; then
-    bounded "$STEP_TIMEOUT" $DOCKER rm -f "$validator" >/dev/null 2>&1
+    docker_within "$STEP_TIMEOUT" rm -f "$validator" >/dev/null 2>&1
     say rejected "\`nats-server -t\` in image $IMAGE did not finish within ${VALIDATE_TIMEOUT}s (does the image run nats-server?); its container was removed"
     rm -rf .natsup/staging
     exit 3
@@ -155,13 +156,13 @@ private_files() {
 }
 private_files
 
-log_lines() { bounded "$STEP_TIMEOUT" $DOCKER logs "$1" 2>&1 | wc -l; }
+log_lines() { docker_within "$STEP_TIMEOUT" logs "$1" 2>&1 | wc -l; }
 
 # Waits for nats-server to log the outcome of a SIGHUP sent when the log had $2 lines.
 wait_reload() {
   deadline=$(($(date +%s) + TIMEOUT))
   while [ "$(date +%s)" -le "$deadline" ]; do
-    new=$(bounded "$STEP_TIMEOUT" $DOCKER logs "$1" 2>&1 | tail -n +$(($2 + 1)))
+    new=$(docker_within "$STEP_TIMEOUT" logs "$1" 2>&1 | tail -n +$(($2 + 1)))
     case "$new" in
       *"Reloaded server configuration"*) return 0 ;;
       *"Failed to reload"*) say failure "$(printf '%s' "$new" | b64)"; return 1 ;;
@@ -188,19 +189,19 @@ wait_ready() {
   while [ "$(date +%s)" -le $((started + TIMEOUT)) ]; do
     id=$(find_container)
     if [ -n "$id" ]; then
-      st=$(bounded "$STEP_TIMEOUT" $DOCKER inspect -f '{{.State.Status}}|{{.RestartCount}}' "$id" 2>/dev/null)
+      st=$(docker_within "$STEP_TIMEOUT" inspect -f '{{.State.Status}}|{{.RestartCount}}' "$id" 2>/dev/null)
       status=${st%%|*}; restarts=${st#*|}
       [ -n "$first" ] || first=$restarts
       if [ "$status" = running ] && [ "$restarts" = "$first" ]; then
         skip=0
         [ "$id" = "$before_id" ] && skip=$before_lines
-        if ! bounded "$STEP_TIMEOUT" $DOCKER logs --tail 1 "$id" >/dev/null 2>&1; then
+        if ! docker_within "$STEP_TIMEOUT" logs --tail 1 "$id" >/dev/null 2>&1; then
           say unconfirmed "$(printf 'the container runs, and its log cannot be read' | b64)"
           return 2
         fi
-        bounded "$STEP_TIMEOUT" $DOCKER logs "$id" 2>&1 | tail -n +$((skip + 1)) | grep -q "Server is ready" && return 0
+        docker_within "$STEP_TIMEOUT" logs "$id" 2>&1 | tail -n +$((skip + 1)) | grep -q "Server is ready" && return 0
       elif [ "$(date +%s)" -gt $((started + 1)) ] && { [ "$restarts" != "$first" ] || [ "$status" = exited ] || [ "$status" = dead ]; }; then
-        say failure "$(bounded "$STEP_TIMEOUT" $DOCKER logs --tail 30 "$id" 2>&1 | b64)"
+        say failure "$(docker_within "$STEP_TIMEOUT" logs --tail 30 "$id" 2>&1 | b64)"
         return 1
       fi
     fi
@@ -212,7 +213,7 @@ wait_ready() {
     say unconfirmed "$(printf 'the container runs, and nats-server did not log that it is ready within %ss' "$TIMEOUT" | b64)"
     return 2
   fi
-  say failure "$( { printf 'not ready within %ss\n' "$TIMEOUT"; [ -n "$id" ] && bounded "$STEP_TIMEOUT" $DOCKER logs --tail 30 "$id" 2>&1; } | b64)"
+  say failure "$( { printf 'not ready within %ss\n' "$TIMEOUT"; [ -n "$id" ] && docker_within "$STEP_TIMEOUT" logs --tail 30 "$id" 2>&1; } | b64)"
   return 1
 }
 
@@ -223,8 +224,8 @@ act() {
     reload)
       id=$(find_container)
       n=$(log_lines "$id")
-      bounded "$STEP_TIMEOUT" $DOCKER kill -s HUP "$id" >/dev/null || return 1
-      if ! bounded "$STEP_TIMEOUT" $DOCKER logs --tail 1 "$id" >/dev/null 2>&1; then
+      docker_within "$STEP_TIMEOUT" kill -s HUP "$id" >/dev/null || return 1
+      if ! docker_within "$STEP_TIMEOUT" logs --tail 1 "$id" >/dev/null 2>&1; then
         say unconfirmed "$(printf 'the reload was signalled, and the log cannot be read' | b64)"
         return 2
       fi
@@ -238,12 +239,14 @@ act() {
       if [ "$1" = recreate ] && [ "$PROJECT" != "$OWN_PROJECT" ]; then
         # The container is an adopted one, under the folder's name: this restart moves it to
         # natsup's own project (`down` takes its container and network).
-        bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) down >&2 2>&1
+        compose_within "$COMPOSE_TIMEOUT" down >&2 2>&1
         PROJECT=$OWN_PROJECT
       fi
-      bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) up -d $flag >&2
+      # ${flag:+"$flag"}: no argument at all when there is no flag.
+      compose_within "$COMPOSE_TIMEOUT" up -d ${flag:+"$flag"} >&2
       rc=$?
       if [ $rc = 124 ]; then
+        # shellcheck disable=SC2016 # the backquotes are literal: they mark the command in the message
         say failure "$(printf '`compose up -d %s` did not finish within %ss' "$flag" "$COMPOSE_TIMEOUT" | b64)"
         return 1
       fi
@@ -297,6 +300,6 @@ if [ -f .natsup/applied/nats-server.conf ] && [ -f .natsup/applied/docker-compos
   exit 5
 fi
 # A first start that failed has nothing to go back to: stop it rather than let it crash-loop.
-bounded "$COMPOSE_TIMEOUT" $COMPOSE $(compose_args) down >&2 2>&1
+compose_within "$COMPOSE_TIMEOUT" down >&2 2>&1
 say result stopped
 exit 4

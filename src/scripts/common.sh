@@ -1,4 +1,7 @@
+# shellcheck shell=sh
 # Shared by natsup's remote scripts: output protocol and Docker discovery.
+# natsup runs each script as `sh -c HEADER+common.sh+SCRIPT` (src/remote/script.rs): POSIX sh,
+# which on some servers is BusyBox ash. The header sets the UPPERCASE parameters.
 # Every line natsup reads is `natsup.KEY=VALUE`; anything else is noise and ignored.
 say() { printf 'natsup.%s=%s\n' "$1" "$2"; }
 b64() { base64 | tr -d '\n'; }
@@ -38,7 +41,9 @@ find_docker() {
 # symlink the two would differ; from here on $PWD is the physical path for both, and
 # LOGICAL_DIR the path as given, to find containers an earlier run made from it.
 enter_dir() {
-  cd "$1" && LOGICAL_DIR=$PWD && cd -P .
+  cd "$1" || return
+  LOGICAL_DIR=$PWD
+  cd -P . || return
 }
 
 # Sets PROJECT, the Compose project of the deployment in $PWD, which every compose call names.
@@ -60,14 +65,14 @@ set_project() {
 # `ID|PROJECT|SERVICE|FOLDER` of each Compose container made from this folder, by any project,
 # newest first.
 dir_containers() {
-  bounded "$STEP_TIMEOUT" $DOCKER ps -a --no-trunc --filter label=com.docker.compose.project.working_dir \
+  docker_within "$STEP_TIMEOUT" ps -a --no-trunc --filter label=com.docker.compose.project.working_dir \
     --format '{{.ID}}|{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.service"}}|{{.Label "com.docker.compose.project.working_dir"}}' |
     HERE="$PWD" GIVEN="$LOGICAL_DIR" awk -F '|' '$4 == ENVIRON["HERE"] || $4 == ENVIRON["GIVEN"]'
 }
 
 # The nats container of $PROJECT (labels, under v1 and v2 alike: no slow compose call).
 find_container() {
-  bounded "$STEP_TIMEOUT" $DOCKER ps -aq --no-trunc \
+  docker_within "$STEP_TIMEOUT" ps -aq --no-trunc \
     --filter "label=com.docker.compose.project=$PROJECT" \
     --filter "label=com.docker.compose.service=nats" | head -n 1
 }
@@ -102,5 +107,21 @@ bounded() {
     "$@" 9>&-
   fi
 }
+# Docker, or Compose on this deployment's project, for at most $1 seconds (`bounded`: these run
+# under `timeout`, which runs programs, not shell functions). DOCKER and COMPOSE each hold a
+# command with its options ("sudo -n docker", "docker compose") and compose_args prints
+# options: they are expanded unquoted on purpose, to split into words (no word in them holds a
+# space or a glob character).
+docker_within() {
+  docker_limit=$1; shift
+  # shellcheck disable=SC2086 # DOCKER splits into words on purpose (above)
+  bounded "$docker_limit" $DOCKER "$@"
+}
+compose_within() {
+  compose_limit=$1; shift
+  # shellcheck disable=SC2046,SC2086 # COMPOSE and compose_args split into words on purpose (above)
+  bounded "$compose_limit" $COMPOSE $(compose_args) "$@"
+}
+
 # A quick Docker call's bound where the script sets none (observe).
 STEP_TIMEOUT=${STEP_TIMEOUT:-30}

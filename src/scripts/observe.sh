@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # natsup observe: read-only. Reports what natsup needs to plan a change:
 # Docker and Compose, the deployment directory, the files there, the container, the port.
 set -u

@@ -25,7 +25,9 @@ pub fn local_paths(state: &State, port: u16, store: &Path) -> ConfPaths {
         key_file: state.certs[0].dir.server_key().display().to_string(),
         store_dir: store.display().to_string(),
         ca_file: state.dir.ca_cert().display().to_string(),
-        cluster_listen: "127.0.0.1:6222".into(),
+        // Written only into a cluster node's config, which no test serves this way; a free
+        // port all the same, not 6222, which another server on this machine may hold.
+        cluster_listen: format!("127.0.0.1:{}", super::free_port()),
         route_cert_file: state.certs[0].dir.server_cert().display().to_string(),
         route_key_file: state.certs[0].dir.server_key().display().to_string(),
     }

@@ -48,6 +48,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port that was free a moment ago on every one of `addrs` (loopback addresses such as a
+/// cluster node's 127.0.0.21): [`free_port`] checks 127.0.0.1 only, and a listener another
+/// test has on 127.0.0.21 would take the node's port, or answer a wait meant for the node.
+pub fn free_port_on(addrs: &[&str]) -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if addrs
+            .iter()
+            .all(|addr| TcpListener::bind((*addr, port)).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no port free on all of {addrs:?} in 100 tries");
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     wait_for_addr("127.0.0.1", port, timeout)
 }
@@ -242,7 +258,7 @@ impl Sshd {
             keygen(&d.join(key));
         }
         std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
-        let port = free_port();
+        let port = free_port_on(&[addr]);
         let config = format!(
             "ListenAddress {addr}\nPort {port}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
