@@ -1,9 +1,9 @@
 //! A three-node cluster against one server, and what its clients see, in one run (issue 12's
 //! benchmark). Run it with `./scripts/bench.sh --cluster`.
 //!
-//! Three sshd on 127.0.0.21, .22 and .23 and three `network: host` Compose projects (as
-//! `tests/e2e_cluster.rs` sets them up); a fourth sshd on 127.0.0.21 with its own Compose project
-//! for the one-node deployment. Then:
+//! Three sshd on 127.0.0.21, .22 and .23 and three `network: host` Compose projects
+//! (natsup-dev-support's `cluster::Cluster`, as `tests/e2e_cluster.rs` uses it); a fourth sshd on
+//! 127.0.0.21 with its own Compose project for the one-node deployment. Then:
 //! 1. bootstrap: a fresh 3-node `natsup up` and a fresh 1-node `natsup up` (each including the
 //!    verify `up` ends with), interleaved, alternating which goes first, RUNS times each; the
 //!    medians and their ratio;
@@ -20,22 +20,20 @@
 //! Every wait is bounded; everything listens on 127.0.0.x; the support guards remove what was
 //! started by pid and container id.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 mod harness;
 
-use std::path::PathBuf;
+use natsup_dev_support as support;
+
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use harness::{median, ms, ratio};
+use support::Sshd;
+use support::cluster::{ADDRS, Cluster, connect_all};
 use support::workspace::{Login, Workspace, text};
-use support::{ComposeProject, Sshd, free_port, test_image, unique_name};
 
-const ADDRS: [&str; 3] = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
 const USERS: [&str; 4] = ["matchmaker", "matchmaker_httpd", "gameserver", "webhook"];
 /// Runs of each measurement (the median is reported).
 const RUNS: usize = 3;
@@ -79,56 +77,6 @@ fn natsup(ws: &Workspace, args: &[&str]) -> (Duration, Output) {
     (took, out)
 }
 
-/// A 3-node cluster's workspace and the guards of its three Compose projects.
-struct Cluster {
-    ws: Workspace,
-    projects: Vec<ComposeProject>,
-    port: u16,
-}
-
-impl Cluster {
-    fn new(sshd: &[Sshd]) -> Cluster {
-        let ws = Workspace::new("cb");
-        let dirs: Vec<PathBuf> = (1..=3)
-            .map(|i| {
-                ws.path()
-                    .join("server")
-                    .join(unique_name(&format!("cb-n{i}")))
-            })
-            .collect();
-        let projects = dirs.iter().map(|d| ComposeProject::new(d)).collect();
-        let port = free_port();
-        let nodes: String = (0..3)
-            .map(|i| {
-                let s = &sshd[i];
-                format!(
-                    "- name: n{n}\n  host: {a}\n  ssh: {user}@{a}\n  ssh_port: {p}\n  identity: {id}\n  known_hosts: {kh}\n  bind: {a}\n  remote_dir: {dir}\n",
-                    n = i + 1,
-                    a = ADDRS[i],
-                    user = s.user(),
-                    p = s.port(),
-                    id = s.identity().display(),
-                    kh = s.known_hosts().display(),
-                    dir = dirs[i].display(),
-                )
-            })
-            .collect();
-        ws.set_config(&format!(
-            "name: cb\nimage: {image}\nport: {port}\nnetwork: host\ncluster:\n  port: {route}\nnodes:\n{nodes}",
-            image = test_image(),
-            route = free_port(),
-        ));
-        Cluster { ws, projects, port }
-    }
-
-    fn urls(&self) -> Vec<async_nats::ServerAddr> {
-        ADDRS
-            .iter()
-            .map(|a| format!("tls://{a}:{}", self.port).parse().unwrap())
-            .collect()
-    }
-}
-
 /// A fresh 1-node deployment on 127.0.0.21 (its own sshd, Compose project and port).
 fn single(sshd: &Sshd) -> Workspace {
     let ws = Workspace::new("cb1");
@@ -140,36 +88,6 @@ fn single(sshd: &Sshd) -> Workspace {
     );
     ws.set_config(&yaml.replace("127.0.0.1", ADDRS[0]));
     ws
-}
-
-/// Connects with the three URLs, counting the disconnects the client library reports.
-async fn connect_all(
-    login: &Login,
-    urls: Vec<async_nats::ServerAddr>,
-    disconnects: Arc<AtomicUsize>,
-) -> async_nats::Client {
-    let client = tokio::time::timeout(
-        Duration::from_secs(30),
-        login
-            .options()
-            .event_callback(move |event| {
-                let disconnects = disconnects.clone();
-                async move {
-                    if let async_nats::Event::Disconnected = event {
-                        disconnects.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
-            .connect(urls),
-    )
-    .await
-    .expect("a connect within 30 s")
-    .expect("a client with the three URLs connects");
-    tokio::time::timeout(Duration::from_secs(10), client.flush())
-        .await
-        .expect("a flush within 10 s")
-        .expect("flush");
-    client
 }
 
 struct Renew {
@@ -342,7 +260,6 @@ fn main() {
     natsup::install_crypto_provider();
     let started = Instant::now();
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let sshd: Vec<Sshd> = ADDRS.iter().map(|a| Sshd::start_at(a, "")).collect();
     let sshd_single = Sshd::start_at(ADDRS[0], "");
 
     // 1. Bootstrap, interleaved; the last cluster stays up for the rest.
@@ -351,7 +268,8 @@ fn main() {
     for run in 0..RUNS {
         eprintln!("bootstrap run {}", run + 1);
         let mut measure_three = || {
-            let cl = Cluster::new(&sshd);
+            let cl = Cluster::named("cb");
+            cl.configure();
             let (took, out) = natsup(&cl.ws, &["up"]);
             assert!(
                 text(&out).contains("starting 3 nodes at once"),

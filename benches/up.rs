@@ -13,17 +13,16 @@
 //! For each: wall time, SSH connections and remote sessions (counted from the sshd's own log,
 //! scp/sftp transfers included), and container restarts (Docker's StartedAt).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 mod harness;
+
+use natsup_dev_support as support;
 
 use std::time::Duration;
 
-use harness::clients::{Server, wait_for_tls};
 use harness::natsup::NatsupDeployment;
 use harness::tutorial::TutorialDeployment;
-use harness::{SshEndpoint, median, ms, ratio};
+use harness::{Server, SshEndpoint, median, ms, ratio};
+use support::load::wait_for_tls;
 use support::{Sshd, test_image};
 
 const ROUNDS: usize = 3;
@@ -95,7 +94,11 @@ fn main() {
             port: ours.port,
             ca_pem: ours.ca_pem(),
         };
-        let took = took + wait_for_tls(&rt, &server, "matchmaker", &ours.password("matchmaker"));
+        let took = took
+            + wait_for_tls(
+                &rt,
+                &server.login("matchmaker", &ours.password("matchmaker")),
+            );
         fresh.natsup.record(took, &sshd, before, false);
         let id = ours.project.container_id();
         let started = ours.project.started_at(&id);
@@ -108,7 +111,7 @@ fn main() {
             } else {
                 ours.run_ok(&["up"])
             };
-            let took = took + wait_for_tls(&rt, &server, user, &ours.password(user));
+            let took = took + wait_for_tls(&rt, &server.login(user, &ours.password(user)));
             let restarted = ours.project.started_at(&id) != started;
             (took, before, restarted)
         };
@@ -128,7 +131,11 @@ fn main() {
             port: theirs.port,
             ca_pem: theirs.ca_pem(),
         };
-        let took = took + wait_for_tls(&rt, &server, "matchmaker", &theirs.password("matchmaker"));
+        let took = took
+            + wait_for_tls(
+                &rt,
+                &server.login("matchmaker", &theirs.password("matchmaker")),
+            );
         fresh.tutorial.record(took, &sshd, before, false);
         let id = theirs.project.container_id();
         let started = theirs.project.started_at(&id);
@@ -137,7 +144,7 @@ fn main() {
         let mut timed = |step: &str, user: &str| {
             let before = counts(&sshd);
             let took = theirs.step(step);
-            let took = took + wait_for_tls(&rt, &server, user, &theirs.password(user));
+            let took = took + wait_for_tls(&rt, &server.login(user, &theirs.password(user)));
             let restarted = theirs.project.started_at(&id) != started;
             (took, before, restarted)
         };
