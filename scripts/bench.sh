@@ -6,8 +6,9 @@
 #   ./scripts/bench.sh --scale    only the scale benchmark (hundreds of connected clients;
 #                                 long: NATSUP_BENCH_SCALE_SIZES="50,200" runs fewer sizes)
 #   ./scripts/bench.sh --cluster  only the cluster benchmark (3 nodes on 127.0.0.21-23 against
-#                                 one server: bootstrap, a rolling renew-cert with 200 clients,
-#                                 a client's node killed)
+#                                 one server: bootstrap beside its floor, one node's bootstrap +
+#                                 three native nats-servers' formation; a rolling renew-cert
+#                                 with 200 clients; a client's node killed)
 #   ./scripts/bench.sh --delay    also `up` with 50 ms added each way: with netem when the
 #                                 kernel has it (`tc qdisc add dev lo root netem delay 50ms`,
 #                                 as root, removed after), else on SSH through
@@ -36,7 +37,9 @@ set -a
 . target/test-deps/env
 set +a
 cargo build --release --bin natsup --benches >&2
-export NATSUP_BIN=$PWD/target/release/natsup
+# Where cargo put it: CARGO_TARGET_DIR moves the build out of ./target.
+target_dir=$(realpath "${CARGO_TARGET_DIR:-target}")
+export NATSUP_BIN=$target_dir/release/natsup
 out=$PWD/target/bench
 mkdir -p "$out"
 report=$out/report.md
@@ -49,7 +52,8 @@ scale() {
   echo >>"$report"
 }
 
-# 5. (alone with --cluster) a 3-node cluster against one server: bootstrap, a rolling
+# 5. (alone with --cluster) a 3-node cluster against one server: bootstrap beside its floor
+#    (one node's bootstrap + the native formation, median of 5 and worst run), a rolling
 #    renew-cert with 200 connected clients, a client's node killed.
 cluster() {
   cargo bench --bench cluster | tee -a "$report"
