@@ -13,6 +13,11 @@
 #                                 kernel has it (`tc qdisc add dev lo root netem delay 50ms`,
 #                                 as root, removed after), else on SSH through
 #                                 benches/harness/delay_proxy.py
+#   NATSUP_BASELINE_BIN=/path/to/other/natsup ./scripts/bench.sh --baseline
+#                                 only the one-server `up` cases (fresh bootstrap, no-op, a
+#                                 change) and the no-op alone, this build against that binary,
+#                                 interleaved in one run, on this machine's shell and on a plain
+#                                 one (to target/bench/baseline.md)
 #
 # Results go to stdout and target/bench/report.md.
 set -euo pipefail
@@ -21,16 +26,26 @@ cd "$(dirname "$0")/.."
 netem=false
 scale_only=false
 cluster_only=false
+baseline_only=false
 case "${1:-}" in
   --delay) netem=true ;;
   --scale) scale_only=true ;;
   --cluster) cluster_only=true ;;
+  --baseline) baseline_only=true ;;
   "") ;;
   *)
-    echo "usage: $0 [--delay|--scale|--cluster]" >&2
+    echo "usage: $0 [--delay|--scale|--cluster|--baseline]" >&2
     exit 2
     ;;
 esac
+if $baseline_only; then
+  if [ ! -x "${NATSUP_BASELINE_BIN:-}" ]; then
+    echo "$0 --baseline: set NATSUP_BASELINE_BIN to the natsup binary to compare against" >&2
+    exit 2
+  fi
+  NATSUP_BASELINE_BIN=$(realpath "$NATSUP_BASELINE_BIN")
+  export NATSUP_BASELINE_BIN
+fi
 
 ./scripts/setup-test-deps.sh >&2
 set -a
@@ -60,6 +75,15 @@ cluster() {
   echo >>"$report"
 }
 
+# 6. (alone with --baseline) this build against NATSUP_BASELINE_BIN, both driven the same way.
+if $baseline_only; then
+  {
+    cargo bench --bench up 2>/dev/null
+    echo
+    NATSUP_BENCH_PLAIN_SHELL=1 cargo bench --bench up 2>/dev/null
+  } | tee "$out/baseline.md"
+  exit 0
+fi
 if $cluster_only; then
   # Appended to the report of the last full run.
   cluster
