@@ -9,17 +9,17 @@
 //!   window is the total time from a failed attempt to the next one that succeeds;
 //! - wall time is until the change is live and a new client connects.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 mod harness;
+
+use natsup_dev_support as support;
 
 use std::time::Duration;
 
-use harness::clients::{ConnectLoop, Crowd, Server, Window, wait_for_tls};
 use harness::natsup::NatsupDeployment;
 use harness::tutorial::TutorialDeployment;
-use harness::{SshEndpoint, ms, ratio};
+use harness::{Server, SshEndpoint, ms, ratio};
+use support::load::{ConnectLoop, Crowd, Load, Window, wait_for_tls};
+use support::workspace::Login;
 use support::{Sshd, test_image};
 use tokio::runtime::Runtime;
 
@@ -46,19 +46,26 @@ fn watched(
     password: &dyn Fn(&str) -> String,
     operation: &mut dyn FnMut() -> Duration,
 ) -> Outcome {
-    let logins: Vec<(String, String)> = UNAFFECTED
+    let logins: Vec<Login> = UNAFFECTED
         .iter()
-        .map(|u| (u.to_string(), password(u)))
+        .map(|u| server.login(u, &password(u)))
         .collect();
-    let crowd = Crowd::start(rt, server, &logins, clients());
-    let probe = ConnectLoop::start(rt, server, "matchmaker", &password("matchmaker"));
+    // Each publishing to a subject of its own and receiving it back every 20 ms.
+    let crowd = Crowd::start_with(
+        rt,
+        &logins,
+        clients(),
+        Load::echo(Duration::from_millis(20)),
+    );
+    let probe = ConnectLoop::start(rt, &server.login("matchmaker", &password("matchmaker")));
     std::thread::sleep(Duration::from_millis(500));
     let took = operation();
-    let wall = took + wait_for_tls(rt, server, "gameserver", &password("gameserver"));
+    let wall = took + wait_for_tls(rt, &server.login("gameserver", &password("gameserver")));
     // Let reconnects (if any) happen and be counted.
     std::thread::sleep(Duration::from_secs(1));
     let window = probe.stop(rt);
-    let (disconnects, received) = crowd.stop(rt);
+    let report = crowd.stop(rt);
+    let (disconnects, received) = (report.disconnects, report.received);
     assert!(
         received > 0 || clients() == 0,
         "the crowd received nothing: the benchmark is broken"
@@ -93,9 +100,7 @@ fn main() {
     };
     wait_for_tls(
         &rt,
-        &their_server,
-        "matchmaker",
-        &theirs.password("matchmaker"),
+        &their_server.login("matchmaker", &theirs.password("matchmaker")),
     );
 
     eprintln!("password rotation");

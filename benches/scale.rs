@@ -5,7 +5,7 @@
 //! At each size N (NATSUP_BENCH_SCALE_SIZES, default 50,200,500), on a fresh deployment of
 //! each way, N clients spread over the four users stay connected, each publishing and
 //! receiving every 200 ms, one in ten writing to a JetStream stream and counting acks
-//! (`harness/fleet.rs`). Then, in this order:
+//! (natsup-dev-support's `load::Crowd`, `Work::Mixed`). Then, in this order:
 //! - memory: the container's memory before and with the N clients (`docker stats`);
 //! - no-op: `natsup up` with nothing to do (the tutorial: its steps re-run), idle and with
 //!   the N clients, and the disconnects it caused; `natsup verify`, idle and with N;
@@ -22,19 +22,17 @@
 //! NATSUP_BENCH_BCRYPT_COST, when set, adds `auth: {bcrypt_cost: N}` to natsup.yaml before
 //! the first `up`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 mod harness;
+
+use natsup_dev_support as support;
 
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use harness::clients::{ConnectLoop, Server, Window, wait_for_tls};
-use harness::fleet::{self, Fleet, Passwords};
 use harness::natsup::NatsupDeployment;
 use harness::tutorial::TutorialDeployment;
-use harness::{SshEndpoint, median, ms, ratio};
+use harness::{Server, SshEndpoint, median, ms, ratio};
+use support::load::{self, ConnectLoop, Crowd, Load, Window, Work, wait_for_tls};
 use support::{Sshd, test_image};
 use tokio::runtime::Runtime;
 
@@ -45,6 +43,17 @@ const PROBE: &str = "matchmaker";
 const RUNS: usize = 3;
 /// The longest wait for clients to come back after an operation or a restart.
 const BACK_LIMIT: Duration = Duration::from_secs(120);
+/// A gameserver backend's clients: each publishes once per 200 ms (at 500 clients a shorter
+/// period would measure the publishers, not the server), one in ten to the stream waiting for
+/// the ack; four connect at once at first (more would only queue on the server's bcrypt and,
+/// past its 2 s auth timeout, be refused).
+const FLEET: Load = Load {
+    work: Work::Mixed {
+        jetstream_every: 10,
+    },
+    period: Duration::from_millis(200),
+    connecting_at_once: 4,
+};
 
 fn sizes() -> Vec<usize> {
     std::env::var("NATSUP_BENCH_SCALE_SIZES")
@@ -259,9 +268,9 @@ struct Figures {
 
 /// Acked so far, and how many of those the stream lacks (read in this order, every message
 /// acked before the first read is stored before the second).
-fn kept(rt: &Runtime, fleet: &Fleet, way: &dyn Way, server: &Server) -> (u64, u64) {
+fn kept(rt: &Runtime, fleet: &Crowd, way: &dyn Way, server: &Server) -> (u64, u64) {
     let acked = fleet.acked();
-    let stored = fleet::stream_messages(rt, server, PROBE, &way.password(PROBE));
+    let stored = load::stream_messages(rt, &server.login(PROBE, &way.password(PROBE)));
     (acked, acked.saturating_sub(stored))
 }
 
@@ -270,23 +279,23 @@ fn kept(rt: &Runtime, fleet: &Fleet, way: &dyn Way, server: &Server) -> (u64, u6
 fn watched(
     rt: &Runtime,
     way: &mut dyn Way,
-    fleet: &Fleet,
-    passwords: &Passwords,
+    fleet: &Crowd,
     concerns: Option<&str>,
     op: fn(&mut dyn Way) -> Run,
 ) -> Operation {
     let server = way.server();
     let probe_password = way.password(PROBE);
     if let Some(user) = concerns {
-        passwords.set(user, None);
+        fleet.passwords().set(user, None);
     }
     let before = fleet.snapshot();
-    let probe = ConnectLoop::start(rt, &server, PROBE, &probe_password);
+    let probe_login = server.login(PROBE, &probe_password);
+    let probe = ConnectLoop::start(rt, &probe_login);
     std::thread::sleep(Duration::from_millis(500));
     let run = op(way);
-    let wall = run.took + wait_for_tls(rt, &server, PROBE, &probe_password);
+    let wall = run.took + wait_for_tls(rt, &probe_login);
     if let Some(user) = concerns {
-        passwords.set(user, Some(way.password(user)));
+        fleet.passwords().set(user, Some(way.password(user)));
     }
     // Let reconnects (if any) happen and be counted.
     std::thread::sleep(Duration::from_secs(1));
@@ -305,12 +314,12 @@ fn watched(
     }
 }
 
-fn storm(rt: &Runtime, way: &dyn Way, fleet: &Fleet) -> Storm {
+fn storm(rt: &Runtime, way: &dyn Way, fleet: &Crowd) -> Storm {
     let server = way.server();
     let before = fleet.snapshot();
-    fleet::restart_container(&way.container());
+    support::restart_container(&way.container());
     let restarted = Instant::now();
-    let ready = fleet::tls_ready(rt, server.port, Duration::from_secs(60));
+    let ready = load::tls_ready(rt, server.port, Duration::from_secs(60));
     // A client may finish its handshake between two polls: the server was ready by then.
     let ready = match (ready, fleet.first_back(before.at)) {
         (Some(r), Some(c)) => Some(r.min(c)),
@@ -336,9 +345,9 @@ fn storm(rt: &Runtime, way: &dyn Way, fleet: &Fleet) -> Storm {
 
 fn measure(rt: &Runtime, way: &mut dyn Way, n: usize) -> Figures {
     let server = way.server();
-    fleet::create_stream(rt, &server, PROBE, &way.password(PROBE));
+    load::create_stream(rt, &server.login(PROBE, &way.password(PROBE)));
     let container = way.container();
-    let memory_idle = fleet::container_memory_mib(&container);
+    let memory_idle = support::container_memory_mib(&container);
     way.noop(); // warm-up: natsup opens its SSH master here
     let noop_idle = repeated(RUNS, || way.noop());
     let verify_idle = way
@@ -346,15 +355,15 @@ fn measure(rt: &Runtime, way: &mut dyn Way, n: usize) -> Figures {
         .is_some()
         .then(|| repeated(RUNS, || way.verify().expect("verify")));
 
-    let passwords = Passwords::default();
-    for user in USERS {
-        passwords.set(user, Some(way.password(user)));
-    }
-    let fleet = Fleet::start(rt, &server, &USERS, &passwords, n);
+    let logins: Vec<_> = USERS
+        .iter()
+        .map(|user| server.login(user, &way.password(user)))
+        .collect();
+    let fleet = Crowd::start_with(rt, &logins, n, FLEET);
     eprintln!("  {n} clients connected in {}", ms(fleet.connect_time));
     std::thread::sleep(Duration::from_secs(1));
-    let memory_loaded = fleet::container_memory_mib(&container);
-    let nofile = fleet::container_nofile(&container);
+    let memory_loaded = support::container_memory_mib(&container);
+    let nofile = support::container_nofile(&container);
 
     let before = fleet.snapshot();
     let noop_loaded = repeated(RUNS, || way.noop());
@@ -365,16 +374,14 @@ fn measure(rt: &Runtime, way: &mut dyn Way, n: usize) -> Figures {
         .map(|_| repeated(RUNS, || way.verify().expect("verify")));
 
     eprintln!("  rotate webhook's password");
-    let rotate = watched(rt, way, &fleet, &passwords, Some("webhook"), |w| {
-        w.rotate_webhook()
-    });
+    let rotate = watched(rt, way, &fleet, Some("webhook"), |w| w.rotate_webhook());
     eprintln!("  renew the certificate");
-    let renew = watched(rt, way, &fleet, &passwords, None, |w| w.renew_cert());
+    let renew = watched(rt, way, &fleet, None, |w| w.renew_cert());
     eprintln!("  restart the container");
     let storm = storm(rt, way, &fleet);
     let received = fleet.received();
     let fleet_connect = fleet.connect_time;
-    fleet.stop(rt);
+    let _ = fleet.stop(rt);
     Figures {
         connect_all: fleet_connect,
         memory_idle,
@@ -431,7 +438,7 @@ fn main() {
         let mut theirs = TutorialDeployment::new(&ssh, &image);
         theirs.step("bootstrap");
         let mut theirs = Tutorial(theirs);
-        wait_for_tls(&rt, &theirs.server(), PROBE, &theirs.password(PROBE));
+        wait_for_tls(&rt, &theirs.server().login(PROBE, &theirs.password(PROBE)));
         let figures_theirs = measure(&rt, &mut theirs, n);
         drop(theirs);
         results.push((n, figures_ours, figures_theirs));

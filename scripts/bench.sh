@@ -6,12 +6,18 @@
 #   ./scripts/bench.sh --scale    only the scale benchmark (hundreds of connected clients;
 #                                 long: NATSUP_BENCH_SCALE_SIZES="50,200" runs fewer sizes)
 #   ./scripts/bench.sh --cluster  only the cluster benchmark (3 nodes on 127.0.0.21-23 against
-#                                 one server: bootstrap, a rolling renew-cert with 200 clients,
-#                                 a client's node killed)
+#                                 one server: bootstrap beside its floor, one node's bootstrap +
+#                                 three native nats-servers' formation; a rolling renew-cert
+#                                 with 200 clients; a client's node killed)
 #   ./scripts/bench.sh --delay    also `up` with 50 ms added each way: with netem when the
 #                                 kernel has it (`tc qdisc add dev lo root netem delay 50ms`,
 #                                 as root, removed after), else on SSH through
 #                                 benches/harness/delay_proxy.py
+#   NATSUP_BASELINE_BIN=/path/to/other/natsup ./scripts/bench.sh --baseline
+#                                 only the one-server `up` cases (fresh bootstrap, no-op, a
+#                                 change) and the no-op alone, this build against that binary,
+#                                 interleaved in one run, on this machine's shell and on a plain
+#                                 one (to target/bench/baseline.md)
 #
 # Results go to stdout and target/bench/report.md.
 set -euo pipefail
@@ -20,16 +26,26 @@ cd "$(dirname "$0")/.."
 netem=false
 scale_only=false
 cluster_only=false
+baseline_only=false
 case "${1:-}" in
   --delay) netem=true ;;
   --scale) scale_only=true ;;
   --cluster) cluster_only=true ;;
+  --baseline) baseline_only=true ;;
   "") ;;
   *)
-    echo "usage: $0 [--delay|--scale|--cluster]" >&2
+    echo "usage: $0 [--delay|--scale|--cluster|--baseline]" >&2
     exit 2
     ;;
 esac
+if $baseline_only; then
+  if [ ! -x "${NATSUP_BASELINE_BIN:-}" ]; then
+    echo "$0 --baseline: set NATSUP_BASELINE_BIN to the natsup binary to compare against" >&2
+    exit 2
+  fi
+  NATSUP_BASELINE_BIN=$(realpath "$NATSUP_BASELINE_BIN")
+  export NATSUP_BASELINE_BIN
+fi
 
 ./scripts/setup-test-deps.sh >&2
 set -a
@@ -37,7 +53,9 @@ set -a
 . target/test-deps/env
 set +a
 cargo build --release --bin natsup --benches >&2
-export NATSUP_BIN=$PWD/target/release/natsup
+# Where cargo put it: CARGO_TARGET_DIR moves the build out of ./target.
+target_dir=$(realpath "${CARGO_TARGET_DIR:-target}")
+export NATSUP_BIN=$target_dir/release/natsup
 out=$PWD/target/bench
 mkdir -p "$out"
 report=$out/report.md
@@ -50,13 +68,23 @@ scale() {
   echo >>"$report"
 }
 
-# 5. (alone with --cluster) a 3-node cluster against one server: bootstrap, a rolling
+# 5. (alone with --cluster) a 3-node cluster against one server: bootstrap beside its floor
+#    (one node's bootstrap + the native formation, median of 5 and worst run), a rolling
 #    renew-cert with 200 connected clients, a client's node killed.
 cluster() {
   cargo bench --bench cluster | tee -a "$report"
   echo >>"$report"
 }
 
+# 6. (alone with --baseline) this build against NATSUP_BASELINE_BIN, both driven the same way.
+if $baseline_only; then
+  {
+    cargo bench --bench up 2>/dev/null
+    echo
+    NATSUP_BENCH_PLAIN_SHELL=1 cargo bench --bench up 2>/dev/null
+  } | tee "$out/baseline.md"
+  exit 0
+fi
 if $cluster_only; then
   # Appended to the report of the last full run.
   cluster

@@ -1,7 +1,7 @@
 //! The built binary in a temp dir: init, render (twice), env, ca, and bad input with its
 //! message and exit code 2 (issue 2).
 
-mod support;
+use natsup_dev_support as support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! started from them form a cluster whose routes run over TLS with the route login, and whose
 //! JetStream takes an R3 KV bucket.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -7,7 +7,7 @@
 //! clients use the system resolver: each test adds `127.0.0.1 NAME` to /etc/hosts with a name
 //! no one else uses, and removes it when it ends.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;

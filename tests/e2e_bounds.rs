@@ -2,7 +2,7 @@
 //! that never answers, ends the run within its bound, names the step, and leaves the server on
 //! its old config with no lock held and no container of the run left behind.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};

@@ -8,116 +8,16 @@
 //! - rolling `rotate-passwords` while a client holding all three URLs publishes every 20 ms:
 //!   no publish fails, and that (unaffected) client is never disconnected.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use support::cluster::{ADDRS, Cluster, connect_all};
+use support::free_port_on;
 use support::workspace::{Workspace, text};
-use support::{ComposeProject, Sshd, free_port_on, test_image, unique_name};
-
-const ADDRS: [&str; 4] = ["127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"];
-
-struct Cluster {
-    ws: Workspace,
-    sshd: Vec<Sshd>,
-    dirs: Vec<std::path::PathBuf>,
-    projects: Vec<ComposeProject>,
-    port: u16,
-}
-
-impl Cluster {
-    fn new() -> Cluster {
-        let ws = Workspace::new("cl");
-        let sshd: Vec<Sshd> = ADDRS[..3].iter().map(|a| Sshd::start_at(a, "")).collect();
-        let dirs: Vec<_> = (1..=3)
-            .map(|i| {
-                ws.path()
-                    .join("server")
-                    .join(unique_name(&format!("cl-n{i}")))
-            })
-            .collect();
-        let projects = dirs.iter().map(|d| ComposeProject::new(d)).collect();
-        Cluster {
-            ws,
-            sshd,
-            dirs,
-            projects,
-            // Free on every node's address, the fourth's too (`add_server`).
-            port: free_port_on(&ADDRS),
-        }
-    }
-
-    /// natsup.yaml for the three nodes; `ssh_port_of` overrides a node's SSH port.
-    fn yaml(&self, route_port: u16, ssh_port_of: impl Fn(usize) -> u16) -> String {
-        let nodes: String = (0..self.sshd.len())
-            .map(|i| {
-                let s = &self.sshd[i];
-                format!(
-                    "- name: n{n}\n  host: {a}\n  ssh: {user}@{a}\n  ssh_port: {p}\n  identity: {id}\n  known_hosts: {kh}\n  bind: {a}\n  remote_dir: {dir}\n",
-                    n = i + 1,
-                    a = ADDRS[i],
-                    user = s.user(),
-                    p = ssh_port_of(i),
-                    id = s.identity().display(),
-                    kh = s.known_hosts().display(),
-                    dir = self.dirs[i].display(),
-                )
-            })
-            .collect();
-        format!(
-            "name: cl\nimage: {image}\nport: {port}\nnetwork: host\ncluster:\n  port: {route_port}\nnodes:\n{nodes}",
-            image = test_image(),
-            port = self.port,
-        )
-    }
-
-    fn containers(&self) -> Vec<Vec<String>> {
-        self.projects.iter().map(|p| p.container_ids()).collect()
-    }
-
-    fn urls(&self) -> Vec<async_nats::ServerAddr> {
-        ADDRS[..3]
-            .iter()
-            .map(|a| format!("tls://{a}:{}", self.port).parse().unwrap())
-            .collect()
-    }
-
-    /// A fourth server: its sshd, directory and Compose project.
-    fn add_server(&mut self) {
-        let i = self.sshd.len();
-        self.sshd.push(Sshd::start_at(ADDRS[i], ""));
-        let dir = self
-            .ws
-            .path()
-            .join("server")
-            .join(unique_name(&format!("cl-n{}", i + 1)));
-        self.projects.push(ComposeProject::new(&dir));
-        self.dirs.push(dir);
-    }
-}
-
-async fn connect_all(
-    login: &support::workspace::Login,
-    urls: Vec<async_nats::ServerAddr>,
-    disconnects: Arc<AtomicUsize>,
-) -> async_nats::Client {
-    login
-        .options()
-        .event_callback(move |event| {
-            let disconnects = disconnects.clone();
-            async move {
-                if let async_nats::Event::Disconnected = event {
-                    disconnects.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        })
-        .connect(urls)
-        .await
-        .expect("a client with the three URLs connects")
-}
 
 #[test]
 fn a_three_node_cluster() {
@@ -673,8 +573,11 @@ fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
         .map(|p| p.started_at(&p.container_id()))
         .collect();
     let config = cl.ws.config();
-    cl.ws
-        .set_config(&config.replace("name: cl\n", "name: cl\nusers:\n- name: gameserver\n- name: webhook\n- name: matchmaker\n- name: matchmaker_httpd\n- name: analytics\n"));
+    let name = format!("name: {}\n", cl.name);
+    cl.ws.set_config(&config.replace(
+        &name,
+        &format!("{name}users:\n- name: gameserver\n- name: webhook\n- name: matchmaker\n- name: matchmaker_httpd\n- name: analytics\n"),
+    ));
     let out = cl.ws.run(&["up"]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");

@@ -3,7 +3,7 @@
 //! - the passwords that work on the server are always ones stored locally;
 //! - the next run converges: it succeeds, `verify` passes, nothing is left pending.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Day-2 operations against a live server over the real sshd, with clients working through
 //! them (issue 4): who is disconnected, what is lost, what works afterwards.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::time::Duration;
 

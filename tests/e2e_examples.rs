@@ -5,7 +5,7 @@
 //! One substitution: the workflow's install step (`cargo install --git ...`) is replaced by
 //! the binary this test suite built, put first on PATH.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! Each test shares one sshd between its cases and runs them one after the other; every user,
 //! with its home, sudoers file and containers, is removed when its case ends.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

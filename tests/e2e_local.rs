@@ -1,6 +1,6 @@
 //! `up --local`: the same executor against this machine's Docker, no SSH at all (issue 3).
 
-mod support;
+use natsup_dev_support as support;
 
 use std::net::TcpListener;
 

@@ -2,7 +2,7 @@
 //! settings, never a password unless `--show` asks. Against a real server in this machine's
 //! Docker (`--local`).
 
-mod support;
+use natsup_dev_support as support;
 
 use support::workspace::{Workspace, text};
 

@@ -4,7 +4,7 @@
 //! cost. At natsup's default cost (4) a rotation under 240 clients disconnects none of the
 //! clients it does not concern, times none out, and leaves no acknowledged message behind.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

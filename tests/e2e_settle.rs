@@ -4,7 +4,7 @@
 //! - when the server's NATS port does not answer from natsup's side, the server is asked over
 //!   its remote: the nats-server.conf it last confirmed holds one of the two hashes.
 
-mod support;
+use natsup_dev_support as support;
 
 use support::workspace::{Workspace, text};
 

@@ -1,7 +1,7 @@
 //! The shortest real path: `init` → `up --local` against this machine's Docker → `verify`,
 //! then a second `up` that changes nothing.
 
-mod support;
+use natsup_dev_support as support;
 
 use assert_cmd::Command;
 use support::*;

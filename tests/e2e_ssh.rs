@@ -2,7 +2,7 @@
 //! (issue 3). Each test has its own sshd, deployment folder and Compose project, removed by id
 //! when it ends.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! read (errors, plan, verify, progress lines), a pseudo-terminal for the spinner, NO_COLOR,
 //! --quiet, -v, completions and the man page.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::process::{Command, Output};
 

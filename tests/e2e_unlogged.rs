@@ -6,7 +6,7 @@
 //! `COMPOSE_FILE` for its sessions, so Compose (v1 and v2 read it) merges an override file
 //! into the deployment's docker-compose.yaml.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The test components themselves work: if one of these fails, every real-component test
 //! would fail for a reason that is not natsup's.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! in three formats, the gameserver's CA argument, bundles for images, and an imported mkcert
 //! CA.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

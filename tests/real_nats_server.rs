@@ -2,7 +2,7 @@
 //! with local paths instead of the container's: it loads them, `verify` passes for every
 //! user, and what must be refused is refused (issue 2).
 
-mod support;
+use natsup_dev_support as support;
 
 use natsup::config::{Config, InitOptions};
 use natsup::secret::Secret;

@@ -4,7 +4,7 @@
 //! Each half-state is made the way a crash makes it: by the real binary stopped at a
 //! failpoint between the two writes, or written by hand where no natsup run makes it any more.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! thresholds in the nats CLI's duration syntax, exit codes 0/1/2/3, and the env-only smoke
 //! mode. Against a real nats-server serving the rendered config.
 
-mod support;
+use natsup_dev_support as support;
 
 use std::process::{Command, Output};
 

@@ -1,18 +1,36 @@
 //! What the side-by-side benchmarks share: the two ways of running a NATS server that they
-//! compare (natsup, and the tutorial's steps as a script), and the NATS clients that watch
-//! what each way does to the people connected.
+//! compare (natsup, and the tutorial's steps as a script). The NATS clients that watch what
+//! each way does to the people connected are natsup-dev-support's `load`, shared with the
+//! tests.
 //!
 //! Both deployments go to the same real sshd on 127.0.0.1 and the same Docker engine, so the
 //! figures differ only by what each way does.
 
 #![allow(dead_code)] // each benchmark uses its own part of the harness
 
-pub mod clients;
-pub mod fleet;
 pub mod natsup;
 pub mod tutorial;
 
 use std::time::Duration;
+
+/// Where a deployment's clients dial (127.0.0.1) and what they trust.
+#[derive(Clone)]
+pub struct Server {
+    pub port: u16,
+    pub ca_pem: String,
+}
+
+impl Server {
+    /// A user's login to this server.
+    pub fn login(&self, user: &str, password: &str) -> crate::support::workspace::Login {
+        crate::support::workspace::Login {
+            user: user.to_string(),
+            password: password.to_string(),
+            ca_pem: self.ca_pem.clone(),
+            port: self.port,
+        }
+    }
+}
 
 /// The median of some durations (the benchmarks run each case a few times, interleaved).
 pub fn median(mut samples: Vec<Duration>) -> Duration {

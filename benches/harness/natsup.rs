@@ -5,8 +5,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use super::SshEndpoint;
-use crate::support::workspace::FOREIGN_ENV;
-use crate::support::{ComposeProject, RuntimeDir, free_port, unique_name};
+use crate::support::{self, ComposeProject, RuntimeDir, free_port, unique_name};
+use support::workspace::FOREIGN_ENV;
 
 pub struct NatsupDeployment {
     /// natsup's SSH masters live here; dropped (and closed) before `work`, which holds them.
@@ -14,18 +14,26 @@ pub struct NatsupDeployment {
     work: tempfile::TempDir,
     pub port: u16,
     pub project: ComposeProject,
+    /// The natsup binary this deployment is run with, `init` included.
+    bin: PathBuf,
 }
 
-/// The binary under test: `NATSUP_BIN` (bench.sh points it at the release build).
-fn natsup_bin() -> PathBuf {
+/// The binary under test: `NATSUP_BIN` (bench.sh points it at the release build), else the
+/// one cargo built beside this benchmark.
+pub fn natsup_bin() -> PathBuf {
     std::env::var_os("NATSUP_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/natsup"))
+        .unwrap_or_else(support::natsup_bin)
 }
 
 impl NatsupDeployment {
     /// `natsup init` for a deployment over the test sshd, published on 127.0.0.1.
     pub fn new(ssh: &SshEndpoint, image: &str) -> NatsupDeployment {
+        NatsupDeployment::with_bin(ssh, image, &natsup_bin())
+    }
+
+    /// As [`new`](Self::new), run with the natsup binary `bin` (another build, to compare).
+    pub fn with_bin(ssh: &SshEndpoint, image: &str, bin: &Path) -> NatsupDeployment {
         let work = tempfile::tempdir().expect("tempdir");
         let remote_dir = work.path().join("server").join(unique_name("natsup"));
         let port = free_port();
@@ -34,6 +42,7 @@ impl NatsupDeployment {
             runtime: RuntimeDir::new(work.path()),
             work,
             port,
+            bin: bin.to_path_buf(),
         };
         deployment.run_ok(&[
             "init",
@@ -60,7 +69,7 @@ impl NatsupDeployment {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(natsup_bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.current_dir(self.work.path())
             .env("NATSUP_STATE_DIR", self.work.path().join("state"))
             .env("XDG_RUNTIME_DIR", &self.runtime.0)

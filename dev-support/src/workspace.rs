@@ -54,7 +54,7 @@ impl Workspace {
 
     /// `natsup ARGS` in this folder, with its own state dir, home and nats context dir.
     pub fn natsup(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natsup"));
+        let mut cmd = Command::new(super::natsup_bin());
         cmd.current_dir(self.path())
             .env("NATSUP_STATE_DIR", self.state_dir())
             .env("HOME", self.path().join("home"))

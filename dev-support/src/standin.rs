@@ -2,7 +2,6 @@
 //! its own, to make the real server's failures on demand (one that passes `-t` and then exits,
 //! one whose config check refuses). Shared by the files that drive `up --image` into them.
 
-use std::path::Path;
 use std::process::Command;
 
 use super::{run, unique_name};
@@ -15,9 +14,7 @@ pub struct StandInImage(pub String);
 impl StandInImage {
     pub fn build(source: &str) -> StandInImage {
         let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/assets")
-            .join(source);
+        let src = super::repo_root().join("tests/assets").join(source);
         run(Command::new("gcc")
             .args(["-static", "-O2", "-o"])
             .arg(dir.path().join("nats-server"))
