@@ -38,7 +38,7 @@ use crate::settle::{Settled, prove_rotated, settle_pending};
 use crate::state::State;
 use crate::tls_probe;
 use crate::ui;
-use crate::verify::cluster::{check_in_cluster, wait_in_cluster};
+use crate::verify::cluster::{check_in_cluster, wait_answers_placement, wait_in_cluster};
 
 /// How long the server has to confirm a reload or a start, for every change but `up
 /// --timeout`'s.
@@ -506,16 +506,16 @@ async fn start_all(
     step.done("done");
     if config.is_cluster() {
         let step = ui::Step::start("waiting for every node to join the cluster");
-        let waits = join_all(
-            members
-                .iter()
-                .map(|m| wait_in_cluster(config, state, m.index)),
-        )
+        let state = &*state;
+        let waits = join_all(members.iter().map(|m| async move {
+            wait_in_cluster(config, state, m.index).await?;
+            wait_answers_placement(config, state, m.index).await
+        }))
         .await;
         for (m, w) in members.iter().zip(waits) {
             w.map_err(|e| on_node(config, &m.name, e, false))?;
         }
-        step.done("routes up and JetStream answering on every node");
+        step.done("routes up, and every node answers for a stream placed on it");
     }
     for m in members {
         prove_serial(config, state, m, change.proofs[m.index]).await?;

@@ -230,6 +230,7 @@ struct NatsConf<'a> {
     deployment: &'a str,
     listen: &'a str,
     server_name: Option<&'a str>,
+    server_tag: Option<String>,
     client_advertise: Option<String>,
     cluster: Option<ClusterConf<'a>>,
     users: Vec<ConfUser<'a>>,
@@ -257,6 +258,13 @@ struct ConfUser<'a> {
     name: &'a str,
     bcrypt: &'a str,
     permissions: Option<&'a Permissions>,
+}
+
+/// A cluster node's server tag: JetStream places a stream whose `placement.tags` holds it on
+/// that node alone (nats-server compares tags case-insensitively). natsup places one on each
+/// node of a new cluster to see that the node answers for it.
+pub fn node_tag(node: &str) -> String {
+    format!("natsup-node:{node}")
 }
 
 /// Node `i`'s `nats-server.conf`: the tutorial's config with bcrypt hashes instead of
@@ -307,6 +315,7 @@ pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) ->
         deployment: &config.name,
         listen: &paths.listen,
         server_name: config.is_cluster().then_some(node.name.as_str()),
+        server_tag: config.is_cluster().then(|| node_tag(&node.name)),
         client_advertise: config.is_cluster().then(|| node.addr()),
         cluster,
         users,

@@ -70,6 +70,96 @@ pub async fn wait_in_cluster(config: &Config, state: &State, i: usize) -> Result
     }
 }
 
+/// How long one placement probe waits for its create to be answered before another is tried.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Waits until a stream placed on node `i` alone (by its server tag, [`crate::render::node_tag`])
+/// is created and answered, then removes every probe stream it made.
+///
+/// In a new cluster the node that starts last joins the JetStream meta group after the others
+/// elected its leader, and catches up from the leader's snapshot (nats-server 2.10 compacts the
+/// meta log on every added peer and every removed stream). The leader already places streams on
+/// that node meanwhile; a stream assignment that reaches a node inside a snapshot is marked as
+/// answered there (`setStreamAssignmentRecovering` in nats-server's jetstream_cluster.go), so
+/// the node creates the stream, leads it, and never answers its create. Seen here: of 110 fresh
+/// starts of three nats-servers 0.3-0.7 s apart followed by `verify`'s twelve KV buckets at
+/// once, 12 left every bucket placed on the last node unanswered ("JetStream did not answer
+/// within 10 s"), while routes were up and `$JS.API.INFO` answered, since the meta leader
+/// answers that for every node. A create placed on the node and answered by it shows the node
+/// is past that catch-up.
+pub async fn wait_answers_placement(config: &Config, state: &State, i: usize) -> Result<()> {
+    let (endpoint, login) = checking_login(config, state, i)?;
+    if !verify::jetstream_permitted(login.permissions.as_ref()) {
+        return Ok(());
+    }
+    let node = &config.nodes()[i].name;
+    let deadline = Instant::now() + REJOIN_TIMEOUT;
+    let mut probes = Vec::new();
+    let result = loop {
+        let last = match answers_placement(&endpoint, &login, node, &mut probes).await {
+            Ok(()) => break Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() > deadline {
+            break Err(Error::failed(
+                format!(
+                    "no stream placed on it was answered within {}s: {last}",
+                    REJOIN_TIMEOUT.as_secs()
+                ),
+                Some(
+                    "look at `docker logs` on that node (\"JetStream is not current with the meta leader\")"
+                        .to_string(),
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    remove_probes(&endpoint, &login, &probes).await;
+    result
+}
+
+/// Creates one R1 stream placed on `node` by its tag; `probes` gets its name first, since a
+/// create that is not answered may still have made the stream.
+async fn answers_placement(
+    endpoint: &Endpoint,
+    login: &Login,
+    node: &str,
+    probes: &mut Vec<String>,
+) -> Result<(), String> {
+    use async_nats::jetstream::stream;
+    let client = nats_client::connect(endpoint, login).await?;
+    let mut js = async_nats::jetstream::new(client);
+    js.set_timeout(PROBE_TIMEOUT);
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).expect("the OS random number generator failed");
+    let name = format!("natsup_probe_{node}_{}", hex::encode(suffix));
+    probes.push(name.clone());
+    js.create_stream(stream::Config {
+        name,
+        storage: stream::StorageType::Memory,
+        num_replicas: 1,
+        placement: Some(stream::Placement {
+            cluster: None,
+            tags: vec![crate::render::node_tag(node)],
+        }),
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("a stream placed on it: {e}"))
+}
+
+/// Deletes the probe streams (best effort: one that was never made is "not found").
+async fn remove_probes(endpoint: &Endpoint, login: &Login, probes: &[String]) {
+    let Ok(client) = nats_client::connect(endpoint, login).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    for name in probes {
+        let _ = tokio::time::timeout(nats_client::STEP_TIMEOUT, js.delete_stream(name)).await;
+    }
+}
+
 /// One look (no waiting) at whether node `i` is in the cluster, as [`wait_in_cluster`] asks:
 /// the health the gate asks of every other node before one is taken away.
 pub async fn check_in_cluster(config: &Config, state: &State, i: usize) -> Result<(), String> {
