@@ -46,9 +46,19 @@ fn peers(config: &Config, i: usize) -> Vec<String> {
 /// node's client URL (nats-server sends a peer's `connect_urls` once the route to it is up),
 /// and `$JS.API.INFO` answers through it (JetStream's meta group has a leader it can reach).
 pub async fn wait_in_cluster(config: &Config, state: &State, i: usize) -> Result<()> {
+    wait_in_cluster_within(config, state, i, REJOIN_TIMEOUT).await
+}
+
+/// [`wait_in_cluster`], giving up after `limit`.
+pub async fn wait_in_cluster_within(
+    config: &Config,
+    state: &State,
+    i: usize,
+    limit: Duration,
+) -> Result<()> {
     let peers = peers(config, i);
     let (endpoint, login) = checking_login(config, state, i)?;
-    let deadline = Instant::now() + REJOIN_TIMEOUT;
+    let deadline = Instant::now() + limit;
     loop {
         let last = match in_cluster(&endpoint, &login, &peers).await {
             Ok(()) => return Ok(()),
@@ -56,10 +66,7 @@ pub async fn wait_in_cluster(config: &Config, state: &State, i: usize) -> Result
         };
         if Instant::now() > deadline {
             return Err(Error::failed(
-                format!(
-                    "not back in the cluster after {}s: {last}",
-                    REJOIN_TIMEOUT.as_secs()
-                ),
+                format!("not back in the cluster after {}s: {last}", limit.as_secs()),
                 Some(
                     "look at `docker logs` on that node; the other nodes were not touched"
                         .to_string(),
@@ -87,13 +94,18 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// within 10 s"), while routes were up and `$JS.API.INFO` answered, since the meta leader
 /// answers that for every node. A create placed on the node and answered by it shows the node
 /// is past that catch-up.
-pub async fn wait_answers_placement(config: &Config, state: &State, i: usize) -> Result<()> {
+pub async fn wait_answers_placement(
+    config: &Config,
+    state: &State,
+    i: usize,
+    limit: Duration,
+) -> Result<()> {
     let (endpoint, login) = checking_login(config, state, i)?;
     if !verify::jetstream_permitted(login.permissions.as_ref()) {
         return Ok(());
     }
     let node = &config.nodes()[i].name;
-    let deadline = Instant::now() + REJOIN_TIMEOUT;
+    let deadline = Instant::now() + limit;
     let mut probes = Vec::new();
     let result = loop {
         let last = match answers_placement(&endpoint, &login, node, &mut probes).await {
@@ -104,7 +116,7 @@ pub async fn wait_answers_placement(config: &Config, state: &State, i: usize) ->
             break Err(Error::failed(
                 format!(
                     "no stream placed on it was answered within {}s: {last}",
-                    REJOIN_TIMEOUT.as_secs()
+                    limit.as_secs()
                 ),
                 Some(
                     "look at `docker logs` on that node (\"JetStream is not current with the meta leader\")"
