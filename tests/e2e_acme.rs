@@ -58,14 +58,14 @@ impl Pebble {
         std::fs::write(dir.path().join("https-ca.pem"), ca.cert_pem()).unwrap();
         std::fs::write(dir.path().join("cert.pem"), cert.cert_pem()).unwrap();
         std::fs::write(dir.path().join("key.pem"), cert.key_pem().expose()).unwrap();
-        let (acme_port, mgmt_port, http_port, tls_port, dns_port, challtest_mgmt) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
+        let [
+            acme_port,
+            mgmt_port,
+            http_port,
+            tls_port,
+            dns_port,
+            challtest_mgmt,
+        ] = free_ports();
         let validity = validity
             .map(|s| format!(", \"certificateValidityPeriod\": {s}"))
             .unwrap_or_default();

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::cluster::{ADDRS, Cluster, connect_all};
-use support::free_port_on;
 use support::workspace::{Workspace, text};
+use support::{free_port_on, free_port_on_besides};
 
 #[test]
 fn a_three_node_cluster() {
@@ -492,7 +492,7 @@ async fn keep_writing(
 #[test]
 fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
     let cl = Cluster::new();
-    let route_port = free_port_on(&ADDRS);
+    let route_port = free_port_on_besides(&ADDRS, &[cl.port]);
     cl.ws
         .set_config(&cl.yaml(route_port, |i| cl.sshd[i].port()));
     cl.ws.ok(&["up"]);
@@ -609,7 +609,7 @@ fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
 
     // The route port moves while writes go on: one node at a time, each dialing its peers at
     // both ports, then the old routes are dropped.
-    let new_route = free_port_on(&ADDRS);
+    let new_route = free_port_on_besides(&ADDRS, &[cl.port, route_port]);
     let moved = cl.ws.config().replace(
         &format!("port: {route_port}\n"),
         &format!("port: {new_route}\n"),

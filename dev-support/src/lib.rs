@@ -81,6 +81,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `N` ports that were free a moment ago on 127.0.0.1, all different: each listener is held
+/// until every port is picked, so the kernel cannot hand out one of them twice (a test that
+/// calls [`free_port`] several times for one server's ports can get the same port back).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("a bound listener").port())
+}
+
 /// A port that was free a moment ago on every one of `addrs` (loopback addresses such as a
 /// cluster node's 127.0.0.21): [`free_port`] checks 127.0.0.1 only, and a listener another
 /// test has on 127.0.0.21 would take the node's port, or answer a wait meant for the node.
@@ -95,6 +105,17 @@ pub fn free_port_on(addrs: &[&str]) -> u16 {
         }
     }
     panic!("no port free on all of {addrs:?} in 100 tries");
+}
+
+/// [`free_port_on`], but none of `taken` (the ports this test already chose): two calls can
+/// return the same port once its first listener is gone.
+pub fn free_port_on_besides(addrs: &[&str], taken: &[u16]) -> u16 {
+    loop {
+        let port = free_port_on(addrs);
+        if !taken.contains(&port) {
+            return port;
+        }
+    }
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
