@@ -674,6 +674,9 @@ fn applying(action: Action) -> &'static str {
     }
 }
 
+/// How long the gate waits for the other nodes to be healthy before it refuses.
+const GATE_PATIENCE: Duration = Duration::from_secs(20);
+
 /// The health gate: before node `i` is reloaded or recreated, every *other* node runs, routes
 /// to every peer, and every replicated stream has a leader and current replicas. Otherwise
 /// taking `i` away could leave a second node away, and a 3-node cluster without its JetStream
@@ -691,21 +694,30 @@ async fn gate(
     if others.is_empty() {
         return Ok(());
     }
-    let looks = join_all(others.iter().map(|m| async {
-        if !running[m.index] {
-            return Err("its container is not running".to_string());
+    // A replica that is a few writes behind is normal under load and catches up within
+    // moments: the gate asks again until GATE_PATIENCE is over, and only then refuses.
+    let deadline = Instant::now() + GATE_PATIENCE;
+    let unhealthy = loop {
+        let looks = join_all(others.iter().map(|m| async {
+            if !running[m.index] {
+                return Err("its container is not running".to_string());
+            }
+            check_in_cluster(config, state, m.index).await
+        }))
+        .await;
+        let unhealthy: Vec<String> = others
+            .iter()
+            .zip(looks)
+            .filter_map(|(m, look)| look.err().map(|why| format!("node {}: {why}", m.name)))
+            .collect();
+        if unhealthy.is_empty() {
+            return Ok(());
         }
-        check_in_cluster(config, state, m.index).await
-    }))
-    .await;
-    let unhealthy: Vec<String> = others
-        .iter()
-        .zip(looks)
-        .filter_map(|(m, look)| look.err().map(|why| format!("node {}: {why}", m.name)))
-        .collect();
-    if unhealthy.is_empty() {
-        return Ok(());
-    }
+        if Instant::now() >= deadline {
+            break unhealthy;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     Err(Error::failed(
         format!(
             "not touching node {}: another node is not healthy, and taking a second node away \
