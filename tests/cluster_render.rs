@@ -109,40 +109,45 @@ fn three_native_servers_form_a_cluster_from_the_rendered_configs() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = &state(&config, dir.path());
-    let mut children = Vec::new();
-    for i in 0..config.nodes().len() {
-        let store = dir.path().join(format!("store{i}"));
-        let ca = dir.path().join(format!("ca{i}.pem"));
-        std::fs::write(&ca, &state.trust_pem).unwrap();
-        let paths = ConfPaths {
-            listen: format!("{}:{client_port}", HOSTS[i]),
-            cert_file: state.certs[i].dir.server_cert().display().to_string(),
-            key_file: state.certs[i].dir.server_key().display().to_string(),
-            store_dir: store.display().to_string(),
-            ca_file: ca.display().to_string(),
-            cluster_listen: format!("{}:{route_port}", HOSTS[i]),
-            route_cert_file: state.certs[i].dir.server_cert().display().to_string(),
-            route_key_file: state.certs[i].dir.server_key().display().to_string(),
-        };
-        let conf = dir.path().join(format!("n{i}.conf"));
-        std::fs::write(&conf, render::nats_conf(&config, i, state, &paths)).unwrap();
-        nats_server_check_config(&conf)
-            .unwrap_or_else(|e| panic!("nats-server -t refused n{i}:\n{e}"));
-        let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap();
-        children.push(Killed(
-            Command::new(nats_server_bin())
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::from(log.try_clone().unwrap()))
-                .stderr(Stdio::from(log))
-                .spawn()
-                .unwrap(),
-        ));
-    }
+    // Three servers from fresh stores: attempt `n` has its own stores and logs.
+    let start = |n: usize| -> Vec<Killed> {
+        let mut children = Vec::new();
+        for i in 0..config.nodes().len() {
+            let store = dir.path().join(format!("store{i}-{n}"));
+            let ca = dir.path().join(format!("ca{i}.pem"));
+            std::fs::write(&ca, &state.trust_pem).unwrap();
+            let paths = ConfPaths {
+                listen: format!("{}:{client_port}", HOSTS[i]),
+                cert_file: state.certs[i].dir.server_cert().display().to_string(),
+                key_file: state.certs[i].dir.server_key().display().to_string(),
+                store_dir: store.display().to_string(),
+                ca_file: ca.display().to_string(),
+                cluster_listen: format!("{}:{route_port}", HOSTS[i]),
+                route_cert_file: state.certs[i].dir.server_cert().display().to_string(),
+                route_key_file: state.certs[i].dir.server_key().display().to_string(),
+            };
+            let conf = dir.path().join(format!("n{i}.conf"));
+            std::fs::write(&conf, render::nats_conf(&config, i, state, &paths)).unwrap();
+            nats_server_check_config(&conf)
+                .unwrap_or_else(|e| panic!("nats-server -t refused n{i}:\n{e}"));
+            let log = std::fs::File::create(dir.path().join(format!("n{i}-{n}.log"))).unwrap();
+            children.push(Killed(
+                Command::new(nats_server_bin())
+                    .arg("-c")
+                    .arg(&conf)
+                    .stdout(Stdio::from(log.try_clone().unwrap()))
+                    .stderr(Stdio::from(log))
+                    .spawn()
+                    .unwrap(),
+            ));
+        }
+        children
+    };
     let logs = || {
-        (0..3)
-            .map(|i| {
-                std::fs::read_to_string(dir.path().join(format!("n{i}.log"))).unwrap_or_default()
+        (1..=2)
+            .flat_map(|n| (0..3).map(move |i| (n, i)))
+            .filter_map(|(n, i)| {
+                std::fs::read_to_string(dir.path().join(format!("n{i}-{n}.log"))).ok()
             })
             .collect::<Vec<_>>()
             .join("\n----\n")
@@ -157,44 +162,63 @@ fn three_native_servers_form_a_cluster_from_the_rendered_configs() {
         .map(|u| u.parse().unwrap())
         .collect();
     let rt = natsup::runtime();
-    let ok = rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let attempt = async {
-                let client = async_nats::ConnectOptions::with_user_and_password(
-                    user.clone(),
-                    password.clone(),
-                )
-                .tls_client_config(natsup::nats_client::client_tls(&state.trust_pem).unwrap())
-                .require_tls(true)
-                .connect(urls.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-                let js = async_nats::jetstream::new(client.clone());
-                let kv = js
-                    .create_key_value(async_nats::jetstream::kv::Config {
-                        bucket: "r3".into(),
-                        num_replicas: 3,
-                        ..Default::default()
-                    })
+    // nats-server 2.10.26 started three at once sometimes leaves one server out of the
+    // JetStream meta group for good (placements then fail with 10005 "no suitable peers"),
+    // about one start in ten here, as `natsup up` meets it on a new cluster and answers by
+    // starting that node again (src/operation.rs). The same here: one more start from fresh
+    // stores.
+    let form = |limit: Duration| {
+        let (user, password, urls) = (user.clone(), password.clone(), urls.clone());
+        async move {
+            let deadline = Instant::now() + limit;
+            loop {
+                let attempt = async {
+                    let client = async_nats::ConnectOptions::with_user_and_password(
+                        user.clone(),
+                        password.clone(),
+                    )
+                    .tls_client_config(natsup::nats_client::client_tls(&state.trust_pem).unwrap())
+                    .require_tls(true)
+                    .connect(urls.clone())
                     .await
                     .map_err(|e| e.to_string())?;
-                kv.put("k", "v".into()).await.map_err(|e| e.to_string())?;
-                let info = client.server_info();
-                Ok::<_, String>(info.connect_urls.len())
-            };
-            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
-                Ok(Ok(n)) if n >= 3 => return Ok(n),
-                Ok(Ok(n)) => eprintln!("connect_urls has {n}"),
-                Ok(Err(e)) => eprintln!("not yet: {e}"),
-                Err(_) => eprintln!("not yet: timed out"),
+                    let js = async_nats::jetstream::new(client.clone());
+                    let kv = js
+                        .create_key_value(async_nats::jetstream::kv::Config {
+                            bucket: "r3".into(),
+                            num_replicas: 3,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    kv.put("k", "v".into()).await.map_err(|e| e.to_string())?;
+                    let info = client.server_info();
+                    Ok::<_, String>(info.connect_urls.len())
+                };
+                match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+                    Ok(Ok(n)) if n >= 3 => return Ok(n),
+                    Ok(Ok(n)) => eprintln!("connect_urls has {n}"),
+                    Ok(Err(e)) => eprintln!("not yet: {e}"),
+                    Err(_) => eprintln!("not yet: timed out"),
+                }
+                if Instant::now() > deadline {
+                    return Err(());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            if Instant::now() > deadline {
-                return Err(());
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    });
+    };
+    let first = start(1);
+    let mut ok = rt.block_on(form(Duration::from_secs(20)));
+    let _second = if ok.is_err() {
+        eprintln!("no cluster formed within 20 s: starting the three servers again");
+        drop(first);
+        let again = start(2);
+        ok = rt.block_on(form(Duration::from_secs(30)));
+        Some(again)
+    } else {
+        Some(first)
+    };
     assert!(ok.is_ok(), "no cluster formed:\n{}", logs());
     let log = logs();
     assert!(
