@@ -32,7 +32,7 @@ mod harness;
 
 use natsup_dev_support as support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -76,27 +76,7 @@ fn natsup(ws: &Workspace, args: &[&str]) -> (Duration, Output) {
 /// `natsup ARGS` in `ws`, killed (by pid) if it outlives NATSUP_LIMIT; its wall time and
 /// output, whether it succeeded or not.
 fn natsup_run(ws: &Workspace, args: &[&str]) -> (Duration, Output) {
-    let mut cmd = ws.natsup();
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let t = Instant::now();
-    let child = cmd.spawn().expect("spawn natsup");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(NATSUP_LIMIT) {
-        Ok(out) => out.expect("natsup output"),
-        Err(_) => {
-            // SAFETY: a signal to the child this benchmark spawned, by its pid.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("natsup {args:?} took longer than {NATSUP_LIMIT:?}: killed");
-        }
-    };
-    (t.elapsed(), out)
+    ws.run_within(args, NATSUP_LIMIT)
 }
 
 /// A fresh 1-node deployment on 127.0.0.21 (its own sshd, Compose project and port).

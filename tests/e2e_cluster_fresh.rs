@@ -10,8 +10,8 @@
 
 use natsup_dev_support as support;
 
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use support::workspace::{Workspace, text};
 use support::{
@@ -30,26 +30,7 @@ const NATSUP_LIMIT: Duration = Duration::from_secs(120);
 
 /// `natsup ARGS` in `ws`, killed by pid if it outlives NATSUP_LIMIT.
 fn natsup(ws: &Workspace, args: &[&str]) -> (Duration, Output) {
-    let mut cmd = ws.natsup();
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let t = Instant::now();
-    let child = cmd.spawn().expect("spawn natsup");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(NATSUP_LIMIT) {
-        Ok(out) => (t.elapsed(), out.expect("natsup output")),
-        Err(_) => {
-            // SAFETY: a signal to the child this test spawned, by its pid.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("natsup {args:?} took longer than {NATSUP_LIMIT:?}: killed");
-        }
-    }
+    ws.run_within(args, NATSUP_LIMIT)
 }
 
 /// The last lines of a container's log, for a failure's message.

@@ -72,6 +72,36 @@ impl Workspace {
         self.natsup().args(args).output().expect("run natsup")
     }
 
+    /// Runs natsup, killed (by pid) if it outlives `limit`, and then panics saying so; its
+    /// wall time and output, whatever the exit code.
+    pub fn run_within(
+        &self,
+        args: &[&str],
+        limit: std::time::Duration,
+    ) -> (std::time::Duration, Output) {
+        use std::process::Stdio;
+        let mut cmd = self.natsup();
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = std::time::Instant::now();
+        let child = cmd.spawn().expect("spawn natsup");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(out) => (started.elapsed(), out.expect("natsup output")),
+            Err(_) => {
+                // SAFETY: a signal to the child this workspace spawned, by its pid.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                panic!("natsup {args:?} took longer than {limit:?}: killed");
+            }
+        }
+    }
+
     /// Runs natsup and panics with its output unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
