@@ -87,11 +87,23 @@ fn ten_fresh_three_node_bootstraps_verify_ok() {
         let (up_took, up) = natsup(&ws, &["up"]);
         let (_, verify) = natsup(&ws, &support::untimed(&["verify"]));
         let ids: Vec<String> = projects.iter().flat_map(|p| p.container_ids()).collect();
+        // A node left out of a new cluster is started again: say so, since it is what makes
+        // a slow run slow.
+        let restarts: Vec<String> = text(&up)
+            .lines()
+            .filter(|l| l.contains("started again"))
+            .map(|l| l.trim().to_string())
+            .collect();
         eprintln!(
-            "run {run}/{runs}: up exit {:?} in {:.1}s, verify exit {:?}",
+            "run {run}/{runs}: up exit {:?} in {:.1}s, verify exit {:?}{}",
             up.status.code(),
             up_took.as_secs_f64(),
-            verify.status.code()
+            verify.status.code(),
+            if restarts.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", restarts.join("; "))
+            }
         );
         if up.status.success() && verify.status.success() {
             times.push(up_took);
