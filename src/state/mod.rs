@@ -32,7 +32,13 @@
 //! a new server pair is first written whole to `server/next-pair.pem`, which the next run
 //! copies into place; a pair found mismatched or half there anyway gets a new certificate
 //! (the server never holds a pair that is not here, so nothing is lost); a CA that a run
-//! stopped creating, from which no server certificate was issued yet, is made again.
+//! stopped creating, from which no server certificate was issued yet, is made again. A CA
+//! that certificates did come from is never made again: a CA file missing, a CA key that is
+//! not its certificate's (an interrupted `ca import --force`), or `ca/` gone while node
+//! certificates remain is reported as corrupt, and nothing is changed.
+//!
+//! The directory is named after the deployment's `name`; `deployment.yaml` says which
+//! deployment of that name it belongs to, and another one is refused it (`owner`).
 //!
 //! The state is held once per deployment, whatever its number of nodes: one CA, one set of
 //! secrets, and one certificate per node ([`NodeCert`], in the order of the config's nodes).
