@@ -158,7 +158,10 @@ fn refuse_other(config: &Config, dir: &StateDir, recorded: &Owner) -> Result<()>
                      belongs to the deployment with id `{theirs_id}` ({whose})",
                     config.name
                 ),
-                apart,
+                format!(
+                    "if {file} is that same deployment (`natsup init --force` writes a new id), \
+                     set `id: {theirs_id}` in it; {apart}"
+                ),
             ));
         }
         (Some(theirs_id), None) => {
