@@ -31,6 +31,11 @@ pub enum Error {
         dir: PathBuf,
     },
 
+    /// The state directory of the config's `name` belongs to another deployment (another
+    /// `id`, or other servers), as its record says.
+    #[error("{message}")]
+    OtherDeployment { message: String, hint: String },
+
     /// A state file exists but cannot be used.
     #[error("{}: {message}", path.display())]
     CorruptState { path: PathBuf, message: String },
@@ -179,7 +184,10 @@ impl Error {
     /// 2 for anything the user can fix in their input, 1 for an operation that failed.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config { .. } | Error::Usage { .. } | Error::MissingState { .. } => 2,
+            Error::Config { .. }
+            | Error::Usage { .. }
+            | Error::MissingState { .. }
+            | Error::OtherDeployment { .. } => 2,
             _ => 1,
         }
     }
@@ -197,6 +205,7 @@ impl Error {
                 "restore the file from a backup, or move it away to have natsup create a new one"
                     .into(),
             ),
+            Error::OtherDeployment { hint, .. } => Some(hint.clone()),
             Error::Usage { hint, .. }
             | Error::Ssh { hint, .. }
             | Error::Remote { hint, .. }

@@ -9,19 +9,24 @@ const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 /// 32 characters of [A-Za-z0-9] from the OS CSPRNG: ~190 bits, and nothing that needs quoting
 /// in a URL, a dotenv file or a shell.
 pub fn generate() -> Secret {
-    let mut out = String::with_capacity(PASSWORD_LEN);
+    Secret::new(random_alphanumeric(PASSWORD_LEN))
+}
+
+/// `len` characters of [A-Za-z0-9] from the OS CSPRNG (also a new deployment's `id`).
+pub fn random_alphanumeric(len: usize) -> String {
+    let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
-    while out.len() < PASSWORD_LEN {
+    while out.len() < len {
         getrandom::fill(&mut buf).expect("the OS random number generator failed");
         // Rejection sampling: 248 = 4 * 62, so bytes below it map onto the alphabet uniformly.
         for b in buf.iter().filter(|&&b| b < 248) {
-            if out.len() == PASSWORD_LEN {
+            if out.len() == len {
                 break;
             }
             out.push(ALPHABET[(*b % 62) as usize] as char);
         }
     }
-    Secret::new(out)
+    out
 }
 
 /// A bcrypt hash at `cost` (the config's `auth.bcrypt_cost`, checked at load to be 4..=31).

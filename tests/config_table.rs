@@ -30,7 +30,7 @@ fn the_table() {
         (
             "",
             "colour: blue\n",
-            "natsup.yaml: colour: unknown field `colour`, expected one of `name`, `host`, `ssh`, \
+            "natsup.yaml: colour: unknown field `colour`, expected one of `name`, `id`, `host`, `ssh`, \
              `remote_dir`, `image`, `port`, `bind`, `extra_sans`, `users`, `jetstream`, `cert`, `auth`, \
              `nodes`, `cluster`, `network`, `tls`, `acme`",
         ),
@@ -39,6 +39,23 @@ fn the_table() {
             "name: t\nssh:\n  destination: u@h\n  colour: 1\n",
             "natsup.yaml: ssh.colour: unknown field `colour`, expected one of `destination`, \
              `port`, `identity`, `known_hosts`, `host_key_policy`",
+        ),
+        (
+            "name: t\n",
+            "name: t\nid: staging copy\n",
+            "natsup.yaml: id: \"staging copy\" is not a valid deployment id (1-64 letters, \
+             digits, _ and -; `natsup init` writes a random one)",
+        ),
+        (
+            "name: t\n",
+            "name: t\nid: ''\n",
+            "natsup.yaml: id: \"\" is not a valid deployment id (1-64 letters, digits, _ and -; \
+             `natsup init` writes a random one)",
+        ),
+        (
+            "name: t\n",
+            "name: t\nid: [a]\n",
+            "natsup.yaml: id: invalid type: sequence, expected a string",
         ),
         (
             "nats.example.com",

@@ -182,3 +182,74 @@ fn up_local_without_a_config_uses_the_built_in_deployment() {
     let out = ws.ok(&["up", "--local"]);
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 }
+
+/// A deployment made by a natsup that kept no owner record (issue 17, item 4), with no `id`
+/// in its config: the next `up` is a no-op on the real server (same container, same start),
+/// records the state's owner, and changes nothing else of the state; another config of the
+/// same name for other servers is then refused it before anything is touched.
+#[test]
+fn an_old_state_without_an_owner_record_keeps_working() {
+    let ws = Workspace::new("oldowner");
+    ws.init_local("oldowner");
+    let yaml: Vec<String> = ws
+        .config()
+        .lines()
+        .filter(|l| !l.starts_with("id: "))
+        .map(String::from)
+        .collect();
+    ws.set_config(&(yaml.join("\n") + "\n"));
+    ws.ok(&["up", "--local"]);
+    let id = ws.project.container_ids().pop().expect("a container");
+    let started = ws.project.started_at(&id);
+    let state = ws.state_dir().join("oldowner");
+    let record = state.join(natsup::state::OWNER_FILE);
+    std::fs::remove_file(&record).unwrap();
+    let files = |dir: &std::path::Path| {
+        let mut all = Vec::new();
+        for sub in ["ca", "server"] {
+            for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                all.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        all.push((
+            dir.join("secrets.yaml"),
+            std::fs::read(dir.join("secrets.yaml")).unwrap(),
+        ));
+        all.sort();
+        all
+    };
+    let before = files(&state);
+
+    let out = ws.ok(&["up", "--local"]);
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    assert_eq!(ws.project.container_ids(), vec![id.clone()]);
+    assert_eq!(ws.project.started_at(&id), started);
+    assert_eq!(files(&state), before);
+    assert!(
+        record.is_file(),
+        "the first up after the upgrade recorded no owner"
+    );
+
+    // A copy for another host (`--local` has no ssh: only its host and remote dir tell it).
+    // Its project is this test's, so that whatever it would start is removed.
+    let elsewhere = ws.path().join("server/elsewhere");
+    let _other_project = ComposeProject::new(&elsewhere);
+    let other = ws
+        .config()
+        .replace("host: 127.0.0.1", "host: 127.0.0.9")
+        .replace(
+            &ws.remote_dir.display().to_string(),
+            &elsewhere.display().to_string(),
+        );
+    std::fs::write(ws.path().join("other.yaml"), other).unwrap();
+    let out = ws.run(&["-c", "other.yaml", "up", "--local"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("names none of those servers"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(files(&state), before);
+    assert_eq!(ws.project.started_at(&id), started);
+}

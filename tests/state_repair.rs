@@ -264,3 +264,162 @@ fn each_rename_in_the_state_is_followed_by_a_directory_fsync() {
     }
     assert!(renames >= 5, "the first render wrote {renames} state files");
 }
+
+/// Every file under `dir`, by path, with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// natsup.yaml of deployment `name` as a `nodes` list of one, named `node`, on HOST, with the
+/// id `init` gave the workspace's config.
+fn one_node(ws: &Workspace, name: &str, node: &str) -> String {
+    let config = ws.config();
+    let id = config
+        .lines()
+        .find(|l| l.starts_with("id: "))
+        .expect("init writes an id");
+    format!("name: {name}\n{id}\nnodes:\n- name: {node}\n  host: {HOST}\n  ssh: deploy@{HOST}\n")
+}
+
+/// `render` refuses the state as corrupt (exit 1), saying `says`, and changes none of it:
+/// the CA key stays, no new CA or certificate is made.
+fn refused_as_corrupt(ws: &Workspace, state: &Path, says: &str) {
+    let before = snapshot(state);
+    let out = ws.run(&["render"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(says), "{said}");
+    assert!(!said.contains("created a new CA"), "{said}");
+    let mut after = snapshot(state);
+    // The owner record is written before the state is read; it is no part of the CA.
+    after.remove(&state.join(natsup::state::OWNER_FILE));
+    let mut before = before;
+    before.remove(&state.join(natsup::state::OWNER_FILE));
+    assert_eq!(after, before, "the refused run changed the state");
+}
+
+/// Issue 17, item 7a: with `ca/rootCA.pem` gone, the CA key is kept and the state reported
+/// corrupt whenever any node's certificate exists, also where the config no longer looks:
+/// `server/` of a file that since lists `nodes`, the folder of a node since renamed, and a
+/// file of any name in a dropped node's folder.
+#[test]
+fn a_ca_without_its_certificate_is_never_made_again_while_any_node_file_exists() {
+    // One server, then the same server as a `nodes` list of one: its certificate stays in
+    // server/, the node's folder is new and empty.
+    let ws = Workspace::new("ca-server");
+    let state = init(&ws, "caserver");
+    render_works(&ws, &state);
+    ws.set_config(&one_node(&ws, "caserver", "n1"));
+    std::fs::remove_file(state.join("ca/rootCA.pem")).unwrap();
+    refused_as_corrupt(&ws, &state, "is missing");
+
+    // A node renamed: its certificate is in the old name's folder.
+    let ws = Workspace::new("ca-renamed");
+    ws.ok(&["init", "--name", "carenamed", "--host", HOST]);
+    let state = ws.state_dir().join("carenamed");
+    ws.set_config(&one_node(&ws, "carenamed", "old"));
+    ws.ok(&["render"]);
+    assert!(state.join("nodes/old/nats-server-cert.pem").exists());
+    ws.set_config(&one_node(&ws, "carenamed", "new"));
+    std::fs::remove_file(state.join("ca/rootCA.pem")).unwrap();
+    refused_as_corrupt(&ws, &state, "is missing");
+
+    // A dropped node's folder that holds only a copy the operator made.
+    let ws = Workspace::new("ca-copy");
+    ws.ok(&["init", "--name", "cacopy", "--host", HOST]);
+    let state = ws.state_dir().join("cacopy");
+    ws.set_config(&one_node(&ws, "cacopy", "old"));
+    ws.ok(&["render"]);
+    let old = state.join("nodes/old");
+    std::fs::rename(
+        old.join("nats-server-cert.pem"),
+        old.join("nats-server-cert.pem.bak"),
+    )
+    .unwrap();
+    std::fs::remove_file(old.join("nats-server-key.pem")).unwrap();
+    ws.set_config(&one_node(&ws, "cacopy", "new"));
+    std::fs::remove_file(state.join("ca/rootCA.pem")).unwrap();
+    refused_as_corrupt(&ws, &state, "is missing");
+}
+
+/// Issue 17, item 7a: a state whose `ca/` is gone altogether while node certificates from it
+/// remain is corrupt: a new CA would cut off every client, and `up` would deploy it.
+#[test]
+fn a_lost_ca_with_node_certificates_is_corrupt_not_made_again() {
+    let ws = Workspace::new("ca-lost");
+    let state = init(&ws, "calost");
+    render_works(&ws, &state);
+    std::fs::remove_dir_all(state.join("ca")).unwrap();
+    refused_as_corrupt(&ws, &state, "holds no CA");
+    assert!(!state.join("ca/rootCA-key.pem").exists());
+
+    // Moving the certificates away too, as the error says, starts over with a new CA.
+    std::fs::rename(state.join("server"), ws.path().join("server-moved")).unwrap();
+    let said = render_works(&ws, &state);
+    assert!(said.contains("created a new CA"), "{said}");
+}
+
+/// Issue 17, item 7b: `ca import --force` writes the new key, then the new certificate; one
+/// that died in between leaves the new key beside the old certificate. Every later run
+/// reports it, naming both files, and issues nothing from the mismatched pair; the same
+/// import again finishes it.
+#[test]
+fn an_interrupted_ca_import_is_reported_and_the_same_import_finishes_it() {
+    let ws = Workspace::new("ca-import");
+    let state = init(&ws, "caimport");
+    render_works(&ws, &state);
+    let ca = pki::new_ca("imported", time::OffsetDateTime::now_utc()).unwrap();
+    std::fs::write(ws.path().join("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(ws.path().join("ca-key.pem"), ca.key_pem().expose()).unwrap();
+    let import = [
+        "ca",
+        "import",
+        "--force",
+        "--cert",
+        "ca.pem",
+        "--key",
+        "ca-key.pem",
+    ];
+    ws.crash_at("state:ca-key-written", &import);
+    assert_eq!(
+        read(&state.join("ca/rootCA-key.pem")),
+        ca.key_pem().expose()
+    );
+    assert_ne!(read(&state.join("ca/rootCA.pem")), ca.cert_pem());
+
+    let key = state.join("ca/rootCA-key.pem").display().to_string();
+    let cert = state.join("ca/rootCA.pem").display().to_string();
+    for args in [
+        &["render"][..],
+        &["env", "matchmaker"],
+        &["renew-cert", "--local"],
+    ] {
+        let out = ws.run(args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!(
+                "{key}: is not the key of the CA certificate {cert}"
+            )) && said.contains("ca import --force"),
+            "{args:?}: {said}"
+        );
+    }
+
+    ws.ok(&import);
+    let said = render_works(&ws, &state);
+    assert!(said.contains("issued by another CA"), "{said}");
+    let served = pki::inspect(&read(&state.join("server/nats-server-cert.pem"))).unwrap();
+    assert_eq!(served.issuer, ca.info().subject);
+}

@@ -19,6 +19,7 @@ pub fn run(ctx: &Context, command: CaCommand) -> Result<i32> {
         return import(ctx, &config, cert, key, *force);
     }
     let dir = ctx.state_dir(&config);
+    dir.check_owner(&config)?;
     let path = dir.ca_cert();
     if !path.exists() {
         return Err(Error::MissingState {
@@ -87,7 +88,7 @@ fn import(
         }
         Ok(true) => {}
     }
-    ctx.state_dir(config).import_ca(&ca, force)?;
+    ctx.state_dir(config).import_ca(config, &ca, force)?;
     println!("imported the CA {}", ca.info().subject);
     println!("the next `natsup render` or `natsup up` issues the server certificate from it");
     Ok(0)

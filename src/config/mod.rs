@@ -26,6 +26,7 @@ impl Config {
     pub fn from_init(opts: InitOptions) -> Config {
         let mut config = Config {
             name: opts.name,
+            id: None,
             host: (!opts.host.is_empty()).then_some(opts.host),
             ssh: opts.ssh,
             remote_dir: opts.remote_dir.unwrap_or_else(default_remote_dir),
@@ -45,6 +46,7 @@ impl Config {
             cluster: ClusterSettings::default(),
             network: opts.network.unwrap_or_default(),
             resolved: Vec::new(),
+            source: None,
             tls: Tls::default(),
             acme: None,
         };
@@ -80,7 +82,14 @@ impl Config {
             ),
             _ => Error::io("read", file, e),
         })?;
-        Config::parse(&text, file)
+        let mut config = Config::parse(&text, file)?;
+        config.source = Some(std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()));
+        Ok(config)
+    }
+
+    /// The file this config was loaded from, if it was.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
     }
 
     /// Parses and validates; `file` only names the source in errors.

@@ -47,6 +47,16 @@ pub(super) fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+pub(super) fn check_id(id: &str) -> Result<(), String> {
+    if is_token(id, 64) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?} is not a valid deployment id (1-64 letters, digits, _ and -; `natsup init` writes a random one)"
+        ))
+    }
+}
+
 pub(super) fn check_node_name(name: &str) -> Result<(), String> {
     let ok = is_token(name, 64);
     if ok {

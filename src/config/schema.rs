@@ -32,6 +32,11 @@ pub const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
 pub struct Config {
     /// Names the deployment: its state directory, CA subject and nats contexts.
     pub name: String,
+    /// Tells this deployment apart from another of the same `name` (a copy of natsup.yaml for
+    /// staging): its state directory records the id, and a config with another id is refused
+    /// it. `natsup init` writes a random one; 1-64 letters, digits, _ and -.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The public DNS name or IP that clients dial. Always a SAN of the server certificate.
     /// Absent when the file lists `nodes`: each node has its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +77,10 @@ pub struct Config {
     /// natsup.yaml.
     #[serde(skip)]
     pub(super) resolved: Vec<Node>,
+    /// The file this config was loaded from (absolute), named when its state belongs to
+    /// another deployment; `None` for one made in memory (the built-in `local` deployment).
+    #[serde(skip)]
+    pub(super) source: Option<PathBuf>,
     /// Who issues the server certificate: natsup's own CA (the default) or an ACME CA.
     #[serde(default, skip_serializing_if = "Tls::is_default")]
     pub tls: Tls,

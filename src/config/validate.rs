@@ -2,8 +2,8 @@
 //! path it is about (`nodes[1].host: ...`), and serde's messages made readable.
 
 use super::names::{
-    check_host, check_image, check_name, check_node_name, check_remote_dir, check_ssh_destination,
-    check_user_name,
+    check_host, check_id, check_image, check_name, check_node_name, check_remote_dir,
+    check_ssh_destination, check_user_name,
 };
 use super::permissions::check_subject;
 use super::{
@@ -14,6 +14,9 @@ use super::{
 impl Config {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
         check_name(&self.name).at("name")?;
+        if let Some(id) = &self.id {
+            check_id(id).at("id")?;
+        }
         if self.nodes.is_empty() {
             let Some(host) = &self.host else {
                 return Err(Invalid::new("", "missing field `host`"));

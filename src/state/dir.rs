@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::fsutil::{create_private_dir, read_optional, write_atomic};
@@ -129,10 +130,17 @@ impl StateDir {
         Ok(file)
     }
 
+    /// Refuses `config` this state if it belongs to another deployment (another `id`, or
+    /// other servers); writes nothing.
+    pub fn check_owner(&self, config: &Config) -> Result<()> {
+        super::owner::check(config, self)
+    }
+
     /// Adopts `ca` as the deployment's CA (`natsup ca import`). Replacing a CA cuts off every
     /// client that trusts the old one, so an existing CA stays unless `force`.
-    pub fn import_ca(&self, ca: &Ca, force: bool) -> Result<()> {
+    pub fn import_ca(&self, config: &Config, ca: &Ca, force: bool) -> Result<()> {
         let _lock = self.lock()?;
+        super::owner::claim(config, self)?;
         if self.ca_cert().exists() && !force {
             return Err(Error::usage(
                 format!("deployment `{}` already has a CA", self.name),

@@ -16,6 +16,8 @@
 //!                                  (instead of server/), valid for clients and routes
 //!   secrets.yaml             0600  per user: password, its bcrypt hash, when it was rotated;
 //!                                  a cluster's route credential, kept the same way
+//!   deployment.yaml          0600  which deployment the state belongs to (its `id`, its
+//!                                  servers): another one of the same name is refused it
 //!   acme/account-<id>.json   0600  the ACME account (its key), one per ACME directory
 //!   acme/cert.pem            0644  the publicly trusted chain (`tls.issuer: acme`)
 //!   acme/key.pem             0600  its key, made here, never sent to the ACME CA
@@ -30,12 +32,19 @@
 //! a new server pair is first written whole to `server/next-pair.pem`, which the next run
 //! copies into place; a pair found mismatched or half there anyway gets a new certificate
 //! (the server never holds a pair that is not here, so nothing is lost); a CA that a run
-//! stopped creating, from which no server certificate was issued yet, is made again.
+//! stopped creating, from which no server certificate was issued yet, is made again. A CA
+//! that certificates did come from is never made again: a CA file missing, a CA key that is
+//! not its certificate's (an interrupted `ca import --force`), or `ca/` gone while node
+//! certificates remain is reported as corrupt, and nothing is changed.
+//!
+//! The directory is named after the deployment's `name`; `deployment.yaml` says which
+//! deployment of that name it belongs to, and another one is refused it (`owner`).
 //!
 //! The state is held once per deployment, whatever its number of nodes: one CA, one set of
 //! secrets, and one certificate per node ([`NodeCert`], in the order of the config's nodes).
 
 mod dir;
+mod owner;
 mod repair;
 mod secrets;
 
@@ -50,9 +59,10 @@ use crate::pki::{self, Ca, CertInfo, ServerCert};
 use crate::secret::Secret;
 
 pub use dir::StateDir;
+pub use owner::OWNER_FILE;
 use repair::{
     acme_server, issue_and_store, load_cas, load_secrets, load_server, load_server_repairing,
-    remove_next_ca, repair_half_made_cas, save_secrets,
+    refuse_lost_ca, remove_next_ca, repair_half_made_cas, save_secrets,
 };
 pub use secrets::{PendingPassword, ROUTE_USER, Secrets, UserSecret};
 
@@ -138,6 +148,8 @@ impl State {
         dir: &StateDir,
         now: OffsetDateTime,
     ) -> Result<(State, Vec<Created>)> {
+        // Before anything is read or repaired: another deployment's state is left as it is.
+        owner::claim(config, dir)?;
         create_private_dir(&dir.root)?;
         let mut created = Vec::new();
 
@@ -145,6 +157,7 @@ impl State {
         let (ca, next_ca, trust_pem) = match load_cas(dir)? {
             Some(cas) => cas,
             None => {
+                refuse_lost_ca(dir)?;
                 let ca = pki::new_ca(&config.name, now)?;
                 dir.write_ca(&ca)?;
                 created.push(Created::Ca);
@@ -260,6 +273,7 @@ impl State {
     /// Like [`load`](Self::load), but only `users` need a password: `natsup env gameserver`
     /// works while a user just added to natsup.yaml has none yet.
     pub fn load_for(config: &Config, dir: &StateDir, users: &[String]) -> Result<State> {
+        owner::check(config, dir)?;
         let (ca, next_ca, trust_pem) = load_cas(dir)?.ok_or_else(|| dir.missing("CA"))?;
         let mut certs = Vec::new();
         for node in config.nodes() {

@@ -47,11 +47,38 @@ pub(super) fn load_cas(dir: &StateDir) -> Result<Option<(Ca, Option<Ca>, String)
     }
     let ca =
         Ca::from_pem(&first, ca_key).map_err(|e| Error::corrupt(dir.ca_cert(), e.to_string()))?;
+    check_ca_key(&ca, &dir.ca_cert(), &dir.ca_key())?;
     let next = next
         .map(|(pem, key)| Ca::from_pem(&pem, key))
         .transpose()
         .map_err(|e| Error::corrupt(dir.next_ca_cert(), e.to_string()))?;
+    if let Some(next) = &next {
+        check_ca_key(next, &dir.next_ca_cert(), &dir.next_ca_key())?;
+    }
     Ok(Some((ca, next, trust)))
+}
+
+/// A CA key that is not its certificate's would sign certificates no client can verify
+/// (they name the certificate's subject, but carry another key's signature). `ca import
+/// --force` writes the new key, then the new certificate: a run that died in between leaves
+/// the new key beside the old certificate. Nothing here can tell which CA was meant, so this
+/// is reported, never repaired.
+fn check_ca_key(ca: &Ca, cert: &Path, key: &Path) -> Result<()> {
+    let mismatch = match ca.key_matches() {
+        Ok(true) => return Ok(()),
+        Ok(false) => format!("is not the key of the CA certificate {}", cert.display()),
+        Err(e) => format!("cannot be read as a private key: {e}"),
+    };
+    Err(Error::corrupt(
+        key,
+        format!(
+            "{mismatch} (an interrupted `natsup ca import --force` leaves the new key beside the \
+             old certificate): run that `natsup ca import --force --cert CERT --key KEY` again \
+             with the CA you meant, or restore {} and {} together from a backup",
+            cert.display(),
+            key.display()
+        ),
+    ))
 }
 
 pub(super) fn remove_next_ca(dir: &StateDir) -> Result<()> {
@@ -220,17 +247,11 @@ pub(super) fn load_server_repairing(
 /// while rootCA.pem does not hold it, it is dropped and `rotate-ca --begin` makes it again.
 pub(super) fn repair_half_made_cas(dir: &StateDir) -> Result<()> {
     let half = |cert: &Path, key: &Path| cert.exists() != key.exists();
-    // Any node's certificate counts, also one of a node since renamed or dropped from the
-    // config: each came from this CA.
-    let mut subdirs = vec!["server".to_string()];
-    if let Ok(entries) = std::fs::read_dir(dir.root.join("nodes")) {
-        for entry in entries.flatten() {
-            subdirs.push(format!("nodes/{}", entry.file_name().to_string_lossy()));
-        }
-    }
-    let no_server = subdirs.iter().map(|s| dir.for_subdir(s)).all(|d| {
-        !d.server_cert().exists() && !d.server_key().exists() && !d.server_pair_journal().exists()
-    });
+    // Any file where node certificates live counts, also under a node since renamed or
+    // dropped from the config, and `server/` of a file that since lists `nodes`: each may
+    // have come from this CA.
+    let no_server =
+        !holds_a_file(&dir.root.join("server"))? && !holds_a_file(&dir.root.join("nodes"))?;
     if half(&dir.ca_cert(), &dir.ca_key())
         && no_server
         && !dir.next_ca_cert().exists()
@@ -262,6 +283,59 @@ pub(super) fn repair_half_made_cas(dir: &StateDir) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A state with no CA at all, but with node certificates (or any file where they live):
+/// `ca/` was lost or moved away, not never made, since a node's certificate is only ever
+/// issued from a CA already on disk. A new CA would silently cut off every client that trusts
+/// the old one, and `up` would deploy it: refused.
+pub(super) fn refuse_lost_ca(dir: &StateDir) -> Result<()> {
+    let leftovers: Vec<String> = [dir.root.join("server"), dir.root.join("nodes")]
+        .into_iter()
+        .filter_map(|d| match holds_a_file(&d) {
+            Ok(true) => Some(Ok(d.display().to_string())),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_>>()?;
+    if leftovers.is_empty() {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        dir.root.join("ca"),
+        format!(
+            "holds no CA ({} and {}), but {} holds certificates issued from one; a new CA \
+             would cut off every client that trusts the old one. Restore both files from a \
+             backup; or, to start over with a new CA that every client must then be given, \
+             move {} away too, or bring one with `natsup ca import`",
+            dir.ca_cert().display(),
+            dir.ca_key().display(),
+            leftovers.join(" and "),
+            leftovers.join(" and ")
+        ),
+    ))
+}
+
+/// Whether `dir` or any folder under it holds a file (of any name: also one a run was
+/// writing). A folder that cannot be read is an error, never "empty": the answer decides
+/// whether a CA key is deleted.
+fn holds_a_file(dir: &Path) -> Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("read", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read", dir, e))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io("inspect", &path, e))?;
+        if !kind.is_dir() || holds_a_file(&path)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub(super) fn remove_files(paths: &[PathBuf]) -> Result<()> {
