@@ -134,6 +134,8 @@ EOF
     # httpd daemonizes (no -f) once it listens, and the container's main process is then a
     # sleep: the responder stops by itself after LIFETIME, however this order ends, so even a
     # removal that never comes (the connection to the server lost for good) frees the port.
+    # The $1 and $2 are the container shell's own, its arguments after `responder`.
+    # shellcheck disable=SC2016
     err=$(docker_within "$START_TIMEOUT" run -d --name "$NAME" --network host -v "$WWW:/www:ro" \
       --label natsup.acme=responder "$IMAGE" \
       busybox sh -c 'busybox httpd -p "$1" -h /www && exec busybox sleep "$2"' responder "$PORT" "$LIFETIME" 2>&1)
