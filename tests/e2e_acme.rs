@@ -1246,13 +1246,14 @@ fn a_token_that_is_not_base64url_is_refused_and_nothing_is_written() {
 /// A `docker` first on the SSH user's PATH (sshd's SetEnv) that stands in for a responder
 /// start that hangs, as a `docker run -d` still pulling over a slow link does: on the
 /// responder's `run` it notes it was called, ignores SIGTERM and sleeps `hang` seconds before
-/// running the real docker. Everything else goes straight to the real one.
+/// running the real docker (with `only_first`, only the first time). Everything else goes
+/// straight to the real one.
 struct HangingDocker {
     dir: tempfile::TempDir,
 }
 
 impl HangingDocker {
-    fn new(hang: u64) -> HangingDocker {
+    fn new(hang: u64, only_first: bool) -> HangingDocker {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let real =
@@ -1264,7 +1265,7 @@ impl HangingDocker {
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\ncase \" $* \" in\n*' run '*natsup.acme=responder*)\n  touch {called}\n  trap '' TERM\n  sleep {hang}\n  ;;\nesac\nexec {real} \"$@\"\n",
+                "#!/bin/sh\ncase \" $* \" in\n*' run '*natsup.acme=responder*)\n  if [ {only_first} = false ] || [ ! -e {called} ]; then\n    touch {called}\n    trap '' TERM\n    sleep {hang}\n  fi\n  ;;\nesac\nexec {real} \"$@\"\n",
                 called = dir.path().join("called").display(),
             ),
         )
@@ -1294,7 +1295,7 @@ fn a_responder_start_that_hangs_is_bounded_and_leaves_no_responder() {
     const HANG: u64 = 25;
     let pebble = Pebble::start(None);
     let hosts = HostsEntry::add("hang");
-    let docker = HangingDocker::new(HANG);
+    let docker = HangingDocker::new(HANG, false);
     let sshd = Sshd::start_with(&docker.sshd_config());
     let ws = workspace("acmehang", &sshd, &hosts.name);
     ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
@@ -1322,4 +1323,59 @@ fn a_responder_start_that_hangs_is_bounded_and_leaves_no_responder() {
     TcpListener::bind(("127.0.0.1", pebble.http_port))
         .unwrap_or_else(|e| panic!("port {} is still held: {e}", pebble.http_port));
     assert!(!ws.remote_dir.join(".natsup-acme-www").exists());
+}
+
+/// natsup gives up on an order while its responder is still starting (here it is killed, as a
+/// lost connection or Ctrl-C would leave it; the start goes on on the server). The next run's
+/// removal of the responder comes only after that start has ended, so the start cannot bring a
+/// responder up after it and hold the port (issue 17, 8).
+#[test]
+fn a_responder_start_left_running_is_removed_after_it_ends() {
+    const HANG: u64 = 15;
+    let pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("left");
+    let docker = HangingDocker::new(HANG, true);
+    let sshd = Sshd::start_with(&docker.sshd_config());
+    let ws = workspace("acmeleft", &sshd, &hosts.name);
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+
+    // The start is within its bound (30 s), and natsup is killed while it hangs.
+    let started = std::time::Instant::now();
+    let mut first = ws
+        .natsup()
+        .env("SSL_CERT_FILE", pebble.root_file())
+        .args(["up", "--timeout", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !docker.called() {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "natsup ended before the responder started"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no responder start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // The next run orders while the first start still hangs on the server.
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    let (issuer, _) = served(&ws, &hosts.name);
+    assert!(
+        issuer.contains("Pebble Intermediate CA"),
+        "{issuer}: {}",
+        text(&out)
+    );
+
+    // Past the moment the hung start went through: no responder holds the port.
+    std::thread::sleep(Duration::from_secs(HANG + 5).saturating_sub(started.elapsed()));
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
+    TcpListener::bind(("127.0.0.1", pebble.http_port))
+        .unwrap_or_else(|e| panic!("port {} is still held: {e}", pebble.http_port));
 }
