@@ -1287,6 +1287,20 @@ impl HangingDocker {
     }
 }
 
+/// Removes this test's own responder container (by its exact name) when dropped, so a test
+/// that fails with one left does not leave it holding the port.
+struct OwnResponder(String);
+
+impl Drop for OwnResponder {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// A responder start that hangs ends within its bound (`up --timeout`), the run says so, and
 /// no responder is left to hold the port afterwards, not even once the hung start would have
 /// gone through (issue 17, 8).
@@ -1298,6 +1312,7 @@ fn a_responder_start_that_hangs_is_bounded_and_leaves_no_responder() {
     let docker = HangingDocker::new(HANG, false);
     let sshd = Sshd::start_with(&docker.sshd_config());
     let ws = workspace("acmehang", &sshd, &hosts.name);
+    let _own = OwnResponder(format!("natsup-acme-{}", ws_name(&ws)));
     ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
 
     let started = std::time::Instant::now();
@@ -1337,6 +1352,7 @@ fn a_responder_start_left_running_is_removed_after_it_ends() {
     let docker = HangingDocker::new(HANG, true);
     let sshd = Sshd::start_with(&docker.sshd_config());
     let ws = workspace("acmeleft", &sshd, &hosts.name);
+    let _own = OwnResponder(format!("natsup-acme-{}", ws_name(&ws)));
     ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
 
     // The start is within its bound (30 s), and natsup is killed while it hangs.
