@@ -19,7 +19,7 @@ use crate::config::{Acme, Config, Http01Mode, Node};
 use crate::error::{Error, Result};
 use crate::pki;
 use crate::remote::Remote;
-use crate::remote::script::{self, AcmeStep, Responder};
+use crate::remote::script::{self, AcmeStep, Bounds, Responder};
 use crate::secret::Secret;
 use crate::state::StateDir;
 use crate::ui;
@@ -38,9 +38,17 @@ pub struct Issued {
     pub key_pem: Secret,
 }
 
-/// How the token is served on `node` for this deployment.
-pub fn responder(config: &Config, node: &Node, acme: &Acme) -> Responder {
+/// How the token is served on `node` for this deployment, each Docker call bounded from
+/// `ready` (`up --timeout`) as the deployment's own are.
+pub fn responder(config: &Config, node: &Node, acme: &Acme, ready: Duration) -> Responder {
+    let bounds = Bounds::from_ready(ready);
+    let names = config.public_names(node).0.len() as u32;
     Responder {
+        // Once it serves, the order needs the responder for at most: a readiness answer per
+        // name, the CA's validation, and a look at each authorization; twice that, so that
+        // only a responder nobody removed ever meets it.
+        lifetime: (bounds.ready + VALIDATION_TIMEOUT + REQUEST_TIMEOUT * (2 * names + 2)) * 2,
+        bounds,
         mode: acme.http01.mode,
         remote_dir: node.remote_dir.clone(),
         port: acme.http01.port,
@@ -63,6 +71,7 @@ pub async fn obtain<R: Remote>(
     config: &Config,
     node: &Node,
     dir: &StateDir,
+    ready: Duration,
 ) -> Result<Issued> {
     let acme = config
         .acme()
@@ -74,7 +83,7 @@ pub async fn obtain<R: Remote>(
             left_out.join(", ")
         ));
     }
-    let responder = responder(config, node, &acme);
+    let responder = responder(config, node, &acme, ready);
     run_step(remote, AcmeStep::Preflight, &responder, &[], b"").await?;
 
     let step = ui::Step::start(format!(
@@ -104,29 +113,41 @@ pub async fn obtain<R: Remote>(
                 ));
             }
         }
+        let name = authz.identifier().to_string();
         let challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
             Error::failed(
                 "the ACME CA offers no http-01 challenge for this order",
                 Some("natsup supports only http-01".to_string()),
             )
         })?;
-        tokens.push((
-            challenge.token.clone(),
-            challenge.key_authorization().as_str().to_string(),
-        ));
+        // The token becomes a file name on the server: checked here, before anything of this
+        // order reaches the server.
+        let token = check_token(&challenge.token, &name, &acme)?;
+        tokens.push((token, challenge.key_authorization().as_str().to_string()));
     }
 
-    let token_names: Vec<String> = tokens.iter().map(|(t, _)| t.clone()).collect();
-    let stdin: String = tokens.iter().map(|(t, k)| format!("{t} {k}\n")).collect();
-    // Whatever happens once publishing started, what it made is removed.
-    let validated = async {
-        run_step(remote, AcmeStep::Publish, &responder, &[], stdin.as_bytes()).await?;
-        validate(&mut order, &acme, &responder).await
+    if tokens.is_empty() {
+        // Every authorization is still valid from an earlier order (Let's Encrypt keeps one up
+        // to 30 days, pebble with PEBBLE_AUTHZREUSE): there is no token to serve, so no
+        // responder is started, and the order is ready to finalize.
+        ui::note("the ACME CA still holds a valid authorization for every name: no token to serve");
+        validate(&mut order, &acme, &responder).await?;
+    } else {
+        let token_names: Vec<String> = tokens.iter().map(|(t, _)| t.clone()).collect();
+        let stdin: String = tokens.iter().map(|(t, k)| format!("{t} {k}\n")).collect();
+        // Whatever happens once publishing started, what it made is removed.
+        let validated = async {
+            run_step(remote, AcmeStep::Publish, &responder, &[], stdin.as_bytes()).await?;
+            validate(&mut order, &acme, &responder).await
+        }
+        .await;
+        let removed = run_step(remote, AcmeStep::Remove, &responder, &token_names, b"").await;
+        validated?;
+        removed?;
     }
-    .await;
-    let removed = run_step(remote, AcmeStep::Remove, &responder, &token_names, b"").await;
-    validated?;
-    removed?;
+    // A run stopped here has a validated order it never finalized: the next one starts a new
+    // order, whose authorizations the CA may reuse (the test of that stops here).
+    crate::failpoint::hit("acme:validated");
 
     let (csr, key_pem) = pki::acme_csr(&names)?;
     request(order.finalize_csr(&csr), &acme).await?;
@@ -253,6 +274,28 @@ async fn account(dir: &StateDir, acme: &Acme) -> Result<Account> {
     Ok(account)
 }
 
+/// `token` if it is what RFC 8555 (section 8.3) allows for an http-01 token: base64url
+/// characters only, `[A-Za-z0-9_-]`, and not empty. natsup writes it as a file name under the
+/// web root (`.well-known/acme-challenge/<token>`), so anything else (a `/`, `..`, a glob
+/// character) from a hostile or broken CA would name a file elsewhere; it is refused before
+/// the server is touched.
+pub fn check_token(token: &str, name: &str, acme: &Acme) -> Result<String> {
+    let base64url = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !token.is_empty() && token.chars().all(base64url) {
+        return Ok(token.to_string());
+    }
+    Err(Error::failed(
+        format!(
+            "the ACME CA {} sent an http-01 token for {name} that is not base64url ({:?}): RFC 8555 allows only A-Z, a-z, 0-9, `_` and `-`, and natsup writes the token as a file name",
+            acme.directory_url(),
+            token.chars().take(64).collect::<String>()
+        ),
+        Some(
+            "check acme.directory: it does not behave as an ACME CA must; nothing was written on the server".to_string(),
+        ),
+    ))
+}
+
 /// One exchange with the CA, bounded in time, its error put into words.
 async fn request<T>(
     call: impl Future<Output = std::result::Result<T, instant_acme::Error>>,
@@ -331,10 +374,13 @@ async fn run_step<R: Remote>(
         AcmeStep::Publish => "serving the ACME http-01 token",
         AcmeStep::Remove => "removing the ACME http-01 token",
     };
-    // Publishing may pull the responder's image; the other steps are a few quick calls.
+    // Publishing may pull the responder's image, and removing waits for a publish that could
+    // still start it; each ends within the bounds of its own Docker calls. A pre-flight is a
+    // few quick calls.
     let bound = match step {
-        AcmeStep::Publish => Duration::from_secs(300),
-        AcmeStep::Preflight | AcmeStep::Remove => crate::remote::INSPECT_BOUND,
+        AcmeStep::Publish => responder.publish_total(),
+        AcmeStep::Remove => responder.remove_total(),
+        AcmeStep::Preflight => crate::remote::INSPECT_BOUND,
     };
     let out = remote
         .run_within(what, &script::acme(step, responder, tokens), stdin, bound)

@@ -390,8 +390,15 @@ async fn run(
         for m in members {
             if let Some(reason) = &change.acme[m.index] {
                 let remote = &mut inspection.nodes[m.index].remote;
-                order_acme(config, state, m, remote, reason).await?;
+                order_acme(config, state, m, remote, reason, change.timeout).await?;
             }
+        }
+    }
+    // A node whose clients get the ACME CA's certificate is never handed natsup's CA's
+    // instead, whatever the command (a dry run skips the orders it would make).
+    for m in members {
+        if !(change.dry_run && change.acme[m.index].is_some()) {
+            state.refuse_private_ca_for_acme(config, m.index, change.step)?;
         }
     }
     rolled.plans = plans(config, state, &inspection.nodes);
@@ -442,6 +449,7 @@ async fn order_acme(
     m: &Member,
     remote: &mut AnyRemote,
     reason: &str,
+    ready: Duration,
 ) -> Result<()> {
     let node = &config.nodes()[m.index];
     let whose = if config.is_cluster() {
@@ -452,7 +460,7 @@ async fn order_acme(
     ui::note(format!(
         "{whose}ordering a certificate from the ACME CA: {reason}"
     ));
-    let issued = acme::obtain(remote, config, node, &state.certs[m.index].dir)
+    let issued = acme::obtain(remote, config, node, &state.certs[m.index].dir, ready)
         .await
         .map_err(|e| on_node(config, &m.name, e, false))?;
     state.store_acme(m.index, issued.chain_pem, issued.key_pem)?;

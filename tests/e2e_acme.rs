@@ -46,8 +46,16 @@ struct Pebble {
 }
 
 impl Pebble {
-    /// `validity`: pebble's certificate lifetime in seconds (its default is 5 years).
+    /// `validity`: pebble's certificate lifetime in seconds (its default is 5 years). No
+    /// authorization reuse: every order is validated again.
     fn start(validity: Option<u64>) -> Pebble {
+        Pebble::start_reusing(validity, 0)
+    }
+
+    /// `authz_reuse`: the percentage of new orders for which pebble reuses an authorization
+    /// still valid from an earlier order of the account (`PEBBLE_AUTHZREUSE`), as Let's
+    /// Encrypt does for up to 30 days: such an order has no challenge to serve.
+    fn start_reusing(validity: Option<u64>, authz_reuse: u8) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         // Pebble's own HTTPS certificate, from a CA of its own (acme.directory_ca).
         let now = time::OffsetDateTime::now_utc();
@@ -98,8 +106,7 @@ impl Pebble {
             .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
             // Random validation delays off; validation itself stays on.
             .env("PEBBLE_VA_NOSLEEP", "1")
-            // No authorization reuse: every order is validated again.
-            .env("PEBBLE_AUTHZREUSE", "0")
+            .env("PEBBLE_AUTHZREUSE", authz_reuse.to_string())
             .stdout(log("pebble.log"))
             .stderr(log("pebble.err"))
             .spawn()
@@ -801,4 +808,590 @@ fn a_cluster_gets_a_certificate_per_node_from_the_acme_ca() {
     assert!(!again.contains("ordering a certificate"), "{again}");
     assert!(again.contains("nothing to do"), "{again}");
     drop(projects);
+}
+
+/// natsup run with a failpoint (`NATSUP_FAILPOINT`: it exits 99 there, as if killed), trusting
+/// pebble's root as [`natsup`] does.
+fn natsup_stopped_at(ws: &Workspace, pebble: &Pebble, point: &str, args: &[&str]) -> Output {
+    let out = ws
+        .natsup()
+        .env("SSL_CERT_FILE", pebble.root_file())
+        .env("NATSUP_FAILPOINT", point)
+        .args(args)
+        .output()
+        .expect("run natsup");
+    assert_eq!(
+        out.status.code(),
+        Some(99),
+        "{point} was not reached:\n{}\npebble:\n{}",
+        text(&out),
+        pebble.log()
+    );
+    out
+}
+
+/// Let's Encrypt reuses an authorization still valid for up to 30 days (pebble: always, with
+/// PEBBLE_AUTHZREUSE=100): a second order for the same name comes back with nothing to
+/// validate, so there is no token to serve. `renew-cert --force` soon after `up`, and the run
+/// after one that stopped between validation and finalizing, meet exactly that (issue 17, 2).
+#[test]
+fn orders_whose_authorizations_are_reused_need_no_responder() {
+    let pebble = Pebble::start_reusing(None, 100);
+    let hosts = HostsEntry::add("reuse");
+    let sshd = Sshd::start();
+    let ws = workspace("acmereuse", &sshd, &hosts.name);
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+
+    // The first order of the account validates (nothing to reuse yet).
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    assert!(!text(&out).contains("no token to serve"), "{}", text(&out));
+    let (issuer, first) = served(&ws, &hosts.name);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+
+    // The second reuses it: ordered and issued with no responder at all.
+    let out = natsup_ok(&ws, &pebble, &["renew-cert", "--force"]);
+    assert!(text(&out).contains("no token to serve"), "{}", text(&out));
+    let (issuer, second) = served(&ws, &hosts.name);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+    assert_ne!(second, first);
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
+
+    // A run that stops after the order is ready and before it is finalized: nothing served
+    // changes, and the next run's new order (its authorization reused again) goes through.
+    natsup_stopped_at(&ws, &pebble, "acme:validated", &["renew-cert", "--force"]);
+    assert_eq!(served(&ws, &hosts.name).1, second);
+    let out = natsup_ok(&ws, &pebble, &["renew-cert", "--force"]);
+    assert!(text(&out).contains("no token to serve"), "{}", text(&out));
+    let (issuer, third) = served(&ws, &hosts.name);
+    assert!(issuer.contains("Pebble Intermediate CA"), "{issuer}");
+    assert_ne!(third, second);
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
+    assert!(!ws.remote_dir.join(".natsup-acme-www").exists());
+}
+
+/// The issuer of the certificate the server presents must stay the ACME CA's (issue 17, 1).
+fn assert_served_by_pebble(ws: &Workspace, host: &str, serial: &str) {
+    let (issuer, now) = served(ws, host);
+    assert!(issuer.contains("Pebble"), "natsup's CA is served: {issuer}");
+    assert_eq!(now, serial);
+}
+
+/// With `tls.issuer: acme`, a node whose stored ACME certificate no longer fits (a public name
+/// added; a key beside another key's certificate, as a run that died between the two writes
+/// leaves) holds only natsup's CA's certificate. `rotate-passwords` orders nothing: it must
+/// refuse, before a new password is made, rather than deploy that certificate, which its own
+/// check (trusting natsup's CA) would pass and every client trusting the system's roots
+/// would refuse (issue 17, 1).
+#[test]
+fn rotate_passwords_never_deploys_natsups_ca_where_the_acme_ca_is_configured() {
+    let pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("rotnames");
+    let added = HostsEntry::add("rotnames-added");
+    let sshd = Sshd::start();
+    let ws = workspace("acmerot", &sshd, &hosts.name);
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+    natsup_ok(&ws, &pebble, &["up"]);
+    let (_, serial) = served(&ws, &hosts.name);
+    let name = ws_name(&ws);
+    let conf = ws.live_conf();
+    let password = ws.stored(&name, "matchmaker");
+    let plain = ws.config();
+
+    // A public name added.
+    ws.edit_config("extra_sans:\n", &format!("extra_sans:\n- {}\n", added.name));
+    let out = natsup(&ws, &pebble, &["rotate-passwords"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("must present the ACME CA's certificate (tls.issuer: acme)"),
+        "{said}"
+    );
+    assert!(said.contains("run `natsup up`"), "{said}");
+    assert_served_by_pebble(&ws, &hosts.name, &serial);
+    assert_eq!(ws.live_conf(), conf);
+    assert_eq!(
+        ws.stored(&name, "matchmaker"),
+        password,
+        "a password was made"
+    );
+    // `render` (a bundle for a server by hand) refuses it too.
+    let out = natsup(&ws, &pebble, &["render", "--out", "bundle"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!ws.path().join("bundle").exists());
+
+    // A new key beside the ACME certificate.
+    ws.set_config(&plain);
+    let state = ws.state_dir().join(&name);
+    std::fs::copy(
+        state.join("server/nats-server-key.pem"),
+        state.join("acme/key.pem"),
+    )
+    .unwrap();
+    let out = natsup(&ws, &pebble, &["rotate-passwords"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("its key does not match it"),
+        "{}",
+        text(&out)
+    );
+    assert_served_by_pebble(&ws, &hosts.name, &serial);
+    assert_eq!(ws.live_conf(), conf);
+
+    // `up` orders it again; then the rotation goes through, served by the ACME CA's.
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    assert!(
+        text(&out).contains("the ACME CA issued certificate"),
+        "{}",
+        text(&out)
+    );
+    let (_, serial) = served(&ws, &hosts.name);
+    natsup_ok(&ws, &pebble, &["rotate-passwords"]);
+    assert_served_by_pebble(&ws, &hosts.name, &serial);
+    assert_ne!(ws.stored(&name, "matchmaker"), password);
+}
+
+/// A hostile ACME directory on a free port, over HTTPS with a CA of its own (what
+/// `acme.directory_ca` is told to trust, as for pebble): it answers what an order needs up to
+/// reading its authorization, whose http-01 token is `token`. Every request's path is kept in
+/// `seen`: a challenge or a finalize asked of it means natsup went on with the token.
+struct HostileAcme {
+    dir: tempfile::TempDir,
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl HostileAcme {
+    fn start(token: &str, name: &str) -> HostileAcme {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let ca = natsup::pki::new_ca("hostile-acme", now).unwrap();
+        let cert = natsup::pki::issue_server_cert(&ca, &["127.0.0.1".into()], 2, now).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            CertificateDer::pem_slice_iter(cert.cert_pem().as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap(),
+            PrivateKeyDer::from_pem_slice(cert.key_pem().expose().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let base = format!("https://127.0.0.1:{port}");
+        let (token, name, log) = (token.to_string(), name.to_string(), seen.clone());
+        runtime.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, base, token, name, log) = (
+                    acceptor.clone(),
+                    base.clone(),
+                    token.clone(),
+                    name.clone(),
+                    log.clone(),
+                );
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        let _ = serve_acme(tls, &base, &token, &name, &log).await;
+                    }
+                });
+            }
+        });
+        HostileAcme {
+            dir,
+            port,
+            seen,
+            _runtime: runtime,
+        }
+    }
+
+    fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Answers the HTTP/1.1 requests of one connection, keeping it open between them as the ACME
+/// client does.
+async fn serve_acme(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    base: &str,
+    token: &str,
+    name: &str,
+    seen: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut nonce = 0u32;
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        buf.drain(..head_end + length);
+        let mut words = head.split_whitespace();
+        let (method, path) = (
+            words.next().unwrap_or("").to_string(),
+            words.next().unwrap_or("").to_string(),
+        );
+        seen.lock().unwrap().push(format!("{method} {path}"));
+        let (status, location, body) = match path.as_str() {
+            "/dir" => (
+                "200 OK",
+                None,
+                serde_json::json!({
+                    "newNonce": format!("{base}/nonce"),
+                    "newAccount": format!("{base}/account"),
+                    "newOrder": format!("{base}/order"),
+                    "revokeCert": format!("{base}/revoke"),
+                    "keyChange": format!("{base}/key-change"),
+                })
+                .to_string(),
+            ),
+            "/nonce" => ("200 OK", None, String::new()),
+            "/account" => (
+                "201 Created",
+                Some(format!("{base}/account/1")),
+                serde_json::json!({"status": "valid", "orders": format!("{base}/orders")})
+                    .to_string(),
+            ),
+            "/order" | "/order/1" => (
+                "201 Created",
+                Some(format!("{base}/order/1")),
+                serde_json::json!({
+                    "status": "pending",
+                    "expires": "2099-01-01T00:00:00Z",
+                    "identifiers": [{"type": "dns", "value": name}],
+                    "authorizations": [format!("{base}/authz/1")],
+                    "finalize": format!("{base}/finalize/1"),
+                })
+                .to_string(),
+            ),
+            "/authz/1" => (
+                "200 OK",
+                None,
+                serde_json::json!({
+                    "status": "pending",
+                    "expires": "2099-01-01T00:00:00Z",
+                    "identifier": {"type": "dns", "value": name},
+                    "challenges": [{
+                        "type": "http-01",
+                        "url": format!("{base}/challenge/1"),
+                        "token": token,
+                        "status": "pending",
+                    }],
+                })
+                .to_string(),
+            ),
+            _ => (
+                "400 Bad Request",
+                None,
+                serde_json::json!({
+                    "type": "urn:ietf:params:acme:error:malformed",
+                    "detail": "the hostile test directory answers nothing past the authorization",
+                })
+                .to_string(),
+            ),
+        };
+        nonce += 1;
+        let mut response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nReplay-Nonce: hostile-{nonce}\r\nCache-Control: no-store\r\nContent-Length: {}\r\n",
+            if method == "HEAD" { 0 } else { body.len() }
+        );
+        if let Some(location) = location {
+            response.push_str(&format!("Location: {location}\r\n"));
+        }
+        response.push_str("\r\n");
+        if method != "HEAD" {
+            response.push_str(&body);
+        }
+        tls.write_all(response.as_bytes()).await?;
+        tls.flush().await?;
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// RFC 8555 (8.3) allows an http-01 token only base64url characters. One from a hostile or
+/// broken directory that is a path (`../`, `/`) or a glob (`*`) is refused when the order is
+/// read, before the server is asked anything, and nothing is written anywhere (issue 17, 3).
+#[test]
+fn a_token_that_is_not_base64url_is_refused_and_nothing_is_written() {
+    let sshd = Sshd::start();
+    let name = format!("{}.natsup-acme.test", unique_name("hostile"));
+    let ws = workspace("acmehostile", &sshd, &name);
+    // The web root a real web server would serve, inside the workspace: a token that climbs
+    // out of `.well-known/acme-challenge/` would land in the workspace.
+    let webroot = ws.path().join("site").join("www");
+    std::fs::create_dir_all(&webroot).unwrap();
+    std::fs::write(webroot.join("index.html"), "hello").unwrap();
+    let plain = ws.config();
+
+    for token in ["../../../x", "a/b", "*"] {
+        let stub = HostileAcme::start(token, &name);
+        ws.set_config(&format!(
+            "{plain}tls:\n  issuer: acme\nacme:\n  directory: {}\n  directory_ca: {}\n  http01:\n    mode: webroot\n    webroot: {}\n",
+            stub.directory(),
+            stub.dir.path().join("ca.pem").display(),
+            webroot.display(),
+        ));
+        let out = ws.natsup().args(["up"]).output().unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{token}: {said}");
+        assert!(said.contains("that is not base64url"), "{token}: {said}");
+        assert!(
+            said.contains("nothing was written on the server"),
+            "{token}: {said}"
+        );
+        // natsup read the authorization and asked nothing more of the directory.
+        let seen = stub.seen();
+        assert!(
+            seen.iter().any(|r| r == "POST /authz/1"),
+            "the order was not read: {seen:?}"
+        );
+        assert!(
+            !seen
+                .iter()
+                .any(|r| r.contains("/challenge/") || r.contains("/finalize/")),
+            "{token}: natsup went on with the token: {seen:?}"
+        );
+        // No file anywhere: not in the web root, not above it, not on the server's side.
+        assert_eq!(
+            files_under(&ws.path().join("site")),
+            vec![webroot.join("index.html")],
+            "{token}: a file was written"
+        );
+        assert_eq!(
+            files_under(&ws.path().join("server")),
+            Vec::<PathBuf>::new(),
+            "{token}"
+        );
+        let strays: Vec<PathBuf> = files_under(ws.path())
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n == "x" || n == "b" || n == "*")
+            })
+            .collect();
+        assert_eq!(strays, Vec::<PathBuf>::new(), "{token}");
+        assert!(!webroot.join(".well-known").exists(), "{token}");
+        assert!(
+            !ws.remote_dir.join("docker-compose.yaml").exists(),
+            "{token}"
+        );
+    }
+}
+
+/// A `docker` first on the SSH user's PATH (sshd's SetEnv) that stands in for a responder
+/// start that hangs, as a `docker run -d` still pulling over a slow link does: on the
+/// responder's `run` it notes it was called, ignores SIGTERM and sleeps `hang` seconds before
+/// running the real docker (with `only_first`, only the first time). Everything else goes
+/// straight to the real one.
+struct HangingDocker {
+    dir: tempfile::TempDir,
+}
+
+impl HangingDocker {
+    fn new(hang: u64, only_first: bool) -> HangingDocker {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real =
+            String::from_utf8(run(Command::new("sh").args(["-c", "command -v docker"])).stdout)
+                .unwrap()
+                .trim()
+                .to_string();
+        let wrapper = dir.path().join("docker");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\ncase \" $* \" in\n*' run '*natsup.acme=responder*)\n  if [ {only_first} = false ] || [ ! -e {called} ]; then\n    touch {called}\n    trap '' TERM\n    sleep {hang}\n  fi\n  ;;\nesac\nexec {real} \"$@\"\n",
+                called = dir.path().join("called").display(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        HangingDocker { dir }
+    }
+
+    /// The sshd_config line that puts it first on the PATH.
+    fn sshd_config(&self) -> String {
+        format!(
+            "SetEnv PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+            self.dir.path().display()
+        )
+    }
+
+    fn called(&self) -> bool {
+        self.dir.path().join("called").exists()
+    }
+}
+
+/// Removes this test's own responder container (by its exact name) when dropped, so a test
+/// that fails with one left does not leave it holding the port.
+struct OwnResponder(String);
+
+impl Drop for OwnResponder {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A responder start that hangs ends within its bound (`up --timeout`), the run says so, and
+/// no responder is left to hold the port afterwards, not even once the hung start would have
+/// gone through (issue 17, 8).
+#[test]
+fn a_responder_start_that_hangs_is_bounded_and_leaves_no_responder() {
+    const HANG: u64 = 25;
+    let pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("hang");
+    let docker = HangingDocker::new(HANG, false);
+    let sshd = Sshd::start_with(&docker.sshd_config());
+    let ws = workspace("acmehang", &sshd, &hosts.name);
+    let _own = OwnResponder(format!("natsup-acme-{}", ws_name(&ws)));
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+
+    let started = std::time::Instant::now();
+    let out = natsup(&ws, &pebble, &["up", "--timeout", "3"]);
+    let took = started.elapsed();
+    let said = text(&out);
+    assert!(docker.called(), "the hanging docker was not used: {said}");
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the responder container did not start within 3s"),
+        "{said}"
+    );
+    // 3 s, then SIGKILL 5 s after the ignored SIGTERM, and the order's other steps.
+    assert!(
+        took < Duration::from_secs(HANG - 5),
+        "took {took:?}: {said}"
+    );
+    assert!(!ws.remote_dir.join("docker-compose.yaml").exists());
+
+    // Past the moment the hung start would have gone through: nothing came up.
+    std::thread::sleep(Duration::from_secs(HANG + 3).saturating_sub(started.elapsed()));
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
+    TcpListener::bind(("127.0.0.1", pebble.http_port))
+        .unwrap_or_else(|e| panic!("port {} is still held: {e}", pebble.http_port));
+    assert!(!ws.remote_dir.join(".natsup-acme-www").exists());
+}
+
+/// natsup gives up on an order while its responder is still starting (here it is killed, as a
+/// lost connection or Ctrl-C would leave it; the start goes on on the server). The next run's
+/// removal of the responder comes only after that start has ended, so the start cannot bring a
+/// responder up after it and hold the port (issue 17, 8).
+#[test]
+fn a_responder_start_left_running_is_removed_after_it_ends() {
+    const HANG: u64 = 15;
+    let pebble = Pebble::start(None);
+    let hosts = HostsEntry::add("left");
+    let docker = HangingDocker::new(HANG, true);
+    let sshd = Sshd::start_with(&docker.sshd_config());
+    let ws = workspace("acmeleft", &sshd, &hosts.name);
+    let _own = OwnResponder(format!("natsup-acme-{}", ws_name(&ws)));
+    ws.set_config(&format!("{}{}", ws.config(), standalone(&pebble)));
+
+    // The start is within its bound (30 s), and natsup is killed while it hangs.
+    let started = std::time::Instant::now();
+    let mut first = ws
+        .natsup()
+        .env("SSL_CERT_FILE", pebble.root_file())
+        .args(["up", "--timeout", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !docker.called() {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "natsup ended before the responder started"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no responder start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // The next run orders while the first start still hangs on the server.
+    let out = natsup_ok(&ws, &pebble, &["up"]);
+    let (issuer, _) = served(&ws, &hosts.name);
+    assert!(
+        issuer.contains("Pebble Intermediate CA"),
+        "{issuer}: {}",
+        text(&out)
+    );
+
+    // Past the moment the hung start went through: no responder holds the port.
+    std::thread::sleep(Duration::from_secs(HANG + 5).saturating_sub(started.elapsed()));
+    assert_eq!(responder_containers(&ws), Vec::<String>::new());
+    TcpListener::bind(("127.0.0.1", pebble.http_port))
+        .unwrap_or_else(|e| panic!("port {} is still held: {e}", pebble.http_port));
 }

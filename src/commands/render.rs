@@ -17,6 +17,11 @@ pub fn run(ctx: &Context, args: RenderArgs) -> Result<i32> {
     // A cluster's bundles go to one folder per node (`<out>/<node>/`); a node's
     // nats-server.conf holds the route password, so it is kept out of git like the key.
     let (config, state) = (&session.config, &session.state);
+    // The bundle goes to a server by hand: never with natsup's CA's certificate where the
+    // config says clients get the ACME CA's (`up` orders it).
+    for i in 0..config.nodes().len() {
+        state.refuse_private_ca_for_acme(config, i, "render")?;
+    }
     let bundles: Vec<(std::path::PathBuf, Bundle)> = config
         .nodes()
         .iter()

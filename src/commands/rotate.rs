@@ -20,6 +20,14 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
     let (config, members) = session::deployment(ctx, &args.target.target())?;
     let mut session = Session::open(ctx, config)?;
     let users = session.config.select_users(&args.users)?;
+    // Refused before a new password is even made: a node that must present the ACME CA's
+    // certificate and has none would otherwise get natsup's CA's with the new passwords
+    // (`operation::converge` refuses it too, as for every command).
+    for i in 0..session.config.nodes().len() {
+        session
+            .state
+            .refuse_private_ca_for_acme(&session.config, i, "rotate-passwords")?;
+    }
     let Session {
         config, state, now, ..
     } = &mut session;

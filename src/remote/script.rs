@@ -209,6 +209,31 @@ pub struct Responder {
     pub webroot: String,
     /// The standalone container's name.
     pub name: String,
+    /// Each Docker call's bound: `docker_call` for a quick one, `pull`, `validate` for the
+    /// start of the container, `ready` for it to serve the first token.
+    pub bounds: Bounds,
+    /// How long the standalone container may live at all: it stops by itself after this.
+    pub lifetime: Duration,
+}
+
+impl Responder {
+    /// The longest `Publish` runs when every bound of acme.sh holds (its deadline there): past
+    /// this, natsup stops waiting for it.
+    pub fn publish_total(&self) -> Duration {
+        let b = &self.bounds;
+        b.docker_call * 6 + b.pull + b.validate + b.ready + Duration::from_secs(60)
+    }
+
+    /// The longest `Remove` runs: it first waits for any publish of this responder that
+    /// could still start the container, then a few quick calls.
+    pub fn remove_total(&self) -> Duration {
+        self.publish_total() + self.bounds.docker_call * 2 + Duration::from_secs(30)
+    }
+}
+
+/// Whole seconds, at least one, for a `timeout` bound.
+fn bound_secs(d: Duration) -> String {
+    d.as_secs().max(1).to_string()
 }
 
 /// The responder script for `step`; `tokens` are the ones `Remove` deletes.
@@ -235,7 +260,13 @@ pub fn acme(step: AcmeStep, responder: &Responder, tokens: &[String]) -> String 
             ("IMAGE", responder.image.clone()),
             ("WEBROOT", responder.webroot.clone()),
             ("NAME", responder.name.clone()),
-            ("TOKENS", tokens.join(" ")),
+            // One a line: acme.sh reads them line by line, never splitting or globbing.
+            ("TOKENS", tokens.join("\n")),
+            ("STEP_TIMEOUT", bound_secs(responder.bounds.docker_call)),
+            ("PULL_TIMEOUT", bound_secs(responder.bounds.pull)),
+            ("START_TIMEOUT", bound_secs(responder.bounds.validate)),
+            ("READY_TIMEOUT", bound_secs(responder.bounds.ready)),
+            ("LIFETIME", bound_secs(responder.lifetime)),
         ])
     )
 }
@@ -369,6 +400,82 @@ mod tests {
         assert_eq!(project_prefix("__"), "natsup");
     }
 
+    /// The web-root responder run here with `sh`, as on a server, in a folder of its own.
+    fn run_webroot(
+        step: AcmeStep,
+        webroot: &std::path::Path,
+        tokens: &[String],
+        stdin: &str,
+    ) -> std::process::Output {
+        use std::io::Write;
+        let responder = Responder {
+            mode: Http01Mode::Webroot,
+            remote_dir: webroot.display().to_string(),
+            port: 80,
+            image: "busybox:1.36".into(),
+            webroot: webroot.display().to_string(),
+            name: "natsup-acme-t".into(),
+            bounds: bounds(),
+            lifetime: Duration::from_secs(600),
+        };
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(acme(step, &responder, tokens))
+            .env("HOME", webroot)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// natsup refuses a token that is not base64url before it reaches the server; acme.sh
+    /// refuses it again before writing anything, and removes tokens one a line, never globbed.
+    #[test]
+    fn the_responder_script_writes_and_removes_only_base64url_tokens() {
+        let top = tempfile::tempdir().unwrap();
+        let webroot = top.path().join("site/www");
+        std::fs::create_dir_all(&webroot).unwrap();
+        std::fs::write(webroot.join("index.html"), "hello").unwrap();
+        for token in ["../../../x", "a/b", "*", ".."] {
+            let out = run_webroot(
+                AcmeStep::Publish,
+                &webroot,
+                &[],
+                &format!("ok-token k1\n{token} k2\n"),
+            );
+            assert_eq!(out.status.code(), Some(2), "{token}");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("refused an ACME token"),
+                "{token}"
+            );
+            // Checked before anything was written: not even the good token's file.
+            assert!(!webroot.join(".well-known").exists(), "{token}");
+            assert!(!top.path().join("site/x").exists(), "{token}");
+        }
+        // Removal: a `*` among the tokens globs nothing.
+        let challenges = webroot.join(".well-known/acme-challenge");
+        std::fs::create_dir_all(&challenges).unwrap();
+        std::fs::write(challenges.join("keep"), "someone else's").unwrap();
+        std::fs::write(challenges.join("ours"), "k").unwrap();
+        let out = run_webroot(
+            AcmeStep::Remove,
+            &webroot,
+            &["*".into(), "ours".into(), "../../index.html".into()],
+            "",
+        );
+        assert!(out.status.success());
+        assert!(challenges.join("keep").exists());
+        assert!(!challenges.join("ours").exists());
+        assert!(webroot.join("index.html").exists());
+    }
+
     #[test]
     fn scripts_parse_under_sh() {
         let responder = Responder {
@@ -378,6 +485,8 @@ mod tests {
             image: "busybox:1.36".into(),
             webroot: String::new(),
             name: "natsup-acme-t".into(),
+            bounds: bounds(),
+            lifetime: Duration::from_secs(600),
         };
         for script in [
             acme(AcmeStep::Preflight, &responder, &[]),

@@ -327,15 +327,57 @@ impl State {
     /// none yet, other names than the node's public ones, or a third of its lifetime left.
     pub fn acme_due(&self, config: &Config, i: usize, now: OffsetDateTime) -> Option<String> {
         config.acme()?;
+        self.acme_missing(config, i)
+            .or_else(|| self.certs[i].info.renewal_reason(now))
+    }
+
+    /// With `tls.issuer: acme`, why node `i` has no ACME certificate it can present, if it
+    /// has none: none ordered yet, or the stored one no longer fits (its names differ from the
+    /// config's public names, or its key and certificate do not match after a run died
+    /// between the two writes). Such a node holds only natsup's CA's certificate.
+    pub fn acme_missing(&self, config: &Config, i: usize) -> Option<String> {
+        config.acme()?;
         let cert = &self.certs[i];
-        if !cert.publicly_trusted {
-            return Some(if cert.dir.acme_cert().exists() {
-                "the ACME certificate's names differ from the config's public names".into()
+        if cert.publicly_trusted {
+            return None;
+        }
+        Some(
+            if cert.dir.acme_cert().exists() || cert.dir.acme_key().exists() {
+                "the stored ACME certificate does not fit: its names differ from the config's public names, or its key does not match it".into()
             } else {
                 "none from the ACME CA yet".into()
-            });
-        }
-        cert.info.renewal_reason(now)
+            },
+        )
+    }
+
+    /// Refuses to hand node `i` natsup's CA's certificate when the config says its clients
+    /// get the ACME CA's (`tls.issuer: acme`). Those clients trust only their system's roots:
+    /// natsup's own check, which trusts natsup's CA, would pass, and every client would fail
+    /// with UnknownIssuer. Every command that deploys asks this of every node once its ACME
+    /// orders are done (`up` and `renew-cert` order what is missing first); `step` is the
+    /// command, for the hint.
+    pub fn refuse_private_ca_for_acme(&self, config: &Config, i: usize, step: &str) -> Result<()> {
+        let Some(why) = self.acme_missing(config, i) else {
+            return Ok(());
+        };
+        let who = if config.is_cluster() {
+            format!("node {}", config.nodes()[i].name)
+        } else {
+            "the server".to_string()
+        };
+        let retry = if step == "up" {
+            String::new()
+        } else {
+            format!(", then `natsup {step}` again")
+        };
+        Err(Error::usage(
+            format!(
+                "{who} must present the ACME CA's certificate (tls.issuer: acme), and there is none to deploy ({why}); natsup does not put its own CA's certificate in its place, which clients that trust the system's roots refuse"
+            ),
+            Some(format!(
+                "run `natsup up`: it orders the certificate from the ACME CA{retry}; nothing was changed"
+            )),
+        ))
     }
 
     /// Stores the ACME CA's chain for node `i` and the key natsup made for it (key first),
