@@ -6,18 +6,31 @@
 say() { printf 'natsup.%s=%s\n' "$1" "$2"; }
 b64() { base64 | tr -d '\n'; }
 
+# Finds how this user runs Docker and Compose (DOCKER, COMPOSE, SUDO): 0 found, 1 missing or
+# denied (said as natsup.docker), 2 a call ran out of its bound (said as natsup.timeout).
 find_docker() {
   DOCKER=""
   if ! command -v docker >/dev/null 2>&1; then
     say docker missing
     return 1
   fi
-  if v=$(docker version --format '{{.Server.Version}}' 2>/dev/null); then
-    DOCKER="docker"
-  elif command -v sudo >/dev/null 2>&1 && v=$(sudo -n docker version --format '{{.Server.Version}}' 2>/dev/null); then
+  # Each call is bounded: a Docker daemon that accepts the connection and never answers
+  # hangs its CLI, and the scripts (apply.sh ignores the hang-up) would wait for it forever.
+  DOCKER="docker"
+  v=$(bounded "$STEP_TIMEOUT" docker version --format '{{.Server.Version}}' 2>/dev/null)
+  rc=$?
+  if [ $rc != 0 ] && [ $rc != 124 ] && command -v sudo >/dev/null 2>&1; then
     DOCKER="sudo -n docker"
-  else
+    v=$(bounded "$STEP_TIMEOUT" sudo -n docker version --format '{{.Server.Version}}' 2>/dev/null)
+    rc=$?
+  fi
+  if [ $rc = 124 ]; then
+    timed_out "$DOCKER version" "$STEP_TIMEOUT"
+    DOCKER=""
+    return 2
+  elif [ $rc != 0 ]; then
     say docker denied
+    DOCKER=""
     return 1
   fi
   say docker "$DOCKER"
@@ -26,7 +39,12 @@ find_docker() {
   [ "$DOCKER" = "docker" ] || SUDO="sudo -n "
   # Compose v2 is a docker CLI plugin (`docker compose`); v1 is the separate Python
   # `docker-compose` (Debian 12 still ships 1.29). Either may be the only one installed.
-  if $DOCKER compose version >/dev/null 2>&1; then
+  docker_within "$STEP_TIMEOUT" compose version >/dev/null 2>&1
+  rc=$?
+  if [ $rc = 124 ]; then
+    timed_out "$DOCKER compose version" "$STEP_TIMEOUT"
+    return 2
+  elif [ $rc = 0 ]; then
     COMPOSE="$DOCKER compose"
   elif command -v docker-compose >/dev/null 2>&1; then
     COMPOSE="${SUDO}docker-compose"
@@ -107,6 +125,11 @@ bounded() {
     "$@" 9>&-
   fi
 }
+# Says that the call $1 ran out of its $2 seconds (`bounded` returned 124), as natsup.timeout,
+# which natsup shows as the reason the run stopped. A caller says it where the call ran, not
+# inside the call's $(...), whose output is captured.
+timed_out() { say timeout "\`$1\` did not answer within ${2}s"; }
+
 # Docker, or Compose on this deployment's project, for at most $1 seconds (`bounded`: these run
 # under `timeout`, which runs programs, not shell functions). DOCKER and COMPOSE each hold a
 # command with its options ("sudo -n docker", "docker compose") and compose_args prints
