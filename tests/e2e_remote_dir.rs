@@ -194,6 +194,8 @@ fn a_route_port_something_else_holds_is_refused_naming_the_node_and_the_holder()
     let port = free_port_on(&addrs);
     let route = free_port_on_besides(&addrs, &[port]);
     let dirs = [ws.remote_dir.join("n1"), ws.remote_dir.join("n2")];
+    // Should a node start after all (a regression), its container is removed with these.
+    let _projects = dirs.each_ref().map(|d| ComposeProject::new(d));
     let nodes: String = (0..2)
         .map(|i| {
             format!(
