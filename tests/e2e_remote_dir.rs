@@ -234,3 +234,92 @@ fn a_route_port_something_else_holds_is_refused_naming_the_node_and_the_holder()
     }
     drop(holder);
 }
+
+/// Issue 17, item 6: the folder check (`check_dir_safe` in common.sh) gives the same answers
+/// under BusyBox (its sh, stat, find and id first on PATH, as on a BusyBox host) as under
+/// dash with coreutils, for every kind of folder it refuses or accepts.
+#[test]
+fn the_folder_check_answers_alike_under_busybox_and_dash() {
+    let common = std::fs::read_to_string(repo_root().join("src/scripts/common.sh")).unwrap();
+    let busybox = tempfile::tempdir().unwrap();
+    run(std::process::Command::new("/bin/busybox")
+        .arg("--install")
+        .arg("-s")
+        .arg(busybox.path()));
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for d in [
+        "ok/d/nats-data/x",
+        "gw/d",
+        "sticky",
+        "own/d",
+        "file/d",
+        "open/d",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    chmod(&root.join("gw"), 0o775);
+    chmod(&root.join("sticky"), 0o1777);
+    std::fs::create_dir(root.join("sticky/mine")).unwrap();
+    chown(&root.join("own/d"), STRANGER);
+    // JetStream's files are the container's business: not looked at.
+    chmod(&root.join("ok/d/nats-data/x"), 0o777);
+    std::fs::write(root.join("file/d/docker-compose.yaml"), "").unwrap();
+    chmod(&root.join("file/d/docker-compose.yaml"), 0o666);
+    chmod(&root.join("open/d"), 0o1777);
+    std::os::unix::fs::symlink(root.join("gw/d"), root.join("ok/link")).unwrap();
+    let r = root.display();
+    let cases = [
+        ("ok/d", String::new()),
+        ("ok/d/new/deeper", String::new()),
+        ("sticky/mine", String::new()),
+        ("sticky/new", String::new()),
+        ("gw/d", format!("writable|775|0|root|root|{r}/gw")),
+        ("gw/d/new", format!("writable|775|0|root|root|{r}/gw")),
+        ("ok/link", format!("writable|775|0|root|root|{r}/gw")),
+        (
+            "own/d",
+            format!("owner|755|{STRANGER}|UNKNOWN|root|{r}/own/d"),
+        ),
+        ("sticky", format!("writable|1777|0|root|root|{r}/sticky")),
+        ("open/d", format!("writable|1777|0|root|root|{r}/open/d")),
+        (
+            "file/d",
+            format!("writable|666|0|root|root|{r}/file/d/docker-compose.yaml"),
+        ),
+    ];
+    for (shell, path) in [
+        ("/bin/dash".into(), std::env::var("PATH").unwrap()),
+        (
+            busybox.path().join("sh"),
+            format!(
+                "{}:{}",
+                busybox.path().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        ),
+    ] {
+        let shell: std::path::PathBuf = shell;
+        for (dir, expected) in &cases {
+            let out = std::process::Command::new(&shell)
+                .env("PATH", &path)
+                .current_dir(root)
+                .arg("-c")
+                .arg(format!("{common}\ncheck_dir_safe '{dir}/'; echo \"rc=$?\""))
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let said = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("natsup.unsafe_dir="))
+                .unwrap_or("");
+            let rc = if expected.is_empty() { "rc=0" } else { "rc=1" };
+            assert_eq!(
+                (said, stdout.lines().last().unwrap_or("")),
+                (expected.as_str(), rc),
+                "{} ({path}): {dir}",
+                shell.display()
+            );
+        }
+    }
+}
