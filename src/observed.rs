@@ -139,7 +139,9 @@ impl UnsafePath {
             Unsafe::Writable => "is writable by other users",
         };
         format!(
-            "{} {what} (owner {} (uid {}), mode {}): whoever can change the deployment folder or              a folder on the way to it can swap docker-compose.yaml before `compose up` runs it,              which through Docker is root on the server",
+            "{} {what} (owner {} (uid {}), mode {}): whoever can change the deployment \
+             folder, or a folder on the way to it, can swap docker-compose.yaml before \
+             `compose up` runs it, which through Docker is root on the server",
             self.path, self.owner, self.uid, self.mode
         )
     }
@@ -147,17 +149,22 @@ impl UnsafePath {
     /// The command that fixes it, or another remote_dir.
     pub fn hint(&self) -> String {
         let path = crate::remote::script::sh_quote(&self.path);
+        // root needs no sudo, and a folder this user owns is fixed without it.
+        let sudo = if self.user == "root" { "" } else { "sudo " };
         let fix = match self.why {
-            Unsafe::Owner => format!("`sudo chown {} {path}`", self.user),
-            // A folder this user owns is fixed without sudo.
+            Unsafe::Owner => format!("`{sudo}chown {} {path}`", self.user),
             Unsafe::Writable if self.owner == self.user => format!("`chmod go-w {path}`"),
-            Unsafe::Writable => format!("`sudo chmod go-w {path}`"),
+            Unsafe::Writable => format!("`{sudo}chmod go-w {path}`"),
+        };
+        let who = if self.user == "root" {
+            "root".to_string()
+        } else {
+            format!("{} and root", self.user)
         };
         format!(
             "if no one else should write there, run {fix} on the server (check what else it \
-             holds first); or choose a remote_dir that only {} and root can write, like the \
-             default nats-bits in the SSH user's home",
-            self.user
+             holds first); or choose a remote_dir that only {who} can write, like the default \
+             nats-bits in the SSH user's home"
         )
     }
 }

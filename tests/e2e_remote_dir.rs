@@ -103,7 +103,7 @@ fn a_remote_dir_other_users_can_change_is_refused_before_any_upload() {
         &dir,
         &[
             &format!("is owned by another user (owner UNKNOWN (uid {STRANGER}), mode 700)"),
-            &format!("`sudo chown root '{}'`", dir.display()),
+            &format!("`chown root '{}'`", dir.display()),
         ],
     );
     assert_eq!(
@@ -169,7 +169,7 @@ fn a_remote_dir_another_user_makes_after_the_inspection_is_refused_by_the_apply_
             "nothing on the server was changed",
         ],
     );
-    assert!(err.contains("`sudo chown root"), "{err}");
+    assert!(err.contains("`chown root"), "{err}");
     assert_eq!(
         listing(&dir),
         Vec::<String>::new(),
