@@ -183,14 +183,16 @@ fn a_remote_dir_another_user_makes_after_the_inspection_is_refused_by_the_apply_
 
 /// Issue 17, item 9: pre-flight checks a cluster node's route port like its client port. A
 /// plain listener on one node's address at the route port is refused before anything is
-/// touched on any node, naming the node, the port and the process that holds it. Two nodes,
-/// each with its sshd on its own loopback address: the cheapest cluster there is, and
-/// nothing starts.
+/// touched on any node, naming the node, the port and the process that holds it. Two nodes
+/// on one server (one sshd, one SSH destination), each on its own loopback address, as
+/// natsup.yaml must have them: the cheapest cluster there is, and nothing starts. (Both
+/// nodes open their SSH connection at once: that once failed one with "No such file or
+/// directory", each opening clearing the other's master folder.)
 #[test]
 fn a_route_port_something_else_holds_is_refused_naming_the_node_and_the_holder() {
     let ws = Workspace::new("routeheld");
     let addrs = ["127.0.0.26", "127.0.0.27"];
-    let sshd = addrs.map(|a| Sshd::start_at(a, ""));
+    let sshd = Sshd::start();
     let port = free_port_on(&addrs);
     let route = free_port_on_besides(&addrs, &[port]);
     let dirs = [ws.remote_dir.join("n1"), ws.remote_dir.join("n2")];
@@ -202,9 +204,9 @@ fn a_route_port_something_else_holds_is_refused_naming_the_node_and_the_holder()
                 "- name: n{n}\n  host: {a}\n  ssh: {dest}\n  identity: {id}\n  known_hosts: {kh}\n  bind: {a}\n  remote_dir: {dir}\n",
                 n = i + 1,
                 a = addrs[i],
-                dest = sshd[i].destination(),
-                id = sshd[i].identity().display(),
-                kh = sshd[i].known_hosts().display(),
+                dest = sshd.destination(),
+                id = sshd.identity().display(),
+                kh = sshd.known_hosts().display(),
                 dir = dirs[i].display(),
             )
         })
