@@ -93,8 +93,8 @@ for role_port in "client:$PORT" ${ROUTE_PORT:+"route:$ROUTE_PORT"}; do
   fi
   if [ -z "$ID" ] && command -v ss >/dev/null 2>&1; then
     # -p names the process when this user may see it (its own, or any for root).
-    listener=$(ss -Hltnp "sport = :$port" 2>/dev/null | while read -r _ _ _ local _ rest; do
-      if clashes "${local%:*}"; then printf '%s\n' "$rest"; break; fi
+    listener=$(ss -Hltnp "sport = :$port" 2>/dev/null | while read -r _ _ _ addr _ rest; do
+      if clashes "${addr%:*}"; then printf '%s\n' "$rest"; break; fi
     done)
     if [ -n "$listener" ]; then
       case "$listener" in
