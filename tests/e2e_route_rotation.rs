@@ -1,0 +1,164 @@
+//! Issue 17, item 5: the route credential of a real three-node cluster (three sshd on
+//! 127.0.0.21-23, `network: host`, the test image's nats-server 2.10.26) is rotated by
+//! `rotate-passwords --route` while a client holding every node's URL publishes to an R3
+//! stream every 20 ms and waits for each ack: no publish fails, and afterwards every node
+//! refuses a route login with the old password (`-ERR 'Authorization Violation'`) and takes
+//! one with the new. The same route login with the old password is taken by every node before
+//! the rotation, so the refusal is the rotation's doing, not the probe's.
+
+use natsup_dev_support as support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use natsup::pki::ServerCert;
+use natsup::route_probe::{RouteLogin, route_login};
+use natsup::secret::Secret;
+use support::cluster::{ADDRS, Cluster, connect_all};
+use support::free_port_on_besides;
+use support::workspace::text;
+
+/// The route password in the deployment's secrets.yaml.
+fn route_password(state: &Path, name: &str) -> String {
+    let yaml = std::fs::read_to_string(state.join(name).join("secrets.yaml")).unwrap();
+    let secrets: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    secrets["route"]["password"]
+        .as_str()
+        .expect("a cluster's route password")
+        .to_string()
+}
+
+/// What each node says to a route login with `password`, asked as node n1 would (its
+/// certificate, the deployment's CA).
+async fn route_logins(cl: &Cluster, route_port: u16, password: &str) -> Vec<RouteLogin> {
+    let state = cl.ws.state_dir().join(&cl.name);
+    let ca = std::fs::read_to_string(state.join("ca/rootCA.pem")).unwrap();
+    let cert = std::fs::read_to_string(state.join("nodes/n1/nats-server-cert.pem")).unwrap();
+    let key = std::fs::read_to_string(state.join("nodes/n1/nats-server-key.pem")).unwrap();
+    let n1 = ServerCert::from_pem(cert, Secret::new(key)).unwrap();
+    let mut answers = Vec::new();
+    for addr in &ADDRS[..3] {
+        answers.push(
+            route_login(
+                &format!("{addr}:{route_port}"),
+                addr,
+                &ca,
+                &n1,
+                &cl.name,
+                natsup::state::ROUTE_USER,
+                &Secret::new(password),
+                Duration::from_secs(5),
+            )
+            .await,
+        );
+    }
+    answers
+}
+
+#[test]
+fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() {
+    let cl = Cluster::named("rr");
+    let route_port = free_port_on_besides(&ADDRS, &[cl.port]);
+    cl.ws
+        .set_config(&cl.yaml(route_port, |i| cl.sshd[i].port()));
+    cl.ws.ok(&["up"]);
+    let state = cl.ws.state_dir();
+    let old = route_password(&state, &cl.name);
+
+    let rt = support::workspace::runtime();
+    // The probe can tell: before the rotation every node takes the old password, and refuses
+    // a wrong one.
+    let before = rt.block_on(route_logins(&cl, route_port, &old));
+    assert!(
+        before.iter().all(|a| *a == RouteLogin::Accepted),
+        "{before:?}"
+    );
+    let wrong = rt.block_on(route_logins(&cl, route_port, "not-the-password"));
+    assert!(wrong.iter().all(|a| *a == RouteLogin::Refused), "{wrong:?}");
+
+    // A client holding every URL publishes to an R3 stream every 20 ms, each publish waiting
+    // for its ack (async-nats' default: 5 s), throughout the rotation.
+    let gameserver = cl.ws.login("gameserver");
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let client = rt.block_on(connect_all(&gameserver, cl.urls(), disconnects.clone()));
+    let js = {
+        let _in_runtime = rt.enter();
+        async_nats::jetstream::new(client.clone())
+    };
+    rt.block_on(async {
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "ROUTEROT".into(),
+            subjects: vec!["routerot.>".into()],
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("an R3 stream")
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = rt.spawn({
+        let (js, stop) = (js.clone(), stop.clone());
+        async move {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let at = Instant::now();
+                let acked = match js.publish("routerot.tick", "t".into()).await {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match acked {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(format!("{e} (after {:?})", at.elapsed())),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let out = cl.ws.run(&["rotate-passwords", "--route"]);
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = rt.block_on(publisher).unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("pass 1 of 2"), "{said}");
+    assert!(said.contains("pass 2 of 2"), "{said}");
+    assert!(said.contains("every node refuses the old one"), "{said}");
+    eprintln!(
+        "route rotation: {took:?}, {ok} R3 publishes acked, {} failed, {} disconnects",
+        failed.len(),
+        disconnects.load(Ordering::SeqCst)
+    );
+    assert!(failed.is_empty(), "publishes failed: {failed:?}\n{said}");
+    assert!(ok > 50, "only {ok} publishes went out");
+    assert_eq!(
+        disconnects.load(Ordering::SeqCst),
+        0,
+        "the client was disconnected"
+    );
+
+    // Every node refuses the old route password and takes the new one.
+    let new = route_password(&state, &cl.name);
+    assert_ne!(new, old);
+    let with_old = rt.block_on(route_logins(&cl, route_port, &old));
+    assert!(
+        with_old.iter().all(|a| *a == RouteLogin::Refused),
+        "{with_old:?}"
+    );
+    let with_new = rt.block_on(route_logins(&cl, route_port, &new));
+    assert!(
+        with_new.iter().all(|a| *a == RouteLogin::Accepted),
+        "{with_new:?}"
+    );
+    // The cluster is whole, and a second `up` has nothing to do.
+    let report = text(&cl.ws.verify(&[]));
+    assert!(report.contains("routes"), "{report}");
+    let again = text(&cl.ws.ok(&["up"]));
+    assert!(again.contains("nothing to do"), "{again}");
+    drop(client);
+}
