@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+
 use natsup::pki::ServerCert;
 use natsup::route_probe::{RouteLogin, route_login};
 use natsup::secret::Secret;
 use support::cluster::{ADDRS, Cluster, connect_all};
 use support::free_port_on_besides;
-use support::workspace::text;
+use support::workspace::{Login, text};
 
 /// The route password in the deployment's secrets.yaml.
 fn route_password(state: &Path, name: &str) -> String {
@@ -33,13 +35,23 @@ fn route_password(state: &Path, name: &str) -> String {
 /// What each node says to a route login with `password`, asked as node n1 would (its
 /// certificate, the deployment's CA).
 async fn route_logins(cl: &Cluster, route_port: u16, password: &str) -> Vec<RouteLogin> {
+    route_logins_of(cl, 3, route_port, password).await
+}
+
+/// As [`route_logins`], of the first `nodes` nodes.
+async fn route_logins_of(
+    cl: &Cluster,
+    nodes: usize,
+    route_port: u16,
+    password: &str,
+) -> Vec<RouteLogin> {
     let state = cl.ws.state_dir().join(&cl.name);
     let ca = std::fs::read_to_string(state.join("ca/rootCA.pem")).unwrap();
     let cert = std::fs::read_to_string(state.join("nodes/n1/nats-server-cert.pem")).unwrap();
     let key = std::fs::read_to_string(state.join("nodes/n1/nats-server-key.pem")).unwrap();
     let n1 = ServerCert::from_pem(cert, Secret::new(key)).unwrap();
     let mut answers = Vec::new();
-    for addr in &ADDRS[..3] {
+    for addr in &ADDRS[..nodes] {
         answers.push(
             route_login(
                 &format!("{addr}:{route_port}"),
@@ -161,4 +173,96 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     let again = text(&cl.ws.ok(&["up"]));
     assert!(again.contains("nothing to do"), "{again}");
     drop(client);
+}
+
+/// A client of `login` on node `i` alone.
+async fn client_of(login: &Login, port: u16, i: usize) -> async_nats::Client {
+    login
+        .options()
+        .connect(format!("tls://{}:{port}", ADDRS[i]))
+        .await
+        .expect("a client of that node")
+}
+
+/// n3 is stopped and leaves `nodes`: `up` reloads n1 and n2 without it, then rotates the route
+/// credential (the state still has n3's folder, which says it was a node). n1 and n2 refuse
+/// the old route password; n3, started again with the credential it holds, gets no route to
+/// them: a message published on n3 never reaches a subscriber on n1, while one published on
+/// n2 does.
+#[test]
+fn removing_a_node_makes_up_rotate_the_route_credential_and_it_cannot_rejoin() {
+    let cl = Cluster::named("rm");
+    let route_port = free_port_on_besides(&ADDRS, &[cl.port]);
+    let three = cl.yaml(route_port, |i| cl.sshd[i].port());
+    cl.ws.set_config(&three);
+    cl.ws.ok(&["up"]);
+    let state = cl.ws.state_dir();
+    let old = route_password(&state, &cl.name);
+    let n3_container = cl.projects[2].container_id();
+    support::run(std::process::Command::new("docker").args(["stop", &n3_container]));
+    let n3 = three.find("- name: n3\n").expect("n3's entry");
+    cl.ws.set_config(&three[..n3]);
+    let out = cl.ws.ok(&["up"]);
+    let said = text(&out);
+    assert!(
+        said.contains("rotating the route credential: node n3 was removed from `nodes`"),
+        "{said}"
+    );
+    assert!(said.contains("every node refuses the old one"), "{said}");
+    assert!(said.contains("removed node n3"), "{said}");
+    assert!(!state.join(&cl.name).join("nodes/n3").exists());
+    let new = route_password(&state, &cl.name);
+    assert_ne!(new, old);
+    let rt = support::workspace::runtime();
+    let with_old = rt.block_on(route_logins_of(&cl, 2, route_port, &old));
+    assert!(
+        with_old.iter().all(|a| *a == RouteLogin::Refused),
+        "{with_old:?}"
+    );
+    // A second `up` has nothing left to do: the rotation is not due again.
+    let again = text(&cl.ws.ok(&["up"]));
+    assert!(!again.contains("rotating the route credential"), "{again}");
+
+    // n3 starts again, with the old credential in its nats-server.conf.
+    support::run(
+        std::process::Command::new("docker").args(["restart", &cl.projects[2].container_id()]),
+    );
+    assert!(
+        support::wait_for_addr(ADDRS[2], cl.port, Duration::from_secs(30)),
+        "n3 came back for its clients"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let gameserver = cl.ws.login("gameserver");
+    let (received, sent) = rt.block_on(async {
+        let on_n1 = client_of(&gameserver, cl.port, 0).await;
+        let on_n3 = client_of(&gameserver, cl.port, 2).await;
+        let mut sub = on_n1.subscribe("rm.probe").await.unwrap();
+        on_n1.flush().await.unwrap();
+        let mut received = 0;
+        for _ in 0..10 {
+            on_n3.publish("rm.probe", "x".into()).await.unwrap();
+            on_n3.flush().await.unwrap();
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await
+            {
+                received += 1;
+            }
+        }
+        (received, 10)
+    });
+    assert_eq!(
+        received, 0,
+        "{received} of {sent} messages from n3 reached n1"
+    );
+    // The control: the same probe between n1 and n2 goes through.
+    let across = rt.block_on(async {
+        let on_n1 = client_of(&gameserver, cl.port, 0).await;
+        let on_n2 = client_of(&gameserver, cl.port, 1).await;
+        let mut sub = on_n1.subscribe("rm.probe").await.unwrap();
+        on_n1.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        on_n2.publish("rm.probe", "x".into()).await.unwrap();
+        on_n2.flush().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), sub.next()).await
+    });
+    assert!(matches!(across, Ok(Some(_))), "n2 to n1 did not go through");
 }
