@@ -90,6 +90,20 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     let wrong = rt.block_on(route_logins(&cl, route_port, "not-the-password"));
     assert!(wrong.iter().all(|a| *a == RouteLogin::Refused), "{wrong:?}");
 
+    // A run that dies once the new password is saved, before any node has it: the next run
+    // resumes that rotation, with that password.
+    cl.ws.crash_at(
+        "rotate-route:pending-saved",
+        &["rotate-passwords", "--route"],
+    );
+    let yaml = std::fs::read_to_string(state.join(&cl.name).join("secrets.yaml")).unwrap();
+    let secrets: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let pending = secrets["route"]["pending"]["password"]
+        .as_str()
+        .expect("the new route password, saved")
+        .to_string();
+    assert_eq!(secrets["route_rotation"]["phase"], "dialing", "{yaml}");
+
     // A client holding every URL publishes to an R3 stream every 20 ms, each publish waiting
     // for its ack (async-nats' default: 5 s), throughout the rotation.
     let gameserver = cl.ws.login("gameserver");
@@ -157,6 +171,10 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     // Every node refuses the old route password and takes the new one.
     let new = route_password(&state, &cl.name);
     assert_ne!(new, old);
+    assert_eq!(
+        new, pending,
+        "the interrupted rotation was resumed with its password"
+    );
     let with_old = rt.block_on(route_logins(&cl, route_port, &old));
     assert!(
         with_old.iter().all(|a| *a == RouteLogin::Refused),
