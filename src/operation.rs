@@ -122,7 +122,6 @@ pub fn server_identity(observed: &Observed) -> Option<String> {
 /// Forgets, for each node whose server restarted since a route password was retired, that
 /// retired password: the new server made no route with it, so it need not dial with it.
 fn prune_retired_routes(
-    config: &Config,
     state: &mut State,
     members: &[Member],
     inspected: &[Inspected],
@@ -134,7 +133,6 @@ fn prune_retired_routes(
         let m = members.iter().find(|m| m.name == node)?;
         server_identity(&inspected.get(m.index)?.observed)
     });
-    let _ = config;
     if dropped.is_empty() {
         return Ok(());
     }
@@ -327,7 +325,7 @@ pub async fn converge(
     let started = Instant::now();
     let mut inspection = inspect_all(config, state, members, openings, false).await?;
     if !change.dry_run
-        && let Err(e) = prune_retired_routes(config, state, members, &inspection.nodes)
+        && let Err(e) = prune_retired_routes(state, members, &inspection.nodes)
     {
         Inspection::close(inspection.nodes).await;
         return Err(e);

@@ -27,18 +27,35 @@ pub enum RouteLogin {
     Unknown(String),
 }
 
-/// Logs in to the route listener at `addr` (whose certificate names `host`), trusting
-/// `ca_pem`, presenting `client`, as `user` with `password`, in cluster `cluster`.
+/// A node's route listener, and how a peer meets it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteListener<'a> {
+    /// `host:port` of the route port.
+    pub addr: &'a str,
+    /// The name its certificate must carry.
+    pub host: &'a str,
+    /// The CA its certificate must chain to.
+    pub ca_pem: &'a str,
+    /// The certificate the probe presents, as a peer would (one from the same CA).
+    pub client: &'a ServerCert,
+    /// The cluster's name.
+    pub cluster: &'a str,
+}
+
+/// Logs in to `listener` as `user` with `password`, as a peer would.
 pub async fn route_login(
-    addr: &str,
-    host: &str,
-    ca_pem: &str,
-    client: &ServerCert,
-    cluster: &str,
+    listener: RouteListener<'_>,
     user: &str,
     password: &Secret,
     limit: Duration,
 ) -> RouteLogin {
+    let RouteListener {
+        addr,
+        host,
+        ca_pem,
+        client,
+        cluster,
+    } = listener;
     match timeout(
         limit,
         login(addr, host, ca_pem, client, cluster, user, password),
@@ -51,6 +68,7 @@ pub async fn route_login(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the fields of a RouteListener, unpacked once
 async fn login(
     addr: &str,
     host: &str,

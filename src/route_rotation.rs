@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::operation::{self, Change, Member};
 use crate::passwords;
-use crate::route_probe::{RouteLogin, route_login};
+use crate::route_probe::{RouteListener, RouteLogin, route_login};
 use crate::secret::Secret;
 use crate::state::{PendingPassword, ROUTE_USER, RoutePhase, State};
 use crate::ui;
@@ -182,12 +182,15 @@ pub async fn prove(config: &Config, state: &State, old: &Secret, new: &Secret) -
                 let ask = |password: Secret| {
                     let addr = addr.clone();
                     async move {
+                        let listener = RouteListener {
+                            addr: &addr,
+                            host: &node.host,
+                            ca_pem: &state.trust_pem,
+                            client: cert,
+                            cluster: &config.name,
+                        };
                         route_login(
-                            &addr,
-                            &node.host,
-                            &state.trust_pem,
-                            cert,
-                            &config.name,
+                            listener,
                             ROUTE_USER,
                             &password,
                             crate::nats_client::STEP_TIMEOUT,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use natsup::pki::ServerCert;
-use natsup::route_probe::{RouteLogin, route_login};
+use natsup::route_probe::{RouteListener, RouteLogin, route_login};
 use natsup::secret::Secret;
 use support::cluster::{ADDRS, Cluster, connect_all};
 use support::free_port_on_besides;
@@ -54,11 +54,13 @@ async fn route_logins_of(
     for addr in &ADDRS[..nodes] {
         answers.push(
             route_login(
-                &format!("{addr}:{route_port}"),
-                addr,
-                &ca,
-                &n1,
-                &cl.name,
+                RouteListener {
+                    addr: &format!("{addr}:{route_port}"),
+                    host: addr,
+                    ca_pem: &ca,
+                    client: &n1,
+                    cluster: &cl.name,
+                },
                 natsup::state::ROUTE_USER,
                 &Secret::new(password),
                 Duration::from_secs(5),
