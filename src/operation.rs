@@ -120,19 +120,26 @@ pub fn server_identity(observed: &Observed) -> Option<String> {
 }
 
 /// Forgets, for each node whose server restarted since a route password was retired, that
-/// retired password: the new server made no route with it, so it need not dial with it.
+/// retired password: the new server made no route with it, so it need not dial with it, and
+/// dropping the URL closes nothing. Returns the nodes that dropped one.
+pub fn forget_retired_of_restarted(
+    secrets: &mut crate::state::Secrets,
+    members: &[Member],
+    inspected: &[Inspected],
+) -> Vec<String> {
+    secrets.prune_retired_routes(|node| {
+        let m = members.iter().find(|m| m.name == node)?;
+        server_identity(&inspected.get(m.index)?.observed)
+    })
+}
+
+/// [`forget_retired_of_restarted`], saved and told.
 fn prune_retired_routes(
     state: &mut State,
     members: &[Member],
     inspected: &[Inspected],
 ) -> Result<()> {
-    if state.secrets.retired_routes.is_empty() {
-        return Ok(());
-    }
-    let dropped = state.secrets.prune_retired_routes(|node| {
-        let m = members.iter().find(|m| m.name == node)?;
-        server_identity(&inspected.get(m.index)?.observed)
-    });
+    let dropped = forget_retired_of_restarted(&mut state.secrets, members, inspected);
     if dropped.is_empty() {
         return Ok(());
     }

@@ -222,6 +222,16 @@ fn removing_a_node_makes_up_rotate_the_route_credential_and_it_cannot_rejoin() {
     support::run(std::process::Command::new("docker").args(["stop", &n3_container]));
     let n3 = three.find("- name: n3\n").expect("n3's entry");
     cl.ws.set_config(&three[..n3]);
+    // Due from the moment a run that opens the state (here `plan`) sees n3's folder without
+    // n3 in the config, and shown by `status`.
+    let plan = text(&cl.ws.ok(&["plan"]));
+    assert!(
+        plan.contains("route credential: rotation due (node n3 was removed"),
+        "{plan}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&cl.ws.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["route"]["rotation"], "due", "{status}");
     let out = cl.ws.ok(&["up"]);
     let said = text(&out);
     assert!(
@@ -242,6 +252,9 @@ fn removing_a_node_makes_up_rotate_the_route_credential_and_it_cannot_rejoin() {
     // A second `up` has nothing left to do: the rotation is not due again.
     let again = text(&cl.ws.ok(&["up"]));
     assert!(!again.contains("rotating the route credential"), "{again}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&cl.ws.run(&["status", "--json"]).stdout).unwrap();
+    assert!(status["route"]["rotation"].is_null(), "{status}");
 
     // n3 starts again, with the old credential in its nats-server.conf.
     support::run(

@@ -140,7 +140,11 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
     let (config, state) = (&session.config, &session.state);
     let plans = crate::runtime().block_on(async {
         let inspection = operation::inspect_all(config, state, &members, None, true).await?;
-        let plans = operation::plans(config, state, &inspection.nodes);
+        // As `up` will: a node whose server restarted no longer dials with a retired route
+        // password.
+        let mut state = state.clone();
+        operation::forget_retired_of_restarted(&mut state.secrets, &members, &inspection.nodes);
+        let plans = operation::plans(config, &state, &inspection.nodes);
         Inspection::close(inspection.nodes).await;
         Ok::<_, Error>(plans)
     })?;
@@ -175,6 +179,12 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
             println!("action: {}", plan.action.name());
         }
         print!("{}", plan.describe(true));
+    }
+    if let Some(r) = &session.state.secrets.route_rotation {
+        println!(
+            "route credential: rotation due ({}): `natsup up` rotates it, two rolling reloads",
+            r.reason
+        );
     }
     Ok(0)
 }
