@@ -71,6 +71,46 @@ async fn route_logins_of(
     answers
 }
 
+/// Publishes to the R3 stream every 20 ms until the flag is set, each publish waiting for its
+/// ack (async-nats' default: 5 s); the task returns how many were acked, and each failure.
+fn publish_throughout(
+    rt: &tokio::runtime::Runtime,
+    js: &async_nats::jetstream::Context,
+) -> (
+    Arc<AtomicBool>,
+    tokio::task::JoinHandle<(usize, Vec<String>)>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = rt.spawn({
+        let (js, stop) = (js.clone(), stop.clone());
+        async move {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let at = Instant::now();
+                let acked = match js.publish("routerot.tick", "t".into()).await {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match acked {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(format!("{e} (after {:?})", at.elapsed())),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        }
+    });
+    (stop, publisher)
+}
+
+/// Each node's live nats-server.conf.
+fn live_confs(cl: &Cluster) -> Vec<String> {
+    cl.dirs
+        .iter()
+        .map(|d| std::fs::read_to_string(d.join("nats-config/nats-server.conf")).unwrap())
+        .collect()
+}
+
 #[test]
 fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() {
     let cl = Cluster::named("rr");
@@ -125,26 +165,7 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
         .await
         .expect("an R3 stream")
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = rt.spawn({
-        let (js, stop) = (js.clone(), stop.clone());
-        async move {
-            let (mut ok, mut failed) = (0usize, Vec::new());
-            while !stop.load(Ordering::SeqCst) {
-                let at = Instant::now();
-                let acked = match js.publish("routerot.tick", "t".into()).await {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match acked {
-                    Ok(()) => ok += 1,
-                    Err(e) => failed.push(format!("{e} (after {:?})", at.elapsed())),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (ok, failed)
-        }
-    });
+    let (stop, publisher) = publish_throughout(&rt, &js);
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
     let out = cl.ws.run(&["rotate-passwords", "--route"]);
@@ -192,6 +213,48 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     assert!(report.contains("routes"), "{report}");
     let again = text(&cl.ws.ok(&["up"]));
     assert!(again.contains("nothing to do"), "{again}");
+
+    // The old password stays in every node's route URLs, refused everywhere, while its server
+    // runs: dropping it would close the routes made with it. Once n1's server has restarted,
+    // `up` drops it from n1 alone, by a reload that closes no route.
+    let route_url = |password: &str| format!("nats-route://natsup_route:{password}@");
+    assert!(live_confs(&cl).iter().all(|c| c.contains(&route_url(&old))));
+    support::run(
+        std::process::Command::new("docker").args(["restart", &cl.projects[0].container_id()]),
+    );
+    let restarted = Instant::now();
+    while text(&cl.ws.run(&["status"])).matches("routes up").count() != 3 {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(60),
+            "n1 did not rejoin within 60 s of its restart"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (stop, publisher) = publish_throughout(&rt, &js);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = cl.ws.ok(&["up"]);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = rt.block_on(publisher).unwrap();
+    let said = text(&out);
+    assert!(
+        said.contains("node n1: its server restarted since the route credential was rotated"),
+        "{said}"
+    );
+    eprintln!(
+        "old route URL dropped from n1: {ok} R3 publishes acked, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "publishes failed: {failed:?}\n{said}");
+    let confs = live_confs(&cl);
+    assert!(!confs[0].contains(&route_url(&old)), "{}", confs[0]);
+    assert!(confs[0].contains(&route_url(&new)), "{}", confs[0]);
+    assert!(confs[1].contains(&route_url(&old)) && confs[2].contains(&route_url(&old)));
+    assert_eq!(
+        cl.ws.run(&["status"]).status.code(),
+        Some(0),
+        "every node routes to every other"
+    );
     drop(client);
 }
 
