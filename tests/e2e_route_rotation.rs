@@ -295,12 +295,21 @@ fn removing_a_node_makes_up_rotate_the_route_credential_and_it_cannot_rejoin() {
     let status: serde_json::Value =
         serde_json::from_slice(&cl.ws.run(&["status", "--json"]).stdout).unwrap();
     assert_eq!(status["route"]["rotation"], "due", "{status}");
+    // An `up` that dies after the first pass (every node dials with both passwords): the next
+    // `up` resumes at the second, and n3's folder is still there until it is done.
+    cl.ws.crash_at("rotate-route:dialing-both", &["up"]);
+    let status: serde_json::Value =
+        serde_json::from_slice(&cl.ws.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["route"]["rotation"], "accepting", "{status}");
+    assert!(state.join(&cl.name).join("nodes/n3").exists());
     let out = cl.ws.ok(&["up"]);
     let said = text(&out);
     assert!(
         said.contains("rotating the route credential: node n3 was removed from `nodes`"),
         "{said}"
     );
+    assert!(said.contains("pass 2 of 2"), "{said}");
+    assert!(!said.contains("pass 1 of 2"), "{said}");
     assert!(said.contains("every node refuses the old one"), "{said}");
     assert!(said.contains("removed node n3"), "{said}");
     assert!(!state.join(&cl.name).join("nodes/n3").exists());
