@@ -14,10 +14,16 @@
 //! - A route URL carries the password it dials with, and each route connection is tagged with
 //!   the URL it was made from; a reload that removes a URL closes the connections tagged with
 //!   it, and a node re-dials only URLs the reload added. Changing the password in a node's
-//!   URLs therefore closes every route of that node: with a client publishing to an R3 stream
-//!   every 10 ms from each node, that cost 41 publishes ("no responders") in one rolling pass.
+//!   URLs therefore closes every route of that node until it has dialed again (tens of ms):
+//!   with six clients (two per node) each publishing to an R3 stream every 10 ms, a rolling
+//!   pass that dropped the old password from the URLs after every node accepted the new one
+//!   failed 41 publishes ("no responders": the stream's node was unreachable for that moment).
 //!   Switching a node to accept-new *and* dial-new in one reload is worse: its peers still
-//!   accept only the old password and it accepts only the new one, so it is cut off.
+//!   accept only the old password and it accepts only the new one, so it is cut off (seen
+//!   here: not back in the cluster after 60 s).
+//! - A refused route login ends that dial attempt; a URL to a server that is already routed
+//!   to ends as a duplicate. So the extra URL of pass 1 costs a few refused logins in the logs
+//!   per route that (re)forms, not a retry loop.
 //!
 //! So the rotation takes two rolling passes through [`operation::converge`] (gate, reload,
 //! back in the cluster, one node at a time), each resumable from state:
