@@ -92,6 +92,8 @@ pub enum Unsafe {
     Owner,
     /// Writable by group or others (without the sticky bit, for a folder above it).
     Writable,
+    /// There, but `stat -c` could not describe it: who can write it is unknown.
+    Unchecked,
 }
 
 /// The first path on the way to (or in) the deployment folder that another user could change.
@@ -115,6 +117,7 @@ impl UnsafePath {
         let why = match parts.next()? {
             "owner" => Unsafe::Owner,
             "writable" => Unsafe::Writable,
+            "unchecked" => Unsafe::Unchecked,
             _ => return None,
         };
         let mode = parts.next()?.to_string();
@@ -137,6 +140,7 @@ impl UnsafePath {
         let what = match self.why {
             Unsafe::Owner => "is owned by another user",
             Unsafe::Writable => "is writable by other users",
+            Unsafe::Unchecked => "could not be checked (`stat -c` failed on it)",
         };
         format!(
             "{} {what} (owner {} (uid {}), mode {}): whoever can change the deployment \
@@ -155,6 +159,9 @@ impl UnsafePath {
             Unsafe::Owner => format!("`{sudo}chown {} {path}`", self.user),
             Unsafe::Writable if self.owner == self.user => format!("`chmod go-w {path}`"),
             Unsafe::Writable => format!("`{sudo}chmod go-w {path}`"),
+            Unsafe::Unchecked => {
+                format!("`stat -c '%u %a' {path}` (it must work: natsup needs it)")
+            }
         };
         let who = if self.user == "root" {
             "root".to_string()

@@ -170,26 +170,32 @@ fn the_table() {
             "",
             "remote_dir: \"\"\n",
             "natsup.yaml: remote_dir: \"\" is not a usable directory (a path relative to the SSH \
-             user's home, or absolute; no `.` or `..`)",
+             user's home, or absolute; no `.`, `..` or `//`)",
         ),
         // Issue 17, item 6: one folder under several names, or one everyone shares.
         (
             "",
             "remote_dir: ./.\n",
             "natsup.yaml: remote_dir: \"./.\" is not a usable directory (a path relative to the \
-             SSH user's home, or absolute; no `.` or `..`)",
+             SSH user's home, or absolute; no `.`, `..` or `//`)",
         ),
         (
             "",
             "remote_dir: /.\n",
             "natsup.yaml: remote_dir: \"/.\" is not a usable directory (a path relative to the \
-             SSH user's home, or absolute; no `.` or `..`)",
+             SSH user's home, or absolute; no `.`, `..` or `//`)",
         ),
         (
             "",
             "remote_dir: /srv/./nats\n",
             "natsup.yaml: remote_dir: \"/srv/./nats\" is not a usable directory (a path relative \
-             to the SSH user's home, or absolute; no `.` or `..`)",
+             to the SSH user's home, or absolute; no `.`, `..` or `//`)",
+        ),
+        (
+            "",
+            "remote_dir: //srv/nats\n",
+            "natsup.yaml: remote_dir: \"//srv/nats\" is not a usable directory (a path relative \
+             to the SSH user's home, or absolute; no `.`, `..` or `//`)",
         ),
         (
             "",

@@ -323,5 +323,30 @@ fn the_folder_check_answers_alike_under_busybox_and_dash() {
                 shell.display()
             );
         }
+        // `//x` is `/x`. BusyBox's `dirname //` is `//`, so a walk up that waits for `/` would
+        // never end there (bounded here by `timeout`, which would make it exit 124).
+        let out = std::process::Command::new("timeout")
+            .arg("10")
+            .arg(&shell)
+            .env("PATH", &path)
+            .current_dir(root)
+            .arg("-c")
+            .arg(format!(
+                "{common}\ncheck_dir_safe '/{r}/ok/d/'; echo \"rc=$?\""
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .last()
+                    .map(str::to_string)
+            ),
+            (Some(0), Some("rc=0".to_string())),
+            "{}: //{r}/ok/d",
+            shell.display()
+        );
     }
 }

@@ -160,10 +160,12 @@ pub(super) fn check_remote_dir(dir: &str) -> Result<(), String> {
     let bad = dir.is_empty()
         || dir.chars().any(|c| c.is_control())
         || dir.trim_end_matches('/').is_empty()
-        || dir.split('/').any(|part| part == ".." || part == ".");
+        || dir.split('/').any(|part| part == ".." || part == ".")
+        // `//srv` is `/srv` by another name, and POSIX leaves a leading `//` to the system.
+        || dir.trim_end_matches('/').contains("//");
     if bad {
         return Err(format!(
-            "{dir:?} is not a usable directory (a path relative to the SSH user's home, or absolute; no `.` or `..`)"
+            "{dir:?} is not a usable directory (a path relative to the SSH user's home, or absolute; no `.`, `..` or `//`)"
         ));
     }
     if dir != dir.trim() {

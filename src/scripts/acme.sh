@@ -20,11 +20,15 @@ if [ "$MODE" = standalone ]; then
   # The token folder goes inside the deployment folder: the same check as apply.sh's, before
   # and after it is made, so a folder another user made or can write is never written into.
   check_dir_safe "$DIR" || { say error "the deployment folder $DIR, or one above it, is another user's or writable by others: run natsup up, whose pre-flight names which and how to fix it"; exit 2; }
-  mkdir -p "$DIR" 2>/dev/null
+  # Writable by this user alone whatever the login's umask (002 on distributions with a group
+  # per user would make it group-writable, which the check below then refuses); still
+  # readable, as the responder container serves the token files from it.
+  umask 022
+  mkdir -p "$DIR" || { say error "cannot create $DIR"; exit 2; }
   check_dir_safe "$DIR" || { say error "the deployment folder $DIR is another user's or writable by others"; exit 2; }
   # Not under .natsup/: that folder is natsup's mark on a deployment folder, and the order runs
   # before the deployment's pre-flight, which refuses a Compose project natsup did not make.
-  DIR=$(cd "$DIR" && pwd)
+  DIR=$(cd "$DIR" && pwd) || { say error "cannot enter $DIR"; exit 2; }
   WWW="$DIR/.natsup-acme-www"
 else
   WWW="$WEBROOT"
@@ -63,6 +67,8 @@ port_owner() {
 PUBLISHERS="$DIR/.natsup-acme-publisher"
 wait_for_publishers() {
   for f in "$PUBLISHERS".*; do
+    # A `.new` file is a marker still being written: it is renamed into place once whole.
+    case $f in *.new) continue ;; esac
     [ -f "$f" ] || continue
     read -r pid deadline <"$f" 2>/dev/null
     while [ "$pid" != "$$" ] && kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -le "${deadline:-0}" ]; do
@@ -114,7 +120,7 @@ EOF
   if [ "$MODE" = standalone ]; then
     # Bounded below: the image check, the pull, the start, the readiness wait, and the calls
     # after it, each at most its bound plus `timeout`'s 5 s between SIGTERM and SIGKILL.
-    echo "$$ $(($(date +%s) + 2 * STEP_TIMEOUT + PULL_TIMEOUT + START_TIMEOUT + READY_TIMEOUT + 4 * STEP_TIMEOUT + 60))" >"$PUBLISHERS.$$"
+    echo "$$ $(($(date +%s) + 2 * STEP_TIMEOUT + PULL_TIMEOUT + START_TIMEOUT + READY_TIMEOUT + 4 * STEP_TIMEOUT + 60))" >"$PUBLISHERS.$$.new" && mv "$PUBLISHERS.$$.new" "$PUBLISHERS.$$"
   fi
   mkdir -p "$WWW/$CHALLENGE_DIR" || { say error "cannot create $WWW/$CHALLENGE_DIR"; exit 2; }
   while read -r token keyauth; do

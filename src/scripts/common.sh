@@ -80,6 +80,8 @@ enter_dir() {
 check_dir_safe() {
   ME=$(id -u)
   case $1 in /*) path=$1 ;; *) path=$PWD/$1 ;; esac
+  # `//x` must become `/x`: BusyBox's `dirname //` is `//`, which would never reach `/`.
+  path=$(printf '%s' "$path" | tr -s /)
   while [ "$path" != / ] && [ "${path%/}" != "$path" ]; do path=${path%/}; done
   deepest=""
   p=$path
@@ -88,8 +90,9 @@ check_dir_safe() {
       [ -n "$deepest" ] || deepest=$p
       if [ "$p" = "$path" ]; then unsafe_entry "$p" in && return 1; else unsafe_entry "$p" above && return 1; fi
     fi
-    [ "$p" = / ] && break
-    p=$(dirname "$p")
+    up=$(dirname "$p")
+    [ "$p" = / ] || [ "$up" = "$p" ] && break
+    p=$up
   done
   phys=$(cd "$deepest" 2>/dev/null && pwd -P) || return 0
   kind=above
@@ -97,8 +100,9 @@ check_dir_safe() {
   p=$phys
   while :; do
     unsafe_entry "$p" $kind && return 1
-    [ "$p" = / ] && break
-    p=$(dirname "$p")
+    up=$(dirname "$p")
+    [ "$p" = / ] || [ "$up" = "$p" ] && break
+    p=$up
     kind=above
   done
   [ "$deepest" = "$path" ] && [ -d "$phys" ] || return 0
@@ -114,7 +118,13 @@ check_dir_safe() {
 # than this user or root, or (not being a symlink, whose own mode means nothing) writable by
 # group or others, which the sticky bit makes safe only for a folder `above` the deployment.
 unsafe_entry() {
-  info=$(stat -c '%u|%a|%U' "$1" 2>/dev/null) || return 1
+  # A path that exists but cannot be looked at (no `stat -c`, or it vanished) is not safe:
+  # nothing is known about who can write it.
+  info=$(stat -c '%u|%a|%U' "$1" 2>/dev/null) || {
+    [ -e "$1" ] || [ -L "$1" ] || return 1
+    say unsafe_dir "unchecked|?|?|?|$(id -un)|$1"
+    return 0
+  }
   uid=${info%%|*}; rest=${info#*|}; mode=${rest%%|*}; owner=${rest#*|}
   if [ "$uid" != "$ME" ] && [ "$uid" != 0 ]; then
     why=owner
