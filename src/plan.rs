@@ -315,8 +315,14 @@ fn compose_reasons(old: &[u8], new: &[u8]) -> Vec<String> {
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
-    if reasons.is_empty() || rest(&old) != rest(&new) {
+    if rest(&old) != rest(&new) {
         reasons.push("docker-compose.yaml changed (image, port or bind)".into());
+    } else if reasons.is_empty() {
+        reasons.push(
+            "the lame-duck window changed: Docker's stop_grace_period follows it, and a \
+             container takes it only when it is created"
+                .into(),
+        );
     }
     reasons
 }

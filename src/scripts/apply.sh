@@ -229,11 +229,13 @@ lame_duck_stop() {
   if [ -z "$1" ] || ! running "$1"; then return 0; fi
   say step "stopping the server through lame duck"
   ldm_started=$(date +%s)
+  lame_duck_wait=$LDM_WAIT
+  ldm_deadline=$((ldm_started + lame_duck_wait))
   # Its own exit at the end of lame duck must not be restarted, on the old configuration, by
   # the `unless-stopped` policy: the recreate that follows gives the new container its own.
   docker_within "$STEP_TIMEOUT" update --restart=no "$1" >/dev/null 2>&1
   if docker_within "$STEP_TIMEOUT" kill -s USR2 "$1" >/dev/null 2>&1; then
-    while running "$1" && [ "$(date +%s)" -lt $((ldm_started + LDM_WAIT)) ]; do
+    while running "$1" && [ "$(date +%s)" -lt "$ldm_deadline" ]; do
       sleep 0.2
     done
   fi
