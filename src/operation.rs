@@ -435,8 +435,8 @@ async fn run(
 }
 
 /// The image each running node would leave, against the one it gets: a downgrade across
-/// JetStream's storage format is refused before anything changes, any other minor downgrade
-/// is warned about ([`upgrade::judge`]).
+/// JetStream's storage format is refused before anything changes ([`upgrade::judge`]; any
+/// other minor downgrade is warned about in the node's plan).
 fn judge_images(config: &Config, members: &[Member], inspected: &[Inspected]) -> Result<()> {
     for (m, ins) in members.iter().zip(inspected) {
         if ins.observed.container.is_none() {
@@ -451,14 +451,8 @@ fn judge_images(config: &Config, members: &[Member], inspected: &[Inspected]) ->
             continue;
         };
         let new = &config.nodes()[m.index].image;
-        let whose = if config.is_cluster() {
-            format!("node {}: ", m.name)
-        } else {
-            String::new()
-        };
         match upgrade::judge(&old, new) {
-            upgrade::Verdict::Safe => {}
-            upgrade::Verdict::Warn(why) => ui::note(format!("{whose}warning: {why}")),
+            upgrade::Verdict::Safe | upgrade::Verdict::Warn(_) => {}
             upgrade::Verdict::Refuse(why) => {
                 return Err(on_node(
                     config,

@@ -295,6 +295,13 @@ fn compose_reasons(old: &[u8], new: &[u8]) -> Vec<String> {
             "{}: the container is recreated on the new image",
             crate::upgrade::describe(a, b)
         ));
+        match crate::upgrade::judge(a, b) {
+            crate::upgrade::Verdict::Safe => {}
+            crate::upgrade::Verdict::Warn(why) => reasons.push(format!("warning: {why}")),
+            crate::upgrade::Verdict::Refuse(why) => {
+                reasons.push(format!("`natsup up` refuses this: {why}"))
+            }
+        }
     }
     if !old.contains(LAME_DUCK_STOP) && new.contains(LAME_DUCK_STOP) {
         reasons.push(

@@ -129,6 +129,22 @@ fn one_server_is_recreated_through_lame_duck_and_its_clients_hear_it_first() {
         back.duration_since(dropped).as_secs_f64()
     );
 
+    // Back across JetStream's storage format (2.10 wrote what only 2.9.22 and later read):
+    // refused before anything changes (no such image is needed: nothing is pulled).
+    let upgraded = ws.config();
+    ws.edit_config(&upgrade_image(), "natsup-test/nats:2.9.21");
+    let out = ws.run(&["up"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("refusing to change image"), "{said}");
+    assert!(said.contains("storage format"), "{said}");
+    assert_eq!(
+        ws.project.container_id(),
+        id_after,
+        "the refused change touched the container"
+    );
+    ws.set_config(&upgraded);
+
     // An operator's own stop (what `docker compose down` and a reboot do to the container):
     // Docker sends the rendered `stop_signal`, and the client hears lame duck first.
     let listener = rt.block_on(Listening::connect(&login, vec![url]));

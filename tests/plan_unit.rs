@@ -531,10 +531,26 @@ fn plan_names_the_nats_server_version_change() {
                 .to_string()
         ]
     );
+    // Going back: a minor downgrade is warned about; across the 2.10 storage format, refused.
+    let mut fx = fixture();
+    fx.config.set_image("nats:2.11.11");
+    let live = fx.running(&fx.bundle());
+    fx.config.set_image("nats:2.10.26");
+    let p = plan(&fx.bundle(), &live);
+    assert!(
+        p.reasons[1].starts_with("warning: nats-server 2.11.11 → 2.10.26 is a downgrade"),
+        "{p:?}"
+    );
+    fx.config.set_image("nats:2.9.21");
+    let p = plan(&fx.bundle(), &live);
+    assert!(
+        p.reasons[1].starts_with("`natsup up` refuses this: nats-server 2.11.11 → 2.9.21"),
+        "{p:?}"
+    );
     fx.config.set_image("nats:latest");
     let p = plan(&fx.bundle(), &live);
     assert!(
-        p.reasons[0].starts_with("image natsup-test/nats:2.10.26 → nats:latest:"),
+        p.reasons[0].starts_with("image nats:2.11.11 → nats:latest:"),
         "{p:?}"
     );
 }
