@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Network};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::nats_client::{self, Endpoint, Login};
-use crate::observed::{Observed, base64_decode};
+use crate::observed::{DOCKER_STUCK_HINT, Observed, UnsafePath, base64_decode};
 use crate::pki;
 use crate::plan::{self, Plan};
 use crate::remote::script::{ApplyOutcome, Bounds, Verdict};
@@ -34,9 +34,11 @@ pub struct Server {
     pub deployment: String,
     pub remote_dir: String,
     pub port: u16,
-    /// A cluster node on the host's network shares the machine's ports with whatever else
-    /// listens there: only a listener on this address (or on every address) takes its port.
-    /// `None`: any listener on the port does, as for one server.
+    /// A cluster node's route port (`cluster.port`), which pre-flight checks like `port`.
+    pub route_port: Option<u16>,
+    /// A cluster node shares the machine's ports with whatever else listens there (other
+    /// nodes on other addresses among them): only a listener on this address, or on every
+    /// address, takes its ports. `None`: any listener on the port does, as for one server.
     pub bind: Option<std::net::IpAddr>,
     pub image: String,
     pub bundle: Bundle,
@@ -55,7 +57,8 @@ impl Server {
             deployment: config.name.clone(),
             remote_dir: node.remote_dir.clone(),
             port: node.port,
-            bind: (config.is_cluster() && config.network == Network::Host).then_some(node.bind),
+            route_port: config.is_cluster().then_some(config.cluster.port),
+            bind: config.is_cluster().then_some(node.bind),
             image: node.image.clone(),
             bundle: server_bundle(config, i, state),
             probe: nats_client::deployment_logins(config, i, state, None)
@@ -147,7 +150,13 @@ impl HealthProbe {
 }
 
 pub async fn observe<R: Remote>(remote: &mut R, node: &Server) -> Result<Observed> {
-    let script = script::observe(&node.deployment, &node.remote_dir, node.port, node.bind);
+    let script = script::observe(
+        &node.deployment,
+        &node.remote_dir,
+        node.port,
+        node.route_port,
+        node.bind,
+    );
     let out = remote
         .run_within("inspecting the server", &script, &[], INSPECT_BOUND)
         .await?;
@@ -284,15 +293,25 @@ pub async fn apply<R: Remote>(
             }
             // A refused follow-up finds the live files changed since this run committed them:
             // its change is live, only not recorded as applied.
-            let hint = if followed_up {
+            let mut hint = if followed_up {
                 "the change is live but not recorded as applied; run `natsup up` to check it"
+                    .to_string()
             } else {
-                "nothing on the server was changed"
+                "nothing on the server was changed".to_string()
             };
+            // The script's own words for why, where it has them: a Docker call that ran out
+            // of its bound, or a deployment folder another user could change.
+            if let Some(call) = get("timeout") {
+                message = call;
+                hint = DOCKER_STUCK_HINT.to_string();
+            } else if let Some(path) = get("unsafe_dir").and_then(|v| UnsafePath::parse(&v)) {
+                message = path.message();
+                hint = format!("nothing on the server was changed; {}", path.hint());
+            }
             Err(fail(
                 &get("step").unwrap_or_else(|| "validating the new configuration".into()),
                 message,
-                Some(hint.into()),
+                Some(hint),
             ))
         }
         outcome @ (ApplyOutcome::RolledBack

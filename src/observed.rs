@@ -65,6 +65,110 @@ impl Projects {
     }
 }
 
+/// Which of a node's ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRole {
+    /// `port`: clients connect to it.
+    Client,
+    /// `cluster.port`: the other nodes' routes connect to it.
+    Route,
+}
+
+/// A port of the node that something other than its own container holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortTaken {
+    pub role: PortRole,
+    pub port: u16,
+    /// `container NAME`, `process NAME (pid N) ...`, or `a process ...` when the server does
+    /// not tell this user whose it is.
+    pub holder: String,
+}
+
+/// Why another user of the server could change the deployment folder (`check_dir_safe` in
+/// common.sh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsafe {
+    /// Owned by someone other than the SSH user or root.
+    Owner,
+    /// Writable by group or others (without the sticky bit, for a folder above it).
+    Writable,
+}
+
+/// The first path on the way to (or in) the deployment folder that another user could change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsafePath {
+    pub why: Unsafe,
+    pub path: String,
+    /// Octal, as `stat -c %a` prints it (`775`, `1777`).
+    pub mode: String,
+    pub uid: String,
+    /// The owner's name (`UNKNOWN` for a uid with no account).
+    pub owner: String,
+    /// The SSH user natsup runs as.
+    pub user: String,
+}
+
+impl UnsafePath {
+    /// `WHY|MODE|UID|OWNER|USER|PATH`, the path last since it may hold a `|`.
+    pub fn parse(value: &str) -> Option<UnsafePath> {
+        let mut parts = value.splitn(6, '|');
+        let why = match parts.next()? {
+            "owner" => Unsafe::Owner,
+            "writable" => Unsafe::Writable,
+            _ => return None,
+        };
+        let mode = parts.next()?.to_string();
+        let uid = parts.next()?.to_string();
+        let owner = parts.next()?.to_string();
+        let user = parts.next()?.to_string();
+        let path = parts.next()?.to_string();
+        Some(UnsafePath {
+            why,
+            path,
+            mode,
+            uid,
+            owner,
+            user,
+        })
+    }
+
+    /// What is wrong, naming the path, its owner and mode.
+    pub fn message(&self) -> String {
+        let what = match self.why {
+            Unsafe::Owner => "is owned by another user",
+            Unsafe::Writable => "is writable by other users",
+        };
+        format!(
+            "{} {what} (owner {} (uid {}), mode {}): whoever can change the deployment \
+             folder, or a folder on the way to it, can swap docker-compose.yaml before \
+             `compose up` runs it, which through Docker is root on the server",
+            self.path, self.owner, self.uid, self.mode
+        )
+    }
+
+    /// The command that fixes it, or another remote_dir.
+    pub fn hint(&self) -> String {
+        let path = crate::remote::script::sh_quote(&self.path);
+        // root needs no sudo, and a folder this user owns is fixed without it.
+        let sudo = if self.user == "root" { "" } else { "sudo " };
+        let fix = match self.why {
+            Unsafe::Owner => format!("`{sudo}chown {} {path}`", self.user),
+            Unsafe::Writable if self.owner == self.user => format!("`chmod go-w {path}`"),
+            Unsafe::Writable => format!("`{sudo}chmod go-w {path}`"),
+        };
+        let who = if self.user == "root" {
+            "root".to_string()
+        } else {
+            format!("{} and root", self.user)
+        };
+        format!(
+            "if no one else should write there, run {fix} on the server (check what else it \
+             holds first); or choose a remote_dir that only {who} can write, like the default \
+             nats-bits in the SSH user's home"
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub docker: Docker,
@@ -76,7 +180,10 @@ pub struct Observed {
     /// sha256 of each `nats-config/*.pem`.
     pub pem_sha256: BTreeMap<String, String>,
     pub container: Option<Container>,
-    pub port_taken: Option<String>,
+    /// Each of the node's ports something else holds.
+    pub ports_taken: Vec<PortTaken>,
+    /// The first path that makes the deployment folder changeable by another user.
+    pub unsafe_dir: Option<UnsafePath>,
     pub staging_leftover: bool,
     pub projects: Projects,
 }
@@ -92,6 +199,14 @@ impl Observed {
             }
         }
         let get = |key: &str| kv.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        if let Some(call) = get("timeout") {
+            return Err(Error::Remote {
+                target: target.into(),
+                step: "inspecting the server".into(),
+                message: call.to_string(),
+                hint: Some(DOCKER_STUCK_HINT.into()),
+            });
+        }
         if get("observed") != Some("ok") {
             return Err(Error::Remote {
                 target: target.into(),
@@ -118,6 +233,7 @@ impl Observed {
         };
         let mut contents = BTreeMap::new();
         let mut pem_sha256 = BTreeMap::new();
+        let mut ports_taken = Vec::new();
         let mut projects = Projects {
             in_use: get("project").map(str::to_string),
             own: get("project_own").map(str::to_string),
@@ -131,6 +247,19 @@ impl Observed {
                 pem_sha256.insert(path.to_string(), v.to_string());
             } else if let Some(project) = k.strip_prefix("dir_project:") {
                 projects.others.push(project.to_string());
+            } else if let Some(rest) = k.strip_prefix("port_taken:")
+                && let Some((role, port)) = rest.split_once(':')
+                && let Ok(port) = port.parse()
+            {
+                let role = match role {
+                    "route" => PortRole::Route,
+                    _ => PortRole::Client,
+                };
+                ports_taken.push(PortTaken {
+                    role,
+                    port,
+                    holder: v.to_string(),
+                });
             } else if *k == "compose_file" {
                 projects.other_files.push(v.to_string());
             }
@@ -158,7 +287,8 @@ impl Observed {
             contents,
             pem_sha256,
             container,
-            port_taken: get("port_taken").map(str::to_string),
+            ports_taken,
+            unsafe_dir: get("unsafe_dir").and_then(UnsafePath::parse),
             staging_leftover: get("staging").is_some(),
             projects,
         })
@@ -168,6 +298,11 @@ impl Observed {
         self.contents.get(path).map(|v| v.as_slice())
     }
 }
+
+/// What to do when a Docker call on the server ran out of its bound.
+pub const DOCKER_STUCK_HINT: &str = "Docker on the server is not answering: check it there \
+     (`docker info`, `systemctl status docker`), then run the same command again; nothing was \
+     changed";
 
 /// Decodes what `base64` printed; garbage decodes to nothing, which then simply differs.
 pub fn base64_decode(s: &str) -> Vec<u8> {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::observed::{Dir, Docker, Observed};
+use crate::observed::{Dir, Docker, Observed, PortRole};
 use crate::render::{Bundle, COMPOSE_FILE, COMPOSE_MARK, CONF_FILE, sha256_hex};
 
 /// What the running server goes through.
@@ -115,6 +115,9 @@ pub fn preflight(observed: &Observed) -> Vec<(String, String)> {
         )),
         Docker::Usable { .. } => {}
     }
+    if let Some(path) = &observed.unsafe_dir {
+        problems.push((path.message(), path.hint()));
+    }
     match observed.dir {
         Dir::Readonly | Dir::Unwritable => problems.push((
             "the deployment directory on the server is not writable by this user".into(),
@@ -137,10 +140,17 @@ pub fn preflight(observed: &Observed) -> Vec<(String, String)> {
                 .into(),
         ));
     }
-    if let Some(owner) = &observed.port_taken {
+    for taken in &observed.ports_taken {
+        let (what, field) = match taken.role {
+            PortRole::Client => ("client port", "`port`"),
+            PortRole::Route => ("route port", "`cluster.port`"),
+        };
         problems.push((
-            format!("the port is already taken on the server by {owner}"),
-            "stop it, or choose another `port` in natsup.yaml".into(),
+            format!(
+                "the {what} {} is already taken on the server by {}",
+                taken.port, taken.holder
+            ),
+            format!("stop it, or choose another {field} in natsup.yaml"),
         ));
     }
     problems

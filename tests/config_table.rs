@@ -190,7 +190,46 @@ fn the_table() {
             "",
             "remote_dir: \"\"\n",
             "natsup.yaml: remote_dir: \"\" is not a usable directory (a path relative to the SSH \
-             user's home, or absolute; no `..`)",
+             user's home, or absolute; no `.` or `..`)",
+        ),
+        // Issue 17, item 6: one folder under several names, or one everyone shares.
+        (
+            "",
+            "remote_dir: ./.\n",
+            "natsup.yaml: remote_dir: \"./.\" is not a usable directory (a path relative to the \
+             SSH user's home, or absolute; no `.` or `..`)",
+        ),
+        (
+            "",
+            "remote_dir: /.\n",
+            "natsup.yaml: remote_dir: \"/.\" is not a usable directory (a path relative to the \
+             SSH user's home, or absolute; no `.` or `..`)",
+        ),
+        (
+            "",
+            "remote_dir: /srv/./nats\n",
+            "natsup.yaml: remote_dir: \"/srv/./nats\" is not a usable directory (a path relative \
+             to the SSH user's home, or absolute; no `.` or `..`)",
+        ),
+        (
+            "",
+            "remote_dir: /tmp/\n",
+            "natsup.yaml: remote_dir: \"/tmp/\" is a folder the system or every user of the server \
+             shares; natsup needs a folder of its own, like nats-bits in the SSH user's home (the \
+             default) or /srv/nats",
+        ),
+        (
+            "",
+            "remote_dir: /dev/shm/nats\n",
+            "natsup.yaml: remote_dir: \"/dev/shm/nats\" is a folder the system or every user of \
+             the server shares; natsup needs a folder of its own, like nats-bits in the SSH \
+             user's home (the default) or /srv/nats",
+        ),
+        (
+            "",
+            "remote_dir: \"nats-bits \"\n",
+            "natsup.yaml: remote_dir: \"nats-bits \" starts or ends with a space; write the \
+             folder's name without it",
         ),
         (
             "",
@@ -397,6 +436,45 @@ fn the_cluster_table() {
              203.0.113.2, localhost, ::1, nats is one (IP addresses, localhost and single labels \
              are left out)",
         ),
+        // Issue 17, item 9: the route port is a port of its own, on every node of a server.
+        (
+            "name: t\n",
+            "name: t\nport: 6222\n",
+            "natsup.yaml: cluster.port: 6222 is both the client `port` and the route port \
+             (`cluster.port`): nats-server listens on each for a different thing; give one of \
+             them another port (the defaults are 4222 and 6222)",
+        ),
+        (
+            "  ssh: deploy@n2\n",
+            "  ssh: deploy@n2\n  port: 6222\n",
+            "natsup.yaml: nodes[1].port: 6222 is both nodes[1]'s `port` and the route port \
+             (`cluster.port`): nats-server listens on each for a different thing; give one of \
+             them another port (the defaults are 4222 and 6222)",
+        ),
+        (
+            "  ssh: deploy@n2\n",
+            "  ssh: ops@N1\n  remote_dir: nats-2\n",
+            "natsup.yaml: nodes[1].bind: nodes[1] (n2) and nodes[0] (n1) are on the same server \
+             and would both listen on 0.0.0.0:4222, nodes[1]'s client port (a bind of 0.0.0.0 \
+             is every address); give each node on one server its own `bind` address, or its \
+             own `port`",
+        ),
+        (
+            "  ssh: deploy@n2\n",
+            "  ssh: ssh://ops@n1:22\n  remote_dir: nats-2\n  bind: 10.0.0.2\n  port: 4333\n",
+            "natsup.yaml: nodes[1].bind: nodes[1] (n2) and nodes[0] (n1) are on the same server \
+             and would both listen on 10.0.0.2:6222, nodes[1]'s route port (a bind of 0.0.0.0 \
+             is every address); give each node on one server its own `bind` address: the route \
+             port (`cluster.port`) is the same on every node",
+        ),
+        (
+            "  ssh: deploy@n2\n",
+            "  ssh: deploy@n1\n  remote_dir: nats-2\n  port: 4333\nbind: 10.0.0.1\n",
+            "natsup.yaml: nodes[1].bind: nodes[1] (n2) and nodes[0] (n1) are on the same server \
+             and would both listen on 10.0.0.1:6222, nodes[1]'s route port; give each node on \
+             one server its own `bind` address: the route port (`cluster.port`) is the same on \
+             every node",
+        ),
         (
             "name: t\n",
             "name: t\nnetwork: overlay\n",
@@ -525,4 +603,17 @@ fn the_file_name_is_the_one_given() {
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("deploy/prod.yaml: port: "), "{e}");
+}
+
+/// Issue 17, item 9: nodes that share a server load when each has its own address.
+#[test]
+fn nodes_on_one_server_with_their_own_addresses_load() {
+    let yaml = CLUSTER.replacen(
+        "  ssh: deploy@n2\n",
+        "  ssh: deploy@n1\n  remote_dir: nats-2\n  bind: 10.0.0.2\n",
+        1,
+    ) + "bind: 10.0.0.1\n";
+    let config = Config::parse(&yaml, Path::new("natsup.yaml")).unwrap();
+    let binds: Vec<String> = config.nodes().iter().map(|n| n.bind.to_string()).collect();
+    assert_eq!(binds, ["10.0.0.1", "10.0.0.2"]);
 }

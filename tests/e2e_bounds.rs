@@ -95,3 +95,61 @@ fn a_remote_command_that_never_answers_ends_at_its_bound_naming_the_step() {
     assert!(message.contains("applying the change"), "{message}");
     assert!(message.contains("did not answer within 1s"), "{message}");
 }
+
+/// Issue 17, item 8: a Docker daemon that stops answering (its CLI hangs) ends the run at the
+/// scripts' own bound on one Docker call (30 s), naming the call that hung, in the inspection
+/// (`docker version`, `docker inspect`) and in the apply script (its `docker version`, run
+/// with the hang-up ignored), with nothing written on the server and no lock left held.
+#[test]
+fn a_docker_that_stops_answering_is_named_and_nothing_is_half_written() {
+    use support::docker_wrapper::DockerWrapper;
+    let docker = DockerWrapper::new();
+    let sshd = docker.sshd();
+    let ws = Workspace::deployed("boundstuck", &sshd);
+    let id = ws.project.container_id();
+    let started = ws.project.started_at(&id);
+    let live_before = ws.live_conf();
+    // A change, so that `up` gets as far as the apply script.
+    ws.edit_config("- name: webhook\n", "- name: webhook\n- name: analytics\n");
+
+    let stuck = |sub: &str, after: u32, step: &str, call: &str| {
+        docker.hang(sub, after);
+        let (out, took) = run_within(&ws, &["up"], Duration::from_secs(90));
+        docker.clear(sub);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains(step), "{call}: {err}");
+        assert!(
+            err.contains(&format!("`{call}` did not answer within 30s")),
+            "{call}: {err}"
+        );
+        assert!(
+            err.contains("Docker on the server is not answering"),
+            "{err}"
+        );
+        assert!(took < Duration::from_secs(60), "{call}: took {took:?}");
+        assert_eq!(
+            ws.live_conf(),
+            live_before,
+            "{call}: the live config changed"
+        );
+        assert!(
+            !ws.remote_dir.join(".natsup/staging").exists(),
+            "{call}: staging left behind"
+        );
+        assert_eq!(ws.project.container_ids(), vec![id.clone()], "{call}");
+        assert_eq!(ws.project.started_at(&id), started, "{call}: restarted");
+    };
+    // The inspection's first call; then the apply script's (the inspection made the first).
+    stuck("version", 0, "inspecting the server", "docker version");
+    stuck("version", 1, "checking Docker", "docker version");
+    // The inspection's look at the container.
+    stuck("inspect", 0, "inspecting the server", "docker inspect");
+
+    // Docker answers again: the change goes through at once (no lock held, nothing to undo).
+    let (out, took) = run_within(&ws, &["up"], Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("reloaded"), "{}", text(&out));
+    assert!(took < Duration::from_secs(30), "waited {took:?} for a lock");
+    ws.verify(&[]);
+}

@@ -10,7 +10,9 @@ use std::time::Duration;
 use natsup::config::{Config, InitOptions};
 use natsup::deploy;
 use natsup::error::Result;
-use natsup::observed::{Container, Dir, Docker, Observed, Projects};
+use natsup::observed::{
+    Container, Dir, Docker, Observed, PortRole, PortTaken, Projects, UnsafePath,
+};
 use natsup::plan::{Action, plan, preflight};
 use natsup::remote::{Output, Remote};
 use natsup::render::{self, Bundle, sha256_hex};
@@ -86,7 +88,8 @@ impl Fixture {
                 image: self.config.image.clone(),
                 restarts: 0,
             }),
-            port_taken: None,
+            ports_taken: Vec::new(),
+            unsafe_dir: None,
             staging_leftover: false,
             projects: Projects {
                 marker: true,
@@ -108,7 +111,8 @@ fn fresh_server() -> Observed {
         contents: BTreeMap::new(),
         pem_sha256: BTreeMap::new(),
         container: None,
-        port_taken: None,
+        ports_taken: Vec::new(),
+        unsafe_dir: None,
         staging_leftover: false,
         projects: Projects::default(),
     }
@@ -200,10 +204,61 @@ fn preflight_names_what_is_missing_and_what_to_do() {
 
     let mut o = fresh_server();
     o.dir = Dir::Unwritable;
-    o.port_taken = Some("container other".into());
+    o.ports_taken = vec![PortTaken {
+        role: PortRole::Client,
+        port: 4222,
+        holder: "container other".into(),
+    }];
     let problems = preflight(&o);
     assert_eq!(problems.len(), 2);
     assert!(problems[1].0.contains("container other"));
+}
+
+/// Issue 17, item 9: the route port is checked like the client port, and each is named with
+/// the field that moves it.
+#[test]
+fn preflight_names_a_taken_route_port_and_its_field() {
+    let mut o = fresh_server();
+    o.ports_taken = vec![PortTaken {
+        role: PortRole::Route,
+        port: 6222,
+        holder: "process nats-server (pid 42) listening on 6222".into(),
+    }];
+    let problems = preflight(&o);
+    assert_eq!(problems.len(), 1);
+    let (message, hint) = &problems[0];
+    assert_eq!(
+        message,
+        "the route port 6222 is already taken on the server by process nats-server (pid 42) \
+         listening on 6222"
+    );
+    assert!(hint.contains("`cluster.port`"), "{hint}");
+}
+
+/// Issue 17, item 6: a deployment folder another user could change is refused, naming the
+/// path, its owner and mode, and the command that fixes it.
+#[test]
+fn preflight_refuses_a_deployment_folder_others_can_write() {
+    let mut o = fresh_server();
+    o.unsafe_dir = UnsafePath::parse("writable|775|1001|alice|alice|/srv/nats");
+    let (message, hint) = &preflight(&o)[0];
+    assert!(
+        message
+            .starts_with("/srv/nats is writable by other users (owner alice (uid 1001), mode 775)"),
+        "{message}"
+    );
+    assert!(hint.contains("`chmod go-w '/srv/nats'`"), "{hint}");
+
+    o.unsafe_dir = UnsafePath::parse("owner|700|1002|mallory|alice|/srv/a|b");
+    let (message, hint) = &preflight(&o)[0];
+    assert!(
+        message.starts_with("/srv/a|b is owned by another user (owner mallory"),
+        "{message}"
+    );
+    assert!(hint.contains("`sudo chown alice '/srv/a|b'`"), "{hint}");
+
+    o.unsafe_dir = UnsafePath::parse("writable|1777|0|root|alice|/srv");
+    assert!(preflight(&o)[0].1.contains("`sudo chmod go-w '/srv'`"));
 }
 
 /// Issue 11, 4.7: a Compose project natsup did not make in the deployment directory is refused,

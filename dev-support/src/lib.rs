@@ -8,6 +8,7 @@
 //! Tests and benches use it as `use natsup_dev_support as support;`.
 
 pub mod cluster;
+pub mod docker_wrapper;
 pub mod hosts;
 pub mod load;
 pub mod local;

@@ -154,19 +154,64 @@ pub(super) fn check_remote_dir(dir: &str) -> Result<(), String> {
             "{dir:?} contains `:`, which Docker reads as the end of a bind mount's path; choose a folder without one"
         ));
     }
+    // `.` and `..` make one folder go by several names (`./.` is the home folder itself, `/.`
+    // is `/`), and the folder natsup fills with its files and checks for who else may
+    // write there must be the one the file names.
     let bad = dir.is_empty()
         || dir.chars().any(|c| c.is_control())
         || dir.trim_end_matches('/').is_empty()
-        || dir.split('/').any(|part| part == "..")
-        || dir.trim_end_matches('/') == ".";
+        || dir.split('/').any(|part| part == ".." || part == ".");
     if bad {
-        Err(format!(
-            "{dir:?} is not a usable directory (a path relative to the SSH user's home, or absolute; no `..`)"
-        ))
-    } else {
-        Ok(())
+        return Err(format!(
+            "{dir:?} is not a usable directory (a path relative to the SSH user's home, or absolute; no `.` or `..`)"
+        ));
     }
+    if dir != dir.trim() {
+        return Err(format!(
+            "{dir:?} starts or ends with a space; write the folder's name without it"
+        ));
+    }
+    // natsup writes docker-compose.yaml, nats-config/, nats-data/ and .natsup/ straight into
+    // the folder: one the system or every user shares is no deployment's own.
+    let absolute = format!("/{}", dir.trim_matches('/'));
+    let shared = SHARED_DIRS.contains(&absolute.as_str())
+        || ["/proc/", "/sys/", "/dev/"]
+            .iter()
+            .any(|p| absolute.starts_with(p));
+    if dir.starts_with('/') && shared {
+        return Err(format!(
+            "{dir:?} is a folder the system or every user of the server shares; natsup needs a \
+             folder of its own, like nats-bits in the SSH user's home (the default) or /srv/nats"
+        ));
+    }
+    Ok(())
 }
+
+/// Folders of the system, or that every user may write (/tmp, /var/tmp, /dev/shm).
+const SHARED_DIRS: [&str; 22] = [
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/tmp",
+    "/dev/shm",
+    "/usr/local",
+];
 
 pub fn check_image(image: &str) -> Result<(), String> {
     if image.is_empty()

@@ -219,8 +219,87 @@ impl Config {
                 }
             }
         }
+        if resolved.len() > 1 {
+            self.validate_ports(&resolved)?;
+        }
         Ok(())
     }
+}
+
+impl Config {
+    /// A cluster node listens on two ports (or Docker publishes them): `port` for clients and
+    /// `cluster.port` for routes, both on its `bind`. The two must differ, and two nodes on
+    /// one server must not take the same port on the same address (a wildcard `bind` takes
+    /// every address): the second would fail at `compose up`, or nats-server at its listen.
+    fn validate_ports(&self, resolved: &[super::Node]) -> Result<(), Invalid> {
+        let route = self.cluster.port;
+        for (i, node) in resolved.iter().enumerate() {
+            if node.port == route {
+                let (at, which) = match self.nodes[i].port {
+                    Some(_) => (format!("nodes[{i}].port"), format!("nodes[{i}]'s `port`")),
+                    None => ("cluster.port".to_string(), "the client `port`".to_string()),
+                };
+                return Err(Invalid::new(
+                    at,
+                    format!(
+                        "{route} is both {which} and the route port (`cluster.port`): nats-server \
+                         listens on each for a different thing; give one of them another port \
+                         (the defaults are 4222 and 6222)"
+                    ),
+                ));
+            }
+        }
+        let listens = |node: &super::Node| [(node.port, "client port"), (route, "route port")];
+        for (i, node) in resolved.iter().enumerate() {
+            for (j, other) in resolved.iter().enumerate().take(i) {
+                if server_of(node) != server_of(other) {
+                    continue;
+                }
+                let shared = node.bind == other.bind
+                    || node.bind.is_unspecified()
+                    || other.bind.is_unspecified();
+                for (port, what) in listens(node) {
+                    if shared && listens(other).iter().any(|(p, _)| *p == port) {
+                        let addr = super::host_port(&node.bind.to_string(), port);
+                        let wildcard = if node.bind.is_unspecified() || other.bind.is_unspecified()
+                        {
+                            " (a bind of 0.0.0.0 is every address)"
+                        } else {
+                            ""
+                        };
+                        let instead = if what == "route port" {
+                            "give each node on one server its own `bind` address: the route port \
+                             (`cluster.port`) is the same on every node"
+                        } else {
+                            "give each node on one server its own `bind` address, or its own `port`"
+                        };
+                        return Err(Invalid::new(
+                            format!("nodes[{i}].bind"),
+                            format!(
+                                "nodes[{i}] ({}) and nodes[{j}] ({}) are on the same server and \
+                                 would both listen on {addr}, nodes[{i}]'s {what}{wildcard}; \
+                                 {instead}",
+                                node.name, other.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The server a node runs on, as far as natsup.yaml tells: the host of its SSH destination
+/// and the SSH port (two users of one machine share its ports). An `~/.ssh/config` alias is
+/// taken for a server of its own.
+fn server_of(node: &super::Node) -> Option<(String, u16)> {
+    let ssh = node.ssh.as_ref()?;
+    let host = ssh
+        .destination
+        .rsplit_once('@')
+        .map_or(ssh.destination.as_str(), |(_, h)| h);
+    Some((host.to_ascii_lowercase(), ssh.port.unwrap_or(22)))
 }
 
 impl Acme {

@@ -58,12 +58,14 @@ pub fn project_prefix(deployment: &str) -> String {
     }
 }
 
-/// Read-only inspection of the deployment directory, Docker, the container and the port.
-/// With `bind`, only a listener on that address or on every address takes the port.
+/// Read-only inspection of the deployment directory (and who else could write it), Docker,
+/// the container and the ports: the client `port`, and a cluster node's `route_port`.
+/// With `bind`, only a listener on that address or on every address takes a port.
 pub fn observe(
     deployment: &str,
     remote_dir: &str,
     port: u16,
+    route_port: Option<u16>,
     bind: Option<std::net::IpAddr>,
 ) -> String {
     let mut vars = vec![
@@ -71,6 +73,9 @@ pub fn observe(
         ("DIR", remote_dir.to_string()),
         ("PORT", port.to_string()),
     ];
+    if let Some(route_port) = route_port {
+        vars.push(("ROUTE_PORT", route_port.to_string()));
+    }
     if let Some(bind) = bind {
         vars.push(("BIND", bind.to_string()));
     }
@@ -509,7 +514,7 @@ mod tests {
             acme(AcmeStep::Preflight, &responder, &[]),
             acme(AcmeStep::Publish, &responder, &[]),
             acme(AcmeStep::Remove, &responder, &["a-b_c".into()]),
-            observe("prod", "nats bits/'x'", 4222, None),
+            observe("prod", "nats bits/'x'", 4222, Some(6222), None),
             apply(
                 "prod",
                 "/srv/nats",

@@ -90,11 +90,26 @@ pub async fn resume(folder: &Path) -> Option<Session> {
             if session.check().await.is_ok() {
                 return Some(session);
             }
+        } else if launching(&dir) {
+            // Another opening of the same connection is still launching its master here (two
+            // nodes on one SSH destination open theirs at once): removing the folder under it
+            // failed that opening with "No such file or directory".
+            continue;
         }
         // The master exited (idle, killed, or its connection dropped): nothing to keep.
         let _ = std::fs::remove_dir_all(&dir);
     }
     None
+}
+
+/// Whether the master folder `dir`, which has no socket yet, may still get one: it was made
+/// less than a connection timeout ago (ssh.rs gives ssh 15 s to connect; a minute covers it).
+fn launching(dir: &Path) -> bool {
+    std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < Duration::from_secs(60))
 }
 
 /// Ends a master for good and removes its folder (a resumed session owns no folder, so

@@ -17,7 +17,11 @@ CHALLENGE_DIR=.well-known/acme-challenge
 
 if [ "$MODE" = standalone ]; then
   find_docker >/dev/null || { say error "Docker is not usable on the server"; exit 2; }
+  # The token folder goes inside the deployment folder: the same check as apply.sh's, before
+  # and after it is made, so a folder another user made or can write is never written into.
+  check_dir_safe "$DIR" || { say error "the deployment folder $DIR, or one above it, is another user's or writable by others: run natsup up, whose pre-flight names which and how to fix it"; exit 2; }
   mkdir -p "$DIR" 2>/dev/null
+  check_dir_safe "$DIR" || { say error "the deployment folder $DIR is another user's or writable by others"; exit 2; }
   # Not under .natsup/: that folder is natsup's mark on a deployment folder, and the order runs
   # before the deployment's pre-flight, which refuses a Compose project natsup did not make.
   DIR=$(cd "$DIR" && pwd)

@@ -28,11 +28,33 @@ trap '' HUP PIPE
 # of the server. The container still reads them: the official image runs nats-server as root.
 umask 077
 cd "$HOME" 2>/dev/null || cd /
-find_docker || exit 1
+# Before the commit, a Docker call that ran out of its bound rejects the change: it has said
+# which (natsup.timeout), nothing live changed, and the next call would wait as long.
+stuck() {
+  timed_out "$1" "$STEP_TIMEOUT"
+  say rejected "a Docker call did not answer"
+  rm -rf .natsup/staging
+  exit 3
+}
+say step "checking Docker"
+find_docker
+case $? in
+  0) ;;
+  2) say rejected "a Docker call did not answer"; exit 3 ;;
+  *) exit 1 ;;
+esac
 
 [ -n "$COMPOSE" ] || { say error "neither 'docker compose' nor 'docker-compose' is installed"; exit 1; }
 
-{ mkdir -p "$DIR" && enter_dir "$DIR"; } || { say error "cannot create $DIR"; exit 1; }
+# The folder and every folder on the way to it are checked before anything is made there
+# (natsup's pre-flight checked them too, but that was another command), and again once made:
+# whoever made one of them first, between the two, owns it and is refused.
+say step "checking the deployment folder"
+check_dir_safe "$DIR" || { say rejected "the deployment folder is not safe"; exit 3; }
+mkdir -p "$DIR" || { say error "cannot create $DIR"; exit 1; }
+check_dir_safe "$DIR" || { say rejected "the deployment folder is not safe"; exit 3; }
+enter_dir "$DIR" || { say error "cannot enter $DIR"; exit 1; }
+say step "receiving the change"
 # nats-data is JetStream's storage: created once, never touched again.
 mkdir -p nats-config nats-data .natsup/applied || { say error "cannot write in $PWD"; exit 1; }
 
@@ -56,7 +78,7 @@ if command -v flock >/dev/null 2>&1; then
 fi
 # Under the lock: a run that waited for another must see the project that run left (a recreate
 # moves an adopted container to natsup's own project).
-set_project
+set_project || stuck "$DOCKER ps"
 install_file() { # src dest: atomic within the destination directory
   cp -p "$1" "$2.natsup-tmp" && mv -f "$2.natsup-tmp" "$2"
 }
@@ -90,7 +112,10 @@ if ! (cd .natsup/staging && printf '%s\n' "$MANIFEST" | sed '/^$/d' | sha256sum 
   exit 3
 fi
 
-if ! docker_within "$STEP_TIMEOUT" image inspect "$IMAGE" >/dev/null 2>&1; then
+docker_within "$STEP_TIMEOUT" image inspect "$IMAGE" >/dev/null 2>&1
+rc=$?
+[ $rc = 124 ] && stuck "$DOCKER image inspect"
+if [ $rc != 0 ]; then
   say step "pulling the image"
   docker_within "$PULL_TIMEOUT" pull "$IMAGE" >&2
   rc=$?
@@ -108,7 +133,10 @@ fi
 # refuses fails readiness, and the container is taken down below), and it saves a container
 # run. Everywhere else the new config is checked before anything live changes.
 first_start=no
-[ "$ACTION" = start ] && [ ! -f nats-config/nats-server.conf ] && [ -z "$(find_container)" ] && first_start=yes
+if [ "$ACTION" = start ] && [ ! -f nats-config/nats-server.conf ]; then
+  existing=$(find_container) || stuck "$DOCKER ps"
+  [ -z "$existing" ] && first_start=yes
+fi
 if [ $first_start = no ]; then
   say step "validating the new configuration"
   # Named, so that a run that ran out can remove it: killing `docker run` does not stop the

@@ -6,18 +6,31 @@
 say() { printf 'natsup.%s=%s\n' "$1" "$2"; }
 b64() { base64 | tr -d '\n'; }
 
+# Finds how this user runs Docker and Compose (DOCKER, COMPOSE, SUDO): 0 found, 1 missing or
+# denied (said as natsup.docker), 2 a call ran out of its bound (said as natsup.timeout).
 find_docker() {
   DOCKER=""
   if ! command -v docker >/dev/null 2>&1; then
     say docker missing
     return 1
   fi
-  if v=$(docker version --format '{{.Server.Version}}' 2>/dev/null); then
-    DOCKER="docker"
-  elif command -v sudo >/dev/null 2>&1 && v=$(sudo -n docker version --format '{{.Server.Version}}' 2>/dev/null); then
+  # Each call is bounded: a Docker daemon that accepts the connection and never answers
+  # hangs its CLI, and the scripts (apply.sh ignores the hang-up) would wait for it forever.
+  DOCKER="docker"
+  v=$(bounded "$STEP_TIMEOUT" docker version --format '{{.Server.Version}}' 2>/dev/null)
+  rc=$?
+  if [ $rc != 0 ] && [ $rc != 124 ] && command -v sudo >/dev/null 2>&1; then
     DOCKER="sudo -n docker"
-  else
+    v=$(bounded "$STEP_TIMEOUT" sudo -n docker version --format '{{.Server.Version}}' 2>/dev/null)
+    rc=$?
+  fi
+  if [ $rc = 124 ]; then
+    timed_out "$DOCKER version" "$STEP_TIMEOUT"
+    DOCKER=""
+    return 2
+  elif [ $rc != 0 ]; then
     say docker denied
+    DOCKER=""
     return 1
   fi
   say docker "$DOCKER"
@@ -26,7 +39,12 @@ find_docker() {
   [ "$DOCKER" = "docker" ] || SUDO="sudo -n "
   # Compose v2 is a docker CLI plugin (`docker compose`); v1 is the separate Python
   # `docker-compose` (Debian 12 still ships 1.29). Either may be the only one installed.
-  if $DOCKER compose version >/dev/null 2>&1; then
+  docker_within "$STEP_TIMEOUT" compose version >/dev/null 2>&1
+  rc=$?
+  if [ $rc = 124 ]; then
+    timed_out "$DOCKER compose version" "$STEP_TIMEOUT"
+    return 2
+  elif [ $rc = 0 ]; then
     COMPOSE="$DOCKER compose"
   elif command -v docker-compose >/dev/null 2>&1; then
     COMPOSE="${SUDO}docker-compose"
@@ -46,6 +64,69 @@ enter_dir() {
   cd -P . || return
 }
 
+# Refuses a deployment folder ($1: absolute, or relative to $PWD) that another user of the
+# server could change. Whoever can write in it, or rename a folder on the way to it, can swap
+# docker-compose.yaml or a staged file between natsup's sha256 check and `compose up`, and
+# Compose runs what that file says as root. So every folder from / down to it, both on the
+# path as given and on the physical path its symlinks lead to, must be owned by this user or
+# root and writable by neither group nor others, unless it has the sticky bit (then others
+# cannot rename or remove what they do not own: /tmp); and the folder itself and everything
+# in it must be this user's or root's and writable by no one else, sticky or not.
+# nats-data's contents are not looked at: JetStream's files there belong to the container's
+# user (root in the official image, another uid in some), and natsup never reads them.
+# Says natsup.unsafe_dir=WHY|MODE|UID|OWNER|THIS_USER|PATH (WHY: owner or writable) for the
+# first that is not, and
+# returns 1; 0 when all are. Uses only `stat -c`, `find` with POSIX tests, `id`: BusyBox too.
+check_dir_safe() {
+  ME=$(id -u)
+  case $1 in /*) path=$1 ;; *) path=$PWD/$1 ;; esac
+  while [ "$path" != / ] && [ "${path%/}" != "$path" ]; do path=${path%/}; done
+  deepest=""
+  p=$path
+  while :; do
+    if [ -e "$p" ] || [ -L "$p" ]; then
+      [ -n "$deepest" ] || deepest=$p
+      if [ "$p" = "$path" ]; then unsafe_entry "$p" in && return 1; else unsafe_entry "$p" above && return 1; fi
+    fi
+    [ "$p" = / ] && break
+    p=$(dirname "$p")
+  done
+  phys=$(cd "$deepest" 2>/dev/null && pwd -P) || return 0
+  kind=above
+  [ "$deepest" = "$path" ] && kind=in
+  p=$phys
+  while :; do
+    unsafe_entry "$p" $kind && return 1
+    [ "$p" = / ] && break
+    p=$(dirname "$p")
+    kind=above
+  done
+  [ "$deepest" = "$path" ] && [ -d "$phys" ] || return 0
+  hit=$(cd "$phys" && find . -path ./nats-data -prune -o \
+    \( ! -user "$ME" ! -user 0 \) -print -o ! -type l \( -perm -020 -o -perm -002 \) -print 2>/dev/null | head -n 1)
+  if [ -n "$hit" ]; then
+    unsafe_entry "$phys/${hit#./}" in
+    return 1
+  fi
+  ! { [ -e "$phys/nats-data" ] && unsafe_entry "$phys/nats-data" in; }
+}
+# Whether $1 is a way in for another user (said as natsup.unsafe_dir): owned by someone else
+# than this user or root, or (not being a symlink, whose own mode means nothing) writable by
+# group or others, which the sticky bit makes safe only for a folder `above` the deployment.
+unsafe_entry() {
+  info=$(stat -c '%u|%a|%U' "$1" 2>/dev/null) || return 1
+  uid=${info%%|*}; rest=${info#*|}; mode=${rest%%|*}; owner=${rest#*|}
+  if [ "$uid" != "$ME" ] && [ "$uid" != 0 ]; then
+    why=owner
+  elif [ ! -L "$1" ] && [ $((0$mode & 022)) != 0 ] && { [ "$2" = in ] || [ $((0$mode & 01000)) = 0 ]; }; then
+    why=writable
+  else
+    return 1
+  fi
+  say unsafe_dir "$why|$mode|$uid|$owner|$(id -un)|$1"
+  return 0
+}
+
 # Sets PROJECT, the Compose project of the deployment in $PWD, which every compose call names.
 # Compose would name it after the folder, so two deployments in folders of one name (two
 # users' ~/nats-bits) were one project and the second `up` replaced the first one's server.
@@ -53,9 +134,12 @@ enter_dir() {
 # A nats container made here under the folder's name (by natsup before it named projects) is
 # adopted as it stands, with no restart; the next recreate, a restart anyway, moves it.
 # DIR_CONTAINERS keeps what one `docker ps` said about the containers made from this folder.
+# Returns 124 when `docker ps` ran out of its bound: a project guessed from no answer would
+# start a second server beside the one there.
 set_project() {
   OWN_PROJECT="$PROJECT_PREFIX-$(printf '%s' "$PWD" | sha256sum | cut -c 1-8)"
   DIR_CONTAINERS=$(dir_containers)
+  [ $? = 124 ] && return 124
   PROJECT=$(printf '%s\n' "$DIR_CONTAINERS" | OWN="$OWN_PROJECT" awk -F '|' '
     $3 == "nats" && $2 == ENVIRON["OWN"] { own = $2 }
     $3 == "nats" && first == "" { first = $2 }
@@ -63,18 +147,22 @@ set_project() {
 }
 
 # `ID|PROJECT|SERVICE|FOLDER` of each Compose container made from this folder, by any project,
-# newest first.
+# newest first; 124 when `docker ps` ran out of its bound.
 dir_containers() {
-  docker_within "$STEP_TIMEOUT" ps -a --no-trunc --filter label=com.docker.compose.project.working_dir \
-    --format '{{.ID}}|{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.service"}}|{{.Label "com.docker.compose.project.working_dir"}}' |
-    HERE="$PWD" GIVEN="$LOGICAL_DIR" awk -F '|' '$4 == ENVIRON["HERE"] || $4 == ENVIRON["GIVEN"]'
+  all=$(docker_within "$STEP_TIMEOUT" ps -a --no-trunc --filter label=com.docker.compose.project.working_dir \
+    --format '{{.ID}}|{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.service"}}|{{.Label "com.docker.compose.project.working_dir"}}')
+  [ $? = 124 ] && return 124
+  printf '%s\n' "$all" | HERE="$PWD" GIVEN="$LOGICAL_DIR" awk -F '|' '$4 == ENVIRON["HERE"] || $4 == ENVIRON["GIVEN"]'
 }
 
-# The nats container of $PROJECT (labels, under v1 and v2 alike: no slow compose call).
+# The nats container of $PROJECT (labels, under v1 and v2 alike: no slow compose call); 124
+# when `docker ps` ran out of its bound.
 find_container() {
-  docker_within "$STEP_TIMEOUT" ps -aq --no-trunc \
+  ids=$(docker_within "$STEP_TIMEOUT" ps -aq --no-trunc \
     --filter "label=com.docker.compose.project=$PROJECT" \
-    --filter "label=com.docker.compose.service=nats" | head -n 1
+    --filter "label=com.docker.compose.service=nats")
+  [ $? = 124 ] && return 124
+  printf '%s\n' "$ids" | head -n 1
 }
 
 # The arguments of every compose call: natsup's project name, and `-f docker-compose.yaml`,
@@ -107,6 +195,11 @@ bounded() {
     "$@" 9>&-
   fi
 }
+# Says that the call $1 ran out of its $2 seconds (`bounded` returned 124), as natsup.timeout,
+# which natsup shows as the reason the run stopped. A caller says it where the call ran, not
+# inside the call's $(...), whose output is captured.
+timed_out() { say timeout "\`$1\` did not answer within ${2}s"; }
+
 # Docker, or Compose on this deployment's project, for at most $1 seconds (`bounded`: these run
 # under `timeout`, which runs programs, not shell functions). DOCKER and COMPOSE each hold a
 # command with its options ("sudo -n docker", "docker compose") and compose_args prints
