@@ -69,11 +69,8 @@ fn one_server_is_recreated_through_lame_duck_and_its_clients_hear_it_first() {
         said.contains("the server runs nats-server 2.11.11"),
         "{said}"
     );
-    assert_ne!(
-        ws.project.container_id(),
-        old_id,
-        "the container was recreated"
-    );
+    let id_after = ws.project.container_id();
+    assert_ne!(id_after, old_id, "the container was recreated");
 
     // The client heard the notice, then was disconnected (at the end of the grace, not at
     // once), then came back by itself.
