@@ -169,4 +169,18 @@ fn one_server_is_recreated_through_lame_duck_and_its_clients_hear_it_first() {
     // `up` starts it again.
     let out = ws.ok(&["up"]);
     assert!(text(&out).contains("started"), "{}", text(&out));
+
+    // The version is the server's word, not the tag's: an image whose tag names 2.11.99 but
+    // runs 2.11.11 is caught once the container runs it.
+    let mislabeled = format!("natsup-test/nats:2.11.99-{}", support::unique_name("label"));
+    support::run(Command::new("docker").args(["tag", &upgrade_image(), &mislabeled]));
+    ws.edit_config(&upgrade_image(), &mislabeled);
+    let out = ws.run(&["up"]);
+    let _ = Command::new("docker").args(["rmi", &mislabeled]).output();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the server runs nats-server 2.11.11, not the 2.11.99 its image"),
+        "{said}"
+    );
 }
