@@ -108,6 +108,11 @@ pub struct RotatePasswordsArgs {
     /// Rotate only this user; repeat for more [default: every user].
     #[arg(long = "user", value_name = "NAME")]
     pub users: Vec<String>,
+    /// Rotate the cluster's route credential instead (the password its nodes log in to each
+    /// other with), rolling node by node by reload, with no route closed; proves every node
+    /// refuses the old one. User passwords are not touched.
+    #[arg(long, conflicts_with_all = ["users", "show"])]
+    pub route: bool,
     /// Show what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -42,6 +42,8 @@ pub mod plan;
 pub mod remote;
 pub mod render;
 pub mod renewal;
+pub mod route_probe;
+pub mod route_rotation;
 pub mod secret;
 pub mod session;
 pub mod settle;

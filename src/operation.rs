@@ -108,6 +108,49 @@ pub struct Rolled {
     pub settled: Vec<Settled>,
     pub commands: usize,
     pub elapsed: Duration,
+    /// Each node's running server as the inspection found it ([`server_identity`]), in the
+    /// order of [`Config::nodes`].
+    pub servers: Vec<Option<String>>,
+}
+
+/// A running server, named by its container and the time it started: a restart (by anyone)
+/// gives another one, a reload does not.
+pub fn server_identity(observed: &Observed) -> Option<String> {
+    let c = observed.container.as_ref().filter(|c| c.running())?;
+    Some(format!("{}@{}", c.id, c.started_at))
+}
+
+/// Forgets, for each node whose server restarted since a route password was retired, that
+/// retired password: the new server made no route with it, so it need not dial with it, and
+/// dropping the URL closes nothing. Returns the nodes that dropped one.
+pub fn forget_retired_of_restarted(
+    secrets: &mut crate::state::Secrets,
+    members: &[Member],
+    inspected: &[Inspected],
+) -> Vec<String> {
+    secrets.prune_retired_routes(|node| {
+        let m = members.iter().find(|m| m.name == node)?;
+        server_identity(&inspected.get(m.index)?.observed)
+    })
+}
+
+/// [`forget_retired_of_restarted`], saved and told.
+fn prune_retired_routes(
+    state: &mut State,
+    members: &[Member],
+    inspected: &[Inspected],
+) -> Result<()> {
+    let dropped = forget_retired_of_restarted(&mut state.secrets, members, inspected);
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    state.save_secrets()?;
+    ui::note(format!(
+        "node {}: its server restarted since the route credential was rotated; it no longer \
+         dials with the old route password",
+        dropped.join(", ")
+    ));
+    Ok(())
 }
 
 impl Rolled {
@@ -289,6 +332,12 @@ pub async fn converge(
 ) -> Result<Rolled> {
     let started = Instant::now();
     let mut inspection = inspect_all(config, state, members, openings, false).await?;
+    if !change.dry_run
+        && let Err(e) = prune_retired_routes(state, members, &inspection.nodes)
+    {
+        Inspection::close(inspection.nodes).await;
+        return Err(e);
+    }
     // A route port that changes cannot move on every node at once without taking the
     // cluster apart, nor one node at a time if a moved node only dials the new port: it
     // would find no peer. So while it moves, every node dials its peers at both ports; once
@@ -308,7 +357,14 @@ pub async fn converge(
         ));
         config.moving_routes(previous)
     });
-    let mut rolled = Rolled::default();
+    let mut rolled = Rolled {
+        servers: inspection
+            .nodes
+            .iter()
+            .map(|i| server_identity(&i.observed))
+            .collect(),
+        ..Rolled::default()
+    };
     let result = run(
         moving.as_ref().unwrap_or(config),
         state,

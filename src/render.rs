@@ -293,19 +293,26 @@ pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) ->
             listen: &paths.cluster_listen,
             advertise: host_port(&node.host, config.cluster.port),
             user: ROUTE_USER,
-            bcrypt: &route.bcrypt,
+            bcrypt: state.secrets.route_accepted_hash().unwrap_or(&route.bcrypt),
             routes: config
                 .nodes()
                 .iter()
                 .filter(|n| n.name != node.name)
                 .flat_map(|n| {
-                    config.cluster.route_ports().into_iter().map(|port| {
-                        format!(
-                            "nats-route://{ROUTE_USER}:{}@{}",
-                            route.password.expose(),
-                            host_port(&n.host, port)
-                        )
-                    })
+                    let dial = state.secrets.route_dial_passwords(&node.name);
+                    config
+                        .cluster
+                        .route_ports()
+                        .into_iter()
+                        .flat_map(move |port| {
+                            dial.clone().into_iter().map(move |password| {
+                                format!(
+                                    "nats-route://{ROUTE_USER}:{}@{}",
+                                    password.expose(),
+                                    host_port(&n.host, port)
+                                )
+                            })
+                        })
                 })
                 .collect(),
             cert_file: &paths.route_cert_file,

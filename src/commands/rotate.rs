@@ -12,11 +12,15 @@ use crate::client_env::{format_vars, vars};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::operation::{self, Change};
+use crate::route_rotation;
 use crate::session::{self, Context, Session};
 use crate::settle::Outcome;
 use crate::ui;
 
 pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
+    if args.route {
+        return run_route(ctx, args);
+    }
     let (config, members) = session::deployment(ctx, &args.target.target())?;
     let mut session = Session::open(ctx, config)?;
     let users = session.config.select_users(&args.users)?;
@@ -95,5 +99,48 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         let vars = vars(config, state, user)?;
         print!("{}", format_vars(&vars, EnvFormat::Dotenv));
     }
+    Ok(0)
+}
+
+/// `rotate-passwords --route`: a new route credential for the cluster
+/// ([`crate::route_rotation`]); resumes one an earlier run left under way.
+fn run_route(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
+    let (config, members) = session::deployment(ctx, &args.target.target())?;
+    if !config.is_cluster() {
+        return Err(Error::usage(
+            "a deployment of one node has no route credential",
+            Some("`--route` is for a deployment with several `nodes`".to_string()),
+        ));
+    }
+    let mut session = Session::open(ctx, config)?;
+    let Session { config, state, .. } = &mut session;
+    if args.dry_run {
+        let why = state
+            .secrets
+            .route_rotation
+            .as_ref()
+            .map_or("asked for".to_string(), |r| r.reason.clone());
+        ui::note(format!(
+            "would rotate the route credential ({why}): two rolling reloads, every node \
+             dialing with both passwords, then accepting only the new one"
+        ));
+        return Ok(0);
+    }
+    state
+        .secrets
+        .schedule_route_rotation("asked for".to_string());
+    state.save_secrets()?;
+    let done = crate::runtime().block_on(route_rotation::finish(
+        config,
+        state,
+        &members,
+        operation::READY_TIMEOUT,
+    ))?;
+    let done = done.expect("a rotation was scheduled");
+    println!(
+        "route credential rotated on every node in {:.1}s ({} remote commands): every node refuses the old one",
+        done.elapsed.as_secs_f64(),
+        done.commands
+    );
     Ok(0)
 }

@@ -116,10 +116,20 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<i32> {
     let healthy = rows
         .iter()
         .all(|r| r.in_cluster && r.status.as_ref().is_some_and(ServerStatus::healthy));
+    let route = state.secrets.route.as_ref().map(|r| RouteStatus {
+        password_rotated_at: r.rotated_at,
+        rotation: state.secrets.route_rotation.as_ref().map(|x| x.phase),
+        rotation_reason: state
+            .secrets
+            .route_rotation
+            .as_ref()
+            .map(|x| x.reason.clone()),
+    });
     let status = ClusterStatus {
         deployment: config.name.clone(),
         nodes: rows,
         healthy,
+        route,
     };
     if args.json {
         println!(
@@ -291,6 +301,18 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     /// Every node runs, is in sync and is in the cluster.
     pub healthy: bool,
+    /// The route credential the nodes log in to each other with.
+    pub route: Option<RouteStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteStatus {
+    #[serde(with = "time::serde::rfc3339")]
+    pub password_rotated_at: time::OffsetDateTime,
+    /// `due`, `dialing` (pass 1 of 2) or `accepting` (pass 2 of 2), while a rotation is due
+    /// or under way; `up` or `rotate-passwords --route` finishes it.
+    pub rotation: Option<crate::state::RoutePhase>,
+    pub rotation_reason: Option<String>,
 }
 
 fn print_cluster(c: &ClusterStatus) {
@@ -350,6 +372,28 @@ fn print_cluster(c: &ClusterStatus) {
         println!("cluster:     healthy: every node runs, is in sync and routes to every other");
     } else {
         println!("cluster:     NOT healthy: see the rows above; `natsup up` repairs what it can");
+    }
+    if let Some(r) = &c.route {
+        println!(
+            "route:       {:<20} password rotated {}{}",
+            crate::state::ROUTE_USER,
+            r.password_rotated_at
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+                ))
+                .unwrap_or_default(),
+            match (&r.rotation, &r.rotation_reason) {
+                (Some(phase), Some(why)) => format!(
+                    " (rotation {}: {why}; `natsup up` finishes it)",
+                    match phase {
+                        crate::state::RoutePhase::Due => "due",
+                        crate::state::RoutePhase::Dialing => "under way, pass 1 of 2",
+                        crate::state::RoutePhase::Accepting => "under way, pass 2 of 2",
+                    }
+                ),
+                _ => String::new(),
+            }
+        );
     }
     if let Some(s) = c.nodes.iter().find_map(|n| n.status.as_ref()) {
         for u in &s.users {

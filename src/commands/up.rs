@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::operation::{self, Change, Inspection, Opening};
 use crate::plan::Action;
 use crate::renewal;
+use crate::route_rotation;
 use crate::session::{self, Context, Session};
 use crate::ui;
 use crate::verify::{self, Depth, Status, Thresholds};
@@ -40,8 +41,10 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     // and the check a deployment in sync needs goes over NATS, not SSH: it runs while the
     // nodes are inspected, so a no-op `up` costs the longer of the two instead of their sum.
     // It is only kept if every plan is "nothing", when it checked exactly what stays served.
-    let speculate =
-        !args.dry_run && state.secrets.pending_users().is_empty() && staged.renewed.is_empty();
+    let speculate = !args.dry_run
+        && state.secrets.pending_users().is_empty()
+        && staged.renewed.is_empty()
+        && state.secrets.route_rotation.is_none();
     runtime.block_on(async {
         let early = speculate.then(|| {
             let (config, state) = (config.clone(), state.clone());
@@ -52,9 +55,29 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
         // Also finishes (or undoes) a password rotation an earlier run left pending.
         let rolled = operation::converge(config, state, &members, Some(openings), &change).await?;
         if args.dry_run {
+            if let Some(r) = state.secrets.route_rotation.as_ref() {
+                ui::note(format!("would rotate the route credential: {}", r.reason));
+            }
             return Ok(0);
         }
         ui::note(rolled.summary(config));
+        // Also finishes a rotation of the route credential an earlier run left under way, or
+        // the one a node's removal from `nodes` made due.
+        if let Some(done) = route_rotation::finish(config, state, &members, change.timeout).await? {
+            ui::note(format!(
+                "route credential rotated ({}) in {:.1}s: every node refuses the old one",
+                done.reason,
+                done.elapsed.as_secs_f64()
+            ));
+            if !done.forgotten.is_empty() {
+                ui::note(format!(
+                    "forgot the local certificate and key of removed node {}; stop its server \
+                     if it still runs: it can no longer make a new route, but nats-server may keep \
+                     some of the routes it already has",
+                    done.forgotten.join(", ")
+                ));
+            }
+        }
         // A deployment whose files are byte-identical to ours only has to show it still
         // answers; after a change, every check runs (at once: the timings are not the point).
         let quiet = rolled
@@ -117,7 +140,11 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
     let (config, state) = (&session.config, &session.state);
     let plans = crate::runtime().block_on(async {
         let inspection = operation::inspect_all(config, state, &members, None, true).await?;
-        let plans = operation::plans(config, state, &inspection.nodes);
+        // As `up` will: a node whose server restarted no longer dials with a retired route
+        // password.
+        let mut state = state.clone();
+        operation::forget_retired_of_restarted(&mut state.secrets, &members, &inspection.nodes);
+        let plans = operation::plans(config, &state, &inspection.nodes);
         Inspection::close(inspection.nodes).await;
         Ok::<_, Error>(plans)
     })?;
@@ -152,6 +179,12 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
             println!("action: {}", plan.action.name());
         }
         print!("{}", plan.describe(true));
+    }
+    if let Some(r) = &session.state.secrets.route_rotation {
+        println!(
+            "route credential: rotation due ({}): `natsup up` rotates it, two rolling reloads",
+            r.reason
+        );
     }
     Ok(0)
 }

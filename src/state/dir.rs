@@ -37,6 +37,27 @@ impl StateDir {
         }
     }
 
+    /// The nodes that have a state folder (`nodes/<name>`) but are no longer in `config`.
+    pub fn removed_nodes(&self, config: &crate::config::Config) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("nodes")) else {
+            return Vec::new();
+        };
+        let mut removed: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| config.nodes().iter().all(|n| &n.name != name))
+            .collect();
+        removed.sort();
+        removed
+    }
+
+    /// Forgets a removed node's state folder (its certificate and key).
+    pub fn forget_node(&self, name: &str) -> Result<()> {
+        let path = self.root.join("nodes").join(name);
+        std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))
+    }
+
     /// `~/.local/share/natsup` on Linux, the platform's data dir elsewhere.
     pub fn default_base() -> Option<PathBuf> {
         directories::ProjectDirs::from("", "", "natsup").map(|d| d.data_dir().to_path_buf())

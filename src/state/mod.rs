@@ -64,7 +64,9 @@ use repair::{
     acme_server, issue_and_store, load_cas, load_secrets, load_server, load_server_repairing,
     refuse_lost_ca, remove_next_ca, repair_half_made_cas, save_secrets,
 };
-pub use secrets::{PendingPassword, ROUTE_USER, Secrets, UserSecret};
+pub use secrets::{
+    PendingPassword, ROUTE_USER, RetiredRoute, RoutePhase, RouteRotation, Secrets, UserSecret,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
@@ -237,6 +239,19 @@ impl State {
             created.push(Created::Passwords {
                 users: vec![ROUTE_USER.to_string()],
             });
+        }
+        // A node removed from the config still holds the route credential (in its
+        // nats-server.conf, and a certificate valid for routes for up to 825 days): started
+        // again, it would rejoin the cluster. Its state folder says it was a node; the route
+        // credential is rotated ([`crate::route_rotation`]), and the folder goes once every
+        // node refuses the old one.
+        let removed = dir.removed_nodes(config);
+        if config.is_cluster() && !removed.is_empty() && secrets.route_rotation.is_none() {
+            secrets.schedule_route_rotation(format!(
+                "node {} was removed from `nodes`",
+                removed.join(", ")
+            ));
+            save_secrets(dir, &secrets)?;
         }
         // A hash of another cost than the config's (an older natsup's 11, or a changed
         // `auth.bcrypt_cost`) is made again, of the same password: the next `up` reloads the
