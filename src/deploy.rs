@@ -44,6 +44,9 @@ pub struct Server {
     pub bundle: Bundle,
     /// How natsup itself tells that the node serves its bundle, when the server's log cannot.
     pub probe: Option<HealthProbe>,
+    /// How long the server, put in lame duck before it is recreated, may take to leave by
+    /// itself ([`lame_duck_wait`]).
+    pub lame_duck_wait: Duration,
 }
 
 impl Server {
@@ -65,8 +68,26 @@ impl Server {
                     logins,
                     serial: state.certs[i].info.serial.clone(),
                 }),
+            lame_duck_wait: lame_duck_wait(config),
         }
     }
+}
+
+/// How long a server in lame duck is left to leave by itself before natsup ends it. In a
+/// cluster, the whole window: it hands its JetStream leaders away (about a second), and its
+/// clients, told to go, move to the other nodes or are closed one by one, at most one a second
+/// (nats-server's `lameDuckMode`), so a node with few clients is gone long before the window
+/// ends; with none it exits at once. Alone, its clients have nowhere to go: the grace period
+/// lets them hear the notice and finish what they are doing, and then waiting longer only
+/// keeps the ones closed last away from the new server for longer.
+pub fn lame_duck_wait(config: &Config) -> Duration {
+    let ldm = &config.lame_duck;
+    let secs = if config.is_cluster() {
+        ldm.duration_secs + 5
+    } else {
+        ldm.grace_secs + 2
+    };
+    Duration::from_secs(secs.into())
 }
 
 /// Proof, from natsup's side, that a server serves a bundle: it presents the bundle's
@@ -194,7 +215,7 @@ pub async fn apply<R: Remote>(
     timeout: Duration,
 ) -> Result<()> {
     let (tar, manifest) = tar_bundle(&node.bundle);
-    let bounds = Bounds::from_ready(timeout);
+    let bounds = Bounds::from_ready(timeout).with_lame_duck(node.lame_duck_wait);
     let script = script::apply(
         &node.deployment,
         &node.remote_dir,

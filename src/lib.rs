@@ -50,6 +50,7 @@ pub mod settle;
 pub mod state;
 pub mod tls_probe;
 pub mod ui;
+pub mod upgrade;
 pub mod verify;
 pub mod verify_output;
 

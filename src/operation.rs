@@ -34,12 +34,13 @@ use crate::observed::Observed;
 use crate::pki;
 use crate::plan::{self, Action, Plan};
 use crate::remote::{AnyRemote, Remote, Via};
-use crate::render::CONF_FILE;
+use crate::render::{COMPOSE_FILE, CONF_FILE};
 use crate::secret::Secret;
 use crate::settle::{Settled, prove_rotated, settle_pending};
 use crate::state::State;
 use crate::tls_probe;
 use crate::ui;
+use crate::upgrade;
 use crate::verify::cluster::{
     REJOIN_TIMEOUT, check_in_cluster, wait_answers_placement, wait_in_cluster,
     wait_in_cluster_within,
@@ -461,6 +462,7 @@ async fn run(
     inspection.planned(config, &rolled.plans);
     let inspected = &mut inspection.nodes[..];
     show_plans(config, members, &rolled.plans, change.dry_run);
+    judge_images(config, members, inspected)?;
     if change.dry_run {
         return Ok(());
     }
@@ -487,6 +489,109 @@ async fn run(
     }
     Ok(())
 }
+
+/// The image each running node would leave, against the one it gets: a downgrade across
+/// JetStream's storage format is refused before anything changes ([`upgrade::judge`]; any
+/// other minor downgrade is warned about in the node's plan).
+fn judge_images(config: &Config, members: &[Member], inspected: &[Inspected]) -> Result<()> {
+    for (m, ins) in members.iter().zip(inspected) {
+        if ins.observed.container.is_none() {
+            continue;
+        }
+        let Some(old) = ins
+            .observed
+            .content(".natsup/applied/docker-compose.yaml")
+            .or_else(|| ins.observed.content(COMPOSE_FILE))
+            .and_then(|c| plan::compose_image(&String::from_utf8_lossy(c)))
+        else {
+            continue;
+        };
+        let new = &config.nodes()[m.index].image;
+        match upgrade::judge(&old, new) {
+            upgrade::Verdict::Safe | upgrade::Verdict::Warn(_) => {}
+            upgrade::Verdict::Refuse(why) => {
+                return Err(on_node(
+                    config,
+                    &m.name,
+                    Error::failed(
+                        format!("refusing to change image {old} to {new}: {why}"),
+                        Some(format!(
+                            "set `image` back to {old} (or to a version that reads its data); \
+                             to start over on {new}, remove the JetStream data first"
+                        )),
+                    ),
+                    true,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Node `m` runs the nats-server version its image's tag names, as the server itself reports
+/// it (the INFO it sends every client), not as Docker labels the image: shown, and an error if
+/// the tag names another. A tag that names no version is only shown.
+async fn prove_version(config: &Config, state: &State, m: &Member) -> Result<()> {
+    let image = &config.nodes()[m.index].image;
+    let who = if config.is_cluster() {
+        format!("node {}", m.name)
+    } else {
+        "the server".to_string()
+    };
+    let served = served_version(config, state, m.index)
+        .await
+        .map_err(|e| on_node(config, &m.name, e, false))?;
+    let proven = upgrade::Version::parse(&served);
+    match upgrade::version_of(image) {
+        Some(want) if !proven.is_some_and(|v| want.matches(&v)) => Err(on_node(
+            config,
+            &m.name,
+            Error::failed(
+                format!("{who} runs nats-server {served}, not the {want} its image {image} names"),
+                Some(
+                    "look at what the image's tag points to on that host (`docker image \
+                     inspect`), then run `natsup up` again"
+                        .to_string(),
+                ),
+            ),
+            false,
+        )),
+        _ => {
+            ui::note(format!("{who} runs nats-server {served} (image {image})"));
+            Ok(())
+        }
+    }
+}
+
+/// The version node `i`'s nats-server reports in the INFO it greets a client with. A server
+/// that just became ready may take a moment to accept logins: asked for a few seconds.
+pub async fn served_version(config: &Config, state: &State, i: usize) -> Result<String> {
+    let (target, logins) = nats_client::deployment_logins(config, i, state, None)
+        .map_err(|e| Error::failed(e, None))?;
+    let login = logins
+        .first()
+        .ok_or_else(|| Error::failed("the deployment has no user to log in with", None))?;
+    let deadline = Instant::now() + VERSION_PATIENCE;
+    loop {
+        match nats_client::connect(&target, login).await {
+            Ok(client) => {
+                let version = client.server_info().version;
+                drop(client);
+                return Ok(version);
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::failed(
+                    format!("cannot ask the server its version: {e}"),
+                    None,
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+/// How long a server that just became ready has to take a login for [`served_version`].
+const VERSION_PATIENCE: Duration = Duration::from_secs(10);
 
 fn show_plans(config: &Config, members: &[Member], plans: &[Plan], dry_run: bool) {
     for (m, plan) in members.iter().zip(plans) {
@@ -622,6 +727,7 @@ async fn start_all(
     }
     for m in members {
         prove_serial(config, state, m, change.proofs[m.index]).await?;
+        prove_version(config, state, m).await?;
     }
     Ok(())
 }
@@ -763,6 +869,9 @@ async fn roll(
             running[i] = true;
         }
         prove_serial(config, state, m, change.proofs[i]).await?;
+        if matches!(action, Action::Start | Action::Recreate) {
+            prove_version(config, state, m).await?;
+        }
         if config.is_cluster() && action != Action::Nothing {
             let step = ui::Step::start(format!(
                 "node {}: waiting until it is back in the cluster",

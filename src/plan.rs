@@ -245,7 +245,10 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Plan {
         Some(_) => {
             let conf_now = applied(CONF_FILE).unwrap_or_default();
             if applied(COMPOSE_FILE) != Some(want(COMPOSE_FILE)) {
-                reasons.push("docker-compose.yaml changed (image, port or bind)".into());
+                reasons.extend(compose_reasons(
+                    applied(COMPOSE_FILE).unwrap_or_default(),
+                    want(COMPOSE_FILE),
+                ));
                 Action::Recreate
             } else if conf_now != want(CONF_FILE) {
                 let (old, new) = (
@@ -254,7 +257,7 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Plan {
                 );
                 if static_settings(&old) != static_settings(&new) {
                     reasons.push(
-                        "listen or JetStream limits changed, which nats-server cannot reload"
+                        "listen, JetStream limits or the lame-duck window changed, which nats-server cannot reload"
                             .into(),
                     );
                     Action::Recreate
@@ -285,6 +288,76 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Plan {
     }
 }
 
+/// `stop_signal: SIGUSR2` in the rendered compose file: what shows that a container stops
+/// through lame duck.
+const LAME_DUCK_STOP: &str = "stop_signal: SIGUSR2";
+
+/// Why a changed docker-compose.yaml recreates the container, in words: the image change as
+/// nats-server versions, the one-time adoption of lame-duck stops, or the rest.
+fn compose_reasons(old: &[u8], new: &[u8]) -> Vec<String> {
+    let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
+    let mut reasons = Vec::new();
+    let (old_image, new_image) = (compose_image(&old), compose_image(&new));
+    if let (Some(a), Some(b)) = (&old_image, &new_image)
+        && a != b
+    {
+        reasons.push(format!(
+            "{}: the container is recreated on the new image",
+            crate::upgrade::describe(a, b)
+        ));
+        match crate::upgrade::judge(a, b) {
+            crate::upgrade::Verdict::Safe => {}
+            crate::upgrade::Verdict::Warn(why) => reasons.push(format!("warning: {why}")),
+            crate::upgrade::Verdict::Refuse(why) => {
+                reasons.push(format!("`natsup up` refuses this: {why}"))
+            }
+        }
+    }
+    if !old.contains(LAME_DUCK_STOP) && new.contains(LAME_DUCK_STOP) {
+        reasons.push(
+            "docker-compose.yaml now stops the server through lame duck (stop_signal: SIGUSR2, \
+             and a stop_grace_period past the lame-duck window), so that any stop, natsup's, \
+             `docker compose down` or a reboot, warns clients and moves JetStream leaders first; \
+             a container takes this only when it is created, so it is recreated once, and this \
+             recreate already goes through lame duck"
+                .into(),
+        );
+    }
+    let rest = |c: &str| {
+        c.lines()
+            .filter(|l| {
+                let t = l.trim_start();
+                !t.starts_with("image:") && !t.starts_with("stop_") && !t.starts_with('#')
+            })
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    if rest(&old) != rest(&new) {
+        reasons.push("docker-compose.yaml changed (image, port or bind)".into());
+    } else if reasons.is_empty() {
+        reasons.push(
+            "the lame-duck window changed: Docker's stop_grace_period follows it, and a \
+             container takes it only when it is created"
+                .into(),
+        );
+    }
+    reasons
+}
+
+/// The `image:` of the nats service in a compose file natsup rendered (single-quoted YAML).
+pub fn compose_image(compose: &str) -> Option<String> {
+    let line = compose
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("image:"))?
+        .trim();
+    let unquoted = match line.strip_prefix('\'').and_then(|l| l.strip_suffix('\'')) {
+        Some(inner) => inner.replace("''", "'"),
+        None => line.trim_matches('"').to_string(),
+    };
+    Some(unquoted)
+}
+
 /// The parts of nats-server.conf that a reload cannot change: `listen` (host and port) and
 /// the `jetstream` block (`store_dir`; and on 2.10.x, changing `max_memory_store` or
 /// `max_file_store` fails the reload with only a log line, so it needs a restart).
@@ -294,7 +367,8 @@ fn static_settings(conf: &str) -> (Vec<&str>, Vec<&str>) {
         .lines()
         .filter(|l| {
             let t = l.trim_start();
-            t.starts_with("listen") || t.starts_with("server_name")
+            // nats-server's reload knows no lame-duck option: a change fails the reload.
+            t.starts_with("listen") || t.starts_with("server_name") || t.starts_with("lame_duck")
         })
         .collect();
     let mut jetstream = Vec::new();

@@ -239,6 +239,8 @@ struct NatsConf<'a> {
     store_dir: &'a str,
     max_memory_store: u64,
     max_file_store: u64,
+    lame_duck_grace: u32,
+    lame_duck_duration: u32,
 }
 
 /// A cluster node's `cluster` block.
@@ -331,6 +333,8 @@ pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) ->
         store_dir: &paths.store_dir,
         max_memory_store: config.jetstream.max_memory_store,
         max_file_store: config.jetstream.max_file_store,
+        lame_duck_grace: config.lame_duck.grace_secs,
+        lame_duck_duration: config.lame_duck.duration_secs,
     }
     .render()
     .expect("the nats-server.conf template renders from any valid config")
@@ -345,6 +349,7 @@ struct Compose<'a> {
     command: String,
     host_network: bool,
     ports: Vec<String>,
+    stop_grace_secs: u32,
 }
 
 /// `node`'s `docker-compose.yaml`: the tutorial's file, with the port published on `bind`.
@@ -363,6 +368,7 @@ pub fn compose(config: &Config, node: &Node) -> String {
         command: format!("--config {CONTAINER_CONFIG_DIR}/nats-server.conf"),
         host_network: config.network == Network::Host,
         ports,
+        stop_grace_secs: config.lame_duck.stop_grace_secs(),
     }
     .render()
     .expect("the docker-compose.yaml template renders from any valid config")

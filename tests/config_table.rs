@@ -32,7 +32,7 @@ fn the_table() {
             "colour: blue\n",
             "natsup.yaml: colour: unknown field `colour`, expected one of `name`, `id`, `host`, `ssh`, \
              `remote_dir`, `image`, `port`, `bind`, `extra_sans`, `users`, `jetstream`, `cert`, `auth`, \
-             `nodes`, `cluster`, `network`, `tls`, `acme`",
+             `nodes`, `cluster`, `network`, `tls`, `acme`, `lame_duck`",
         ),
         (
             "name: t\n",
@@ -106,6 +106,26 @@ fn the_table() {
             "cert:\n  lifetime_days: 826\n",
             "natsup.yaml: cert.lifetime_days: 826 is out of range: a certificate lives 1 to 825 \
              days (825 is the most Apple's TLS clients accept)",
+        ),
+        (
+            "",
+            "lame_duck:\n  duration_secs: 29\n",
+            "natsup.yaml: lame_duck.duration_secs: 29 is too short: nats-server refuses a \
+             lame_duck_duration under 30 seconds",
+        ),
+        (
+            "",
+            "lame_duck:\n  grace_secs: 30\n",
+            "natsup.yaml: lame_duck.grace_secs: 30 is out of range: 1 or more, and less than \
+             lame_duck.duration_secs (30), as nats-server requires (0 would make it take its own \
+             default of 10)",
+        ),
+        (
+            "",
+            "lame_duck:\n  grace_secs: 0\n  duration_secs: 60\n",
+            "natsup.yaml: lame_duck.grace_secs: 0 is out of range: 1 or more, and less than \
+             lame_duck.duration_secs (60), as nats-server requires (0 would make it take its own \
+             default of 10)",
         ),
         (
             "",

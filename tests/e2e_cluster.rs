@@ -7,6 +7,9 @@
 //! - one node's container killed: R3 KV writes still succeed; `up` brings it back;
 //! - rolling `rotate-passwords` while a client holding all three URLs publishes every 20 ms:
 //!   no publish fails, and that (unaffected) client is never disconnected.
+//!
+//! And a rolling upgrade (issue 18): 2.10.26 → 2.11.11 by `up`, one node at a time in lame
+//! duck, while R3 KV puts go on.
 
 use natsup_dev_support as support;
 
@@ -16,8 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::cluster::{ADDRS, Cluster, connect_all};
+use support::load::Listening;
 use support::workspace::{Workspace, text};
-use support::{free_port_on, free_port_on_besides};
+use support::{free_port_on, free_port_on_besides, test_image, upgrade_image};
 
 #[test]
 fn a_three_node_cluster() {
@@ -647,4 +651,107 @@ fn a_cluster_is_gated_and_moves_its_route_port_without_losing_writes() {
         "every node routes to every other"
     );
     drop(client);
+}
+
+/// Issue 18: changing `image` rolls the cluster one node at a time, each node in lame duck
+/// first (its JetStream leaders move away, its clients are told), and natsup proves from each
+/// server the version it then runs. While it rolls, a client holding every URL puts to an R3
+/// KV bucket: every put succeeds. A client connected to each node hears the lame-duck notice
+/// before its server lets it go.
+#[test]
+fn a_cluster_upgrades_node_by_node_through_lame_duck_without_losing_a_put() {
+    let cl = Cluster::new();
+    let route_port = free_port_on_besides(&ADDRS, &[cl.port]);
+    // A short grace keeps the test in seconds: nats-server's duration cannot go under 30 s,
+    // and needs not, since a node lets its few clients go one a second after the grace.
+    let grace = 3;
+    cl.ws.set_config(&format!(
+        "{}lame_duck:\n  grace_secs: {grace}\n  duration_secs: 30\n",
+        cl.yaml(route_port, |i| cl.sshd[i].port())
+    ));
+    cl.ws.ok(&["up"]);
+
+    let rt = support::workspace::runtime();
+    let gameserver = cl.ws.login("gameserver");
+    let writer_client = rt.block_on(connect_all(
+        &gameserver,
+        cl.urls(),
+        Arc::new(AtomicUsize::new(0)),
+    ));
+    let kv = rt.block_on(async {
+        let js = async_nats::jetstream::new(writer_client.clone());
+        js.create_key_value(async_nats::jetstream::kv::Config {
+            bucket: "upgrade".into(),
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("an R3 bucket")
+    });
+    // One client on each node (given that node's URL alone).
+    let listeners: Vec<Listening> = cl
+        .urls()
+        .into_iter()
+        .map(|url| rt.block_on(Listening::connect(&gameserver, vec![url])))
+        .collect();
+
+    cl.ws.edit_config(&test_image(), &upgrade_image());
+    let plan = text(&cl.ws.ok(&["plan"]));
+    assert_eq!(
+        plan.matches("nats-server 2.10.26 → 2.11.11").count(),
+        3,
+        "{plan}"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = rt.spawn(keep_writing(kv, stop.clone()));
+    let t = Instant::now();
+    let out = cl.ws.run(&["up"]);
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (ok, lost, slowest) = rt.block_on(writer).unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    for n in ["n1", "n2", "n3"] {
+        assert!(
+            said.contains(&format!("node {n} runs nats-server 2.11.11")),
+            "{n}'s version not proven:\n{said}"
+        );
+    }
+    eprintln!(
+        "rolling upgrade 2.10.26 → 2.11.11 through lame duck: `up` took {:.1}s; {ok} R3 puts, \
+         {lost} lost, slowest {:.0} ms",
+        took.as_secs_f64(),
+        slowest.as_secs_f64() * 1000.0
+    );
+    assert_eq!(lost, 0, "R3 puts lost during the rolling upgrade");
+    assert!(ok > 10, "only {ok} puts went out");
+    for (i, l) in listeners.iter().enumerate() {
+        let warned = l
+            .warned_before_disconnect()
+            .unwrap_or_else(|e| panic!("the client of n{}: {e}", i + 1));
+        eprintln!(
+            "client of n{}: notice {:.1}s before its disconnect",
+            i + 1,
+            warned.as_secs_f64()
+        );
+    }
+    // Each server, asked directly: the new version.
+    for url in cl.urls() {
+        let client = rt.block_on(connect_all(
+            &gameserver,
+            vec![url.clone()],
+            Arc::new(AtomicUsize::new(0)),
+        ));
+        assert_eq!(client.server_info().version, "2.11.11", "{url:?}");
+    }
+    // Going back a minor version is warned about, in `plan` already.
+    cl.ws.edit_config(&upgrade_image(), &test_image());
+    let plan = text(&cl.ws.ok(&["plan"]));
+    assert!(
+        plan.contains("warning: nats-server 2.11.11 → 2.10.26 is a downgrade of the minor version"),
+        "{plan}"
+    );
+    drop(listeners);
+    drop(writer_client);
 }

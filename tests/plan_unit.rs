@@ -468,3 +468,144 @@ fn a_fresh_server_is_started_in_one_upload() {
     assert_eq!(remote.calls.len(), 2);
     assert!(remote.calls[1].1.contains("start"));
 }
+
+/// `bundle` as natsup rendered it before every stop went through lame duck: the same files
+/// without the compose file's `stop_signal`/`stop_grace_period` (and their comment) and
+/// without the config's `lame_duck_*` lines (and theirs).
+fn before_lame_duck(bundle: &Bundle) -> Bundle {
+    let mut old = bundle.clone();
+    for f in &mut old.files {
+        if f.path.ends_with(".pem") {
+            continue;
+        }
+        let text = String::from_utf8(f.contents.clone()).unwrap();
+        let mut kept = Vec::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let t = line.trim_start();
+            // A comment block that introduces a lame-duck line goes with it.
+            if t.starts_with('#') {
+                let mut block = vec![line];
+                while let Some(next) = lines.peek().filter(|l| l.trim_start().starts_with('#')) {
+                    block.push(next);
+                    lines.next();
+                }
+                let introduces = lines.peek().is_some_and(|l| is_lame_duck_line(l));
+                if !introduces {
+                    kept.extend(block);
+                }
+                continue;
+            }
+            if !is_lame_duck_line(line) {
+                kept.push(line);
+            }
+        }
+        let mut text = kept.join("\n") + "\n";
+        // The config's lame-duck block stood between two blank lines.
+        text = text.replace("\n\n\n", "\n\n");
+        f.contents = text.into_bytes();
+    }
+    assert_ne!(&old, bundle, "the render has lame-duck lines to take out");
+    old
+}
+
+fn is_lame_duck_line(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("stop_signal:")
+        || t.starts_with("stop_grace_period:")
+        || t.starts_with("lame_duck_")
+}
+
+/// Issue 18: a deployment natsup made before every stop went through lame duck changes once,
+/// on its first `up`: one recreate (the only way a container takes a new stop signal), with
+/// the reason shown, and nothing after it.
+#[test]
+fn an_existing_deployment_adopts_lame_duck_stops_with_one_recreate_and_its_reason() {
+    let fx = fixture();
+    let now = fx.bundle();
+    let before = before_lame_duck(&now);
+    let old_compose =
+        String::from_utf8(before.get("docker-compose.yaml").unwrap().contents.clone()).unwrap();
+    assert!(!old_compose.contains("stop_signal"), "{old_compose}");
+    let live = fx.running(&before);
+    let p = plan(&now, &live);
+    assert_eq!(p.action, Action::Recreate, "{p:?}");
+    assert_eq!(
+        p.reasons.len(),
+        1,
+        "one reason, the adoption: {:?}",
+        p.reasons
+    );
+    let reason = &p.reasons[0];
+    for words in [
+        "lame duck",
+        "stop_signal: SIGUSR2",
+        "recreated once",
+        "this recreate already goes through lame duck",
+    ] {
+        assert!(reason.contains(words), "{words:?} not in {reason:?}");
+    }
+    let shown = p.describe(true);
+    assert!(shown.contains("+    stop_signal: SIGUSR2"), "{shown}");
+    assert!(shown.contains("+lame_duck_duration: \"30s\""), "{shown}");
+    // Once adopted, the next run has nothing to do.
+    assert_eq!(plan(&now, &fx.running(&now)).action, Action::Nothing);
+}
+
+/// A changed lame-duck window needs a restart: nats-server's reload knows no lame-duck option.
+#[test]
+fn a_changed_lame_duck_window_recreates() {
+    let mut fx = fixture();
+    let live = fx.running(&fx.bundle());
+    fx.config = edited(&fx.config, |c| c.lame_duck.duration_secs = 60);
+    let p = plan(&fx.bundle(), &live);
+    assert_eq!(p.action, Action::Recreate, "{p:?}");
+    let mut fx = fixture();
+    let live = fx.running(&fx.bundle());
+    fx.config = edited(&fx.config, |c| c.lame_duck.grace_secs = 5);
+    // The grace is only in nats-server.conf: still a restart, not a reload that would fail.
+    let p = plan(&fx.bundle(), &live);
+    assert_eq!(p.action, Action::Recreate, "{p:?}");
+    assert!(p.reasons[0].contains("lame-duck window"), "{p:?}");
+}
+
+/// `plan` names an image change as the nats-server versions its tags name.
+#[test]
+fn plan_names_the_nats_server_version_change() {
+    let mut fx = fixture();
+    fx.config.set_image("natsup-test/nats:2.10.26");
+    let live = fx.running(&fx.bundle());
+    fx.config.set_image("natsup-test/nats:2.11.11");
+    let p = plan(&fx.bundle(), &live);
+    assert_eq!(p.action, Action::Recreate);
+    assert_eq!(
+        p.reasons,
+        vec![
+            "nats-server 2.10.26 → 2.11.11 (image natsup-test/nats:2.10.26 → \
+             natsup-test/nats:2.11.11): the container is recreated on the new image"
+                .to_string()
+        ]
+    );
+    // Going back: a minor downgrade is warned about; across the 2.10 storage format, refused.
+    let mut fx = fixture();
+    fx.config.set_image("nats:2.11.11");
+    let live = fx.running(&fx.bundle());
+    fx.config.set_image("nats:2.10.26");
+    let p = plan(&fx.bundle(), &live);
+    assert!(
+        p.reasons[1].starts_with("warning: nats-server 2.11.11 → 2.10.26 is a downgrade"),
+        "{p:?}"
+    );
+    fx.config.set_image("nats:2.9.21");
+    let p = plan(&fx.bundle(), &live);
+    assert!(
+        p.reasons[1].starts_with("`natsup up` refuses this: nats-server 2.11.11 → 2.9.21"),
+        "{p:?}"
+    );
+    fx.config.set_image("nats:latest");
+    let p = plan(&fx.bundle(), &live);
+    assert!(
+        p.reasons[0].starts_with("image nats:2.11.11 → nats:latest:"),
+        "{p:?}"
+    );
+}

@@ -64,8 +64,17 @@ pub fn nats_server_bin() -> PathBuf {
 
 /// The local image standing in for `nats:2.10.x` (no registry is reachable here).
 pub fn test_image() -> String {
-    let image = std::env::var("NATSUP_TEST_IMAGE")
-        .unwrap_or_else(|_| panic!("NATSUP_TEST_IMAGE is not set: {HINT}"));
+    local_image("NATSUP_TEST_IMAGE")
+}
+
+/// The local image of the rolling-upgrade target, nats-server 2.11.11 (the same JetStream
+/// storage format as 2.10).
+pub fn upgrade_image() -> String {
+    local_image("NATSUP_TEST_UPGRADE_IMAGE")
+}
+
+fn local_image(var: &str) -> String {
+    let image = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: {HINT}"));
     let out = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Id}}", &image])
         .output()

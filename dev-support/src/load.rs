@@ -701,3 +701,72 @@ impl ConnectLoop {
         }
     }
 }
+
+/// What a client library told its user, in order: the events lame duck mode is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    LameDuck,
+    Disconnected,
+    Connected,
+}
+
+/// A client of `login` connected to `urls` (the first it reaches), with every lame-duck,
+/// disconnect and connect event async-nats reports, in order, with when it came.
+pub struct Listening {
+    pub client: async_nats::Client,
+    pub heard: Arc<Mutex<Vec<(Instant, Heard)>>>,
+}
+
+impl Listening {
+    pub async fn connect(login: &Login, urls: Vec<async_nats::ServerAddr>) -> Listening {
+        let heard: Arc<Mutex<Vec<(Instant, Heard)>>> = Arc::default();
+        let log = heard.clone();
+        let client = tokio::time::timeout(
+            Duration::from_secs(30),
+            login
+                .options()
+                .retry_on_initial_connect()
+                .event_callback(move |event| {
+                    let log = log.clone();
+                    async move {
+                        let what = match event {
+                            async_nats::Event::LameDuckMode => Heard::LameDuck,
+                            async_nats::Event::Disconnected => Heard::Disconnected,
+                            async_nats::Event::Connected => Heard::Connected,
+                            _ => return,
+                        };
+                        log.lock().unwrap().push((Instant::now(), what));
+                    }
+                })
+                .connect(urls),
+        )
+        .await
+        .expect("a connect within 30 s")
+        .expect("connect");
+        tokio::time::timeout(Duration::from_secs(10), client.flush())
+            .await
+            .expect("a flush within 10 s")
+            .expect("flush");
+        // The first Connected is the connect itself.
+        heard.lock().unwrap().clear();
+        Listening { client, heard }
+    }
+
+    pub fn heard(&self) -> Vec<(Instant, Heard)> {
+        self.heard.lock().unwrap().clone()
+    }
+
+    /// Whether the first disconnect was preceded by a lame-duck notice, and how long before.
+    pub fn warned_before_disconnect(&self) -> Result<Duration, String> {
+        let heard = self.heard();
+        let Some((dropped, _)) = heard.iter().find(|(_, h)| *h == Heard::Disconnected) else {
+            return Err(format!("never disconnected: {heard:?}"));
+        };
+        match heard.iter().find(|(_, h)| *h == Heard::LameDuck) {
+            Some((warned, _)) if warned <= dropped => Ok(dropped.duration_since(*warned)),
+            _ => Err(format!(
+                "disconnected without a lame-duck notice first: {heard:?}"
+            )),
+        }
+    }
+}

@@ -49,6 +49,7 @@ impl Config {
             source: None,
             tls: Tls::default(),
             acme: None,
+            lame_duck: LameDuck::default(),
         };
         config.resolved = config.resolve_nodes();
         config

@@ -87,6 +87,67 @@ pub struct Config {
     /// How to get a certificate from an ACME CA; only read with `tls.issuer: acme`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<Acme>,
+    /// How a server leaves when it is stopped: every stop natsup makes, and `docker stop`.
+    #[serde(default, skip_serializing_if = "LameDuck::is_default")]
+    pub lame_duck: LameDuck,
+}
+
+/// nats-server's lame duck mode (SIGUSR2): it stops accepting clients, hands its JetStream
+/// leaders to other nodes, tells its clients (`INFO {"ldm":true}`), waits `grace_secs`, then
+/// closes the clients it still has spread over the rest of `duration_secs` (at most one per
+/// second, so a server with few clients is gone well before) and exits.
+///
+/// The defaults suit game workloads. 10 s of grace: the leader hand-over takes about a second,
+/// and a client that listens for the notice (async-nats `Event::LameDuckMode`) gets time to
+/// reconnect elsewhere at a quiet moment of its own choosing, between ticks or matches. 30 s
+/// in all, nats-server's minimum: the 20 s that follow the grace spread the reconnects of the
+/// clients that did not move (200 game servers at once are a burst of logins on the other
+/// nodes; spread, 10 a second), while a rolling upgrade of three nodes takes about a minute and
+/// a half, not the six that nats-server's default of 2 minutes would.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LameDuck {
+    /// Seconds between the notice and the first client closed; nats-server's
+    /// `lame_duck_grace_period`. 1 or more, and less than `duration_secs`.
+    #[serde(default = "default_lame_duck_grace")]
+    pub grace_secs: u32,
+    /// Seconds from the notice until the last client is closed; nats-server's
+    /// `lame_duck_duration`. 30 or more (nats-server refuses less).
+    #[serde(default = "default_lame_duck_duration")]
+    pub duration_secs: u32,
+}
+
+pub const DEFAULT_LAME_DUCK_GRACE_SECS: u32 = 10;
+pub const DEFAULT_LAME_DUCK_DURATION_SECS: u32 = 30;
+/// nats-server refuses a shorter `lame_duck_duration` ("minimum is 30 seconds", its opts.go).
+pub const MIN_LAME_DUCK_DURATION_SECS: u32 = 30;
+
+impl Default for LameDuck {
+    fn default() -> Self {
+        LameDuck {
+            grace_secs: DEFAULT_LAME_DUCK_GRACE_SECS,
+            duration_secs: DEFAULT_LAME_DUCK_DURATION_SECS,
+        }
+    }
+}
+
+impl LameDuck {
+    pub fn is_default(&self) -> bool {
+        *self == LameDuck::default()
+    }
+
+    /// How long `docker stop` waits before it kills the container: the whole lame-duck window,
+    /// plus the leader hand-over (about a second) and nats-server's own shutdown, with room.
+    pub fn stop_grace_secs(&self) -> u32 {
+        self.duration_secs + 15
+    }
+}
+
+fn default_lame_duck_grace() -> u32 {
+    DEFAULT_LAME_DUCK_GRACE_SECS
+}
+fn default_lame_duck_duration() -> u32 {
+    DEFAULT_LAME_DUCK_DURATION_SECS
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

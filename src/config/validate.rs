@@ -8,7 +8,7 @@ use super::names::{
 use super::permissions::check_subject;
 use super::{
     Acme, BCRYPT_COSTS, Config, DEFAULT_BCRYPT_COST, Http01Mode, Issuer, MAX_CERT_LIFETIME_DAYS,
-    MAX_NODES,
+    MAX_NODES, MIN_LAME_DUCK_DURATION_SECS,
 };
 
 impl Config {
@@ -79,6 +79,26 @@ impl Config {
             return Err(Invalid::new(
                 "jetstream.max_file_store",
                 "must be more than 0 bytes",
+            ));
+        }
+        let ldm = &self.lame_duck;
+        if ldm.duration_secs < MIN_LAME_DUCK_DURATION_SECS {
+            return Err(Invalid::new(
+                "lame_duck.duration_secs",
+                format!(
+                    "{} is too short: nats-server refuses a lame_duck_duration under {MIN_LAME_DUCK_DURATION_SECS} seconds",
+                    ldm.duration_secs
+                ),
+            ));
+        }
+        if ldm.grace_secs == 0 || ldm.grace_secs >= ldm.duration_secs {
+            return Err(Invalid::new(
+                "lame_duck.grace_secs",
+                format!(
+                    "{} is out of range: 1 or more, and less than lame_duck.duration_secs ({}), \
+                     as nats-server requires (0 would make it take its own default of 10)",
+                    ldm.grace_secs, ldm.duration_secs
+                ),
             ));
         }
         let cost = self.auth.bcrypt_cost;

@@ -154,6 +154,7 @@ fn apply_script(
             ("COMPOSE_TIMEOUT", secs(bounds.compose)),
             ("STEP_TIMEOUT", secs(bounds.docker_call)),
             ("LOCK_TIMEOUT", secs(bounds.lock)),
+            ("LDM_WAIT", secs(bounds.lame_duck)),
         ])
     )
 }
@@ -293,6 +294,9 @@ pub struct Bounds {
     pub docker_call: Duration,
     /// Waiting for another run's apply on the same server to end.
     pub lock: Duration,
+    /// How long a server stopped through lame duck may take to leave by itself before it is
+    /// ended ([`Bounds::with_lame_duck`]).
+    pub lame_duck: Duration,
 }
 
 impl Bounds {
@@ -305,6 +309,15 @@ impl Bounds {
             compose: ready + Duration::from_secs(30),
             docker_call: Duration::from_secs(30),
             lock: ready * 2 + Duration::from_secs(120),
+            lame_duck: Duration::from_secs(1),
+        }
+    }
+
+    /// With `wait` for a server in lame duck to leave by itself.
+    pub fn with_lame_duck(self, wait: Duration) -> Bounds {
+        Bounds {
+            lame_duck: wait,
+            ..self
         }
     }
 
@@ -316,6 +329,9 @@ impl Bounds {
             + self.pull
             + self.validate
             + (self.compose + self.ready) * 2
+            // A recreate and its rollback each stop a server through lame duck: its wait, a
+            // SIGTERM's 10 s and a few calls.
+            + (self.lame_duck + Duration::from_secs(10) + self.docker_call * 4) * 2
             + self.docker_call * 6
     }
 }
@@ -345,6 +361,7 @@ mod tests {
             "COMPOSE_TIMEOUT",
             "STEP_TIMEOUT",
             "LOCK_TIMEOUT",
+            "LDM_WAIT",
         ] {
             assert!(script.contains(&format!("\n{var}='")), "{var} is not set");
             assert!(
