@@ -119,6 +119,7 @@ pub async fn finish(
         failpoint::hit("rotate-route:pending-saved");
     }
     if phase == RoutePhase::Dialing {
+        given_to(config, state)?;
         ui::note("route credential, pass 1 of 2: every node dials its peers with both passwords");
         commands += operation::converge(config, state, members, None, &change)
             .await?
@@ -126,6 +127,7 @@ pub async fn finish(
         set_phase(state, RoutePhase::Accepting)?;
         failpoint::hit("rotate-route:dialing-both");
     }
+    given_to(config, state)?;
     ui::note("route credential, pass 2 of 2: every node accepts only the new password");
     let rolled = operation::converge(config, state, members, None, &change).await?;
     commands += rolled.commands;
@@ -143,17 +145,54 @@ pub async fn finish(
         .iter()
         .filter_map(|m| Some((m.name.clone(), rolled.servers.get(m.index)?.clone()?)))
         .collect();
+    // A node dropped from the config after its files carried the new password (this rotation
+    // was interrupted, then the node removed) holds what is now current: it needs a rotation
+    // of its own, run at once.
+    let names: Vec<&str> = config.nodes().iter().map(|n| n.name.as_str()).collect();
+    let holders: Vec<String> = state
+        .secrets
+        .route_rotation
+        .as_ref()
+        .map(|r| r.given_to.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| !names.contains(&n.as_str()))
+        .collect();
     state
         .secrets
         .promote_route(held_by, OffsetDateTime::now_utc());
     state.save_secrets()?;
-    let forgotten = forget_removed(config, state)?;
+    let mut forgotten = forget_removed(config, state)?;
+    if !holders.is_empty() {
+        state.secrets.schedule_route_rotation(format!(
+            "node {} was removed while the route credential was being rotated, and holds the new one",
+            holders.join(", ")
+        ));
+        state.save_secrets()?;
+        let again = Box::pin(finish(config, state, members, timeout))
+            .await?
+            .expect("a rotation was just scheduled");
+        commands += again.commands;
+        forgotten.extend(again.forgotten);
+    }
     Ok(Some(Rotated {
         reason: rotation.reason,
         forgotten,
         commands,
         elapsed: started.elapsed(),
     }))
+}
+
+/// Records that every node now in the config carries the new password from here on.
+fn given_to(config: &Config, state: &mut State) -> Result<()> {
+    if let Some(r) = state.secrets.route_rotation.as_mut() {
+        for node in config.nodes() {
+            if !r.given_to.contains(&node.name) {
+                r.given_to.push(node.name.clone());
+            }
+        }
+    }
+    state.save_secrets()
 }
 
 fn set_phase(state: &mut State, phase: RoutePhase) -> Result<RoutePhase> {

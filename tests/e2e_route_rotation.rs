@@ -371,3 +371,59 @@ fn removing_a_node_makes_up_rotate_the_route_credential_and_it_cannot_rejoin() {
     });
     assert!(matches!(across, Ok(Some(_))), "n2 to n1 did not go through");
 }
+
+/// The new route password of a rotation under way, in the deployment's secrets.yaml.
+fn pending_route_password(state: &Path, name: &str) -> String {
+    let yaml = std::fs::read_to_string(state.join(name).join("secrets.yaml")).unwrap();
+    let secrets: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    secrets["route"]["pending"]["password"]
+        .as_str()
+        .expect("a rotation under way has its new password")
+        .to_string()
+}
+
+#[test]
+fn a_node_removed_while_the_route_credential_rotates_is_shut_out_by_a_second_rotation() {
+    let cl = Cluster::named("rmmid");
+    let route_port = free_port_on_besides(&ADDRS, &[cl.port]);
+    let three = cl.yaml(route_port, |i| cl.sshd[i].port());
+    cl.ws.set_config(&three);
+    cl.ws.ok(&["up"]);
+    let state = cl.ws.state_dir();
+    // A rotation that dies after its first pass: every node's files, n3's too, carry the new
+    // password already.
+    cl.ws.crash_at(
+        "rotate-route:dialing-both",
+        &["rotate-passwords", "--route"],
+    );
+    let given = pending_route_password(&state, &cl.name);
+    assert!(
+        live_confs(&cl)[2].contains(&given),
+        "n3 dials with the new password"
+    );
+    // Then n3 is stopped and removed, and `up` finishes the rotation: n3 holds what that
+    // rotation made current, so a second one must follow at once.
+    support::run(
+        std::process::Command::new("docker").args(["stop", &cl.projects[2].container_id()]),
+    );
+    let n3 = three.find("- name: n3\n").expect("n3's entry");
+    cl.ws.set_config(&three[..n3]);
+    let said = text(&cl.ws.ok(&["up"]));
+    assert!(
+        said.contains("node n3 was removed while the route credential was being rotated"),
+        "{said}"
+    );
+    let now = route_password(&state, &cl.name);
+    assert_ne!(now, given, "the password n3 holds is not the current one");
+    let rt = support::workspace::runtime();
+    let with_given = rt.block_on(route_logins_of(&cl, 2, route_port, &given));
+    assert!(
+        with_given.iter().all(|a| *a == RouteLogin::Refused),
+        "{with_given:?}"
+    );
+    let with_now = rt.block_on(route_logins_of(&cl, 2, route_port, &now));
+    assert!(
+        with_now.iter().all(|a| *a == RouteLogin::Accepted),
+        "{with_now:?}"
+    );
+}

@@ -47,6 +47,10 @@ pub struct RouteRotation {
     /// Why: asked for, or the nodes removed from the config.
     pub reason: String,
     pub phase: RoutePhase,
+    /// The nodes whose config has carried the new password, so far: one removed from the
+    /// config before the rotation ends holds it, and needs a rotation of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given_to: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +228,7 @@ impl Secrets {
             self.route_rotation = Some(RouteRotation {
                 reason,
                 phase: RoutePhase::Due,
+                given_to: Vec::new(),
             });
         }
     }
