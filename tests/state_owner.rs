@@ -97,9 +97,19 @@ fn state_commands(ws: &Workspace) -> Vec<Vec<String>> {
 /// Prod renders its state; the staging config (`staging`) is refused it by every command, with
 /// `says` in the error, and prod's state stays byte for byte what it was.
 fn refused(prod: Option<&str>, staging: (&str, Option<&str>), says: &str) {
+    refused_as(prod, staging, |yaml| yaml, says)
+}
+
+/// As [`refused`], with the staging copy edited by `edit` after `init` made it.
+fn refused_as(
+    prod: Option<&str>,
+    staging: (&str, Option<&str>),
+    edit: impl Fn(String) -> String,
+    says: &str,
+) {
     let ws = Workspace::new("owner");
     let prod_yaml = config(&ws, PROD_HOST, prod);
-    let staging_yaml = config(&ws, staging.0, staging.1);
+    let staging_yaml = edit(config(&ws, staging.0, staging.1));
     ws.set_config(&prod_yaml);
     std::fs::write(ws.path().join("staging.yaml"), &staging_yaml).unwrap();
     ws.ok(&["render"]);
@@ -158,6 +168,24 @@ fn refused(prod: Option<&str>, staging: (&str, Option<&str>), says: &str) {
 fn a_copied_example_for_other_hosts_is_refused_the_state() {
     // examples/bevygap.natsup.yaml has no id: copied for staging, only its servers differ.
     refused(None, (STAGING_HOST, None), "names none of those servers");
+}
+
+#[test]
+fn a_copy_on_the_same_machine_with_its_own_folder_and_port_is_refused_the_state() {
+    // Staging beside prod on one VPS: one `host`, but another remote_dir and client port, so
+    // another server.
+    refused_as(
+        None,
+        (PROD_HOST, None),
+        |yaml| {
+            let kept: Vec<&str> = yaml
+                .lines()
+                .filter(|l| !l.starts_with("remote_dir:") && !l.starts_with("port:"))
+                .collect();
+            kept.join("\n") + "\nremote_dir: nats-staging\nport: 4223\n"
+        },
+        "names none of those servers",
+    );
 }
 
 #[test]

@@ -47,6 +47,10 @@ struct Server {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ssh: Option<String>,
     remote_dir: String,
+    /// The client port: two deployments on one machine (one `host`) cannot share it. Absent
+    /// from a record an earlier natsup wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
 }
 
 impl Server {
@@ -58,11 +62,18 @@ impl Server {
                 None => s.destination.clone(),
             }),
             remote_dir: node.remote_dir.clone(),
+            port: Some(node.port),
         }
     }
 
+    /// The same server: reached the same way, or the same address and client port (a staging
+    /// copy on the prod machine has its own folder and port, so it is another server).
     fn same(&self, other: &Server) -> bool {
-        self.host.eq_ignore_ascii_case(&other.host)
+        let same_port = match (self.port, other.port) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        (self.host.eq_ignore_ascii_case(&other.host) && same_port)
             || (self.ssh == other.ssh && self.remote_dir == other.remote_dir)
     }
 
