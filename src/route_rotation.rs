@@ -254,8 +254,10 @@ pub async fn prove(config: &Config, state: &State, old: &Secret, new: &Secret) -
                         format!("node {} refuses the new route password", node.name)
                     }
                     (RouteLogin::Unknown(why), _) | (_, RouteLogin::Unknown(why)) => {
+                        // The proof dials the route port from this machine, as a peer would:
+                        // a firewall that opens it only between the nodes stops it here.
                         format!(
-                            "node {}: could not log in to its route port: {why}",
+                            "node {}: could not log in to its route port {addr} from this machine: {why} (the proof dials it as a peer would: allow this machine to reach it, at least while rotating)",
                             node.name
                         )
                     }
