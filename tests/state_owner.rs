@@ -7,30 +7,10 @@
 
 use natsup_dev_support as support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
 use support::workspace::{Workspace, text};
 
 const PROD_HOST: &str = "nats.example.com";
 const STAGING_HOST: &str = "staging.example.com";
-
-/// Every file under `dir`, by path, with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
 
 /// natsup.yaml of deployment `shared` on `host`, reached over SSH at the same name; `id` as
 /// written, or none (a copy of examples/bevygap.natsup.yaml has none).
@@ -116,7 +96,7 @@ fn refused_as(
     let state = ws.state_dir().join("shared");
     let record = state.join(natsup::state::OWNER_FILE);
     assert!(record.exists(), "render recorded no owner");
-    let before = snapshot(&state);
+    let before = support::files_under(&state);
 
     for args in state_commands(&ws) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -135,14 +115,14 @@ fn refused_as(
         );
         assert!(said.contains("hint:"), "{args:?}: {said}");
         assert_eq!(
-            snapshot(&state),
+            support::files_under(&state),
             before,
             "{args:?} changed the state of the other deployment"
         );
     }
     // Prod's own runs are unaffected.
     ws.ok(&["render"]);
-    assert_eq!(snapshot(&state), before);
+    assert_eq!(support::files_under(&state), before);
 
     // Kept apart by its own name, staging gets a state of its own: another CA and other
     // passwords.
@@ -161,7 +141,7 @@ fn refused_as(
         std::fs::read(other.join("secrets.yaml")).unwrap(),
         std::fs::read(state.join("secrets.yaml")).unwrap()
     );
-    assert_eq!(snapshot(&state), before);
+    assert_eq!(support::files_under(&state), before);
 }
 
 #[test]
@@ -248,11 +228,11 @@ fn an_old_state_without_a_record_keeps_working() {
     let state = ws.state_dir().join("shared");
     let record = state.join(natsup::state::OWNER_FILE);
     std::fs::remove_file(&record).unwrap();
-    let old = snapshot(&state);
+    let old = support::files_under(&state);
 
     // A read-only command works and writes nothing.
     ws.ok(&["env", "matchmaker"]);
-    assert_eq!(snapshot(&state), old);
+    assert_eq!(support::files_under(&state), old);
 
     let out = ws.ok(&["render"]);
     assert!(
@@ -260,7 +240,7 @@ fn an_old_state_without_a_record_keeps_working() {
         "{}",
         text(&out)
     );
-    let mut now = snapshot(&state);
+    let mut now = support::files_under(&state);
     let written = now
         .remove(&record)
         .expect("the first run records the owner");

@@ -265,23 +265,6 @@ fn each_rename_in_the_state_is_followed_by_a_directory_fsync() {
     assert!(renames >= 5, "the first render wrote {renames} state files");
 }
 
-/// Every file under `dir`, by path, with its bytes.
-fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
-
 /// natsup.yaml of deployment `name` as a `nodes` list of one, named `node`, on HOST, with the
 /// id `init` gave the workspace's config.
 fn one_node(ws: &Workspace, name: &str, node: &str) -> String {
@@ -296,13 +279,13 @@ fn one_node(ws: &Workspace, name: &str, node: &str) -> String {
 /// `render` refuses the state as corrupt (exit 1), saying `says`, and changes none of it:
 /// the CA key stays, no new CA or certificate is made.
 fn refused_as_corrupt(ws: &Workspace, state: &Path, says: &str) {
-    let before = snapshot(state);
+    let before = support::files_under(state);
     let out = ws.run(&["render"]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains(says), "{said}");
     assert!(!said.contains("created a new CA"), "{said}");
-    let mut after = snapshot(state);
+    let mut after = support::files_under(state);
     // The owner record is written before the state is read; it is no part of the CA.
     after.remove(&state.join(natsup::state::OWNER_FILE));
     let mut before = before;

@@ -144,6 +144,23 @@ pub fn wait_for_addr(addr: &str, port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// Every file under `dir`, by path, with its bytes: to show a run left a state untouched.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
 /// A lowercase alphanumeric name, unique across processes and calls: Compose v1 derives the
 /// project name from the directory's basename and keeps only [a-z0-9].
 pub fn unique_name(prefix: &str) -> String {
