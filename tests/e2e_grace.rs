@@ -137,8 +137,9 @@ fn up_after_the_grace_retires_the_old_credential_and_proves_it_refused() {
     let old = ws.login("gameserver");
     let client = watched(&rt, &old);
 
-    let rotated_at = Instant::now();
     let out = ws.ok(&["rotate-passwords", "--user", "gameserver"]);
+    // The grace runs from when the server took the new password, before the command returned.
+    let rotated_at = Instant::now();
     assert!(text(&out).contains("valid until"), "{}", text(&out));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(client.disconnects.load(Ordering::SeqCst), 0);
