@@ -122,6 +122,52 @@ fn a_rotation_with_a_grace_period_disconnects_none_of_the_rotated_users_clients(
     rt.block_on(old.connect())
         .expect("the old credential still connects after an up during the grace");
     ws.verify(&[]);
+
+    // A second rotation with a grace while this one runs is refused, saying until when.
+    let out = ws.run(&["rotate-passwords", "--user", "gameserver", "--grace", "1h"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("still in its grace period") && text(&out).contains("valid until"),
+        "{}",
+        text(&out)
+    );
+    // One without (a leaked password) ends the grace at once: only its new password works.
+    ws.ok(&["rotate-passwords", "--user", "gameserver", "--grace", "0s"]);
+    let newest = ws.login("gameserver");
+    assert_eq!(newest.user, new.user, "a rotation without grace keeps the login");
+    rt.block_on(newest.connect()).expect("the newest password");
+    for (what, login) in [("old", &old), ("previous", &new)] {
+        let e = rt.block_on(login.connect()).unwrap_err();
+        assert!(e.to_lowercase().contains("authorization"), "{what}: {e}");
+    }
+    assert!(disconnects(&clients) >= CLIENTS, "the old credential's clients were closed");
+    let status = text(&ws.ok(&["status"]));
+    assert!(!status.contains("valid until"), "{status}");
+}
+
+#[test]
+fn a_graced_rotation_killed_after_the_server_took_it_is_finished_by_up() {
+    let sshd = Sshd::start();
+    let ws = Workspace::deployed("gracecrash", &sshd);
+    let rt = runtime();
+    let old = ws.login("gameserver");
+    let client = watched(&rt, &old);
+    ws.crash_at(
+        "rotate-passwords:applied",
+        &["rotate-passwords", "--user", "gameserver", "--grace", "1h"],
+    );
+    // The server serves both; env still hands out the confirmed (old) credential.
+    assert_eq!(ws.login("gameserver").user, "gameserver");
+    let out = ws.ok(&["up"]);
+    let new = ws.login("gameserver");
+    assert!(new.user.starts_with("gameserver__"), "{}", text(&out));
+    rt.block_on(new.connect()).expect("the new credential");
+    rt.block_on(old.connect())
+        .expect("the old credential during the grace");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(client.disconnects.load(Ordering::SeqCst), 0);
+    let status = text(&ws.ok(&["status"]));
+    assert!(status.contains("valid until"), "{status}");
 }
 
 #[test]
