@@ -51,7 +51,9 @@ fn a_rotation_with_a_grace_period_disconnects_none_of_the_rotated_users_clients(
     assert_eq!(old.user, "gameserver");
     let clients: Vec<Watched> = (0..CLIENTS).map(|_| watched(&rt, &old)).collect();
 
+    let t = Instant::now();
     let out = ws.ok(&["rotate-passwords", "--user", "gameserver", "--grace", "1h"]);
+    let took = t.elapsed();
     assert!(text(&out).contains("rotated: gameserver"), "{}", text(&out));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -71,6 +73,12 @@ fn a_rotation_with_a_grace_period_disconnects_none_of_the_rotated_users_clients(
         "the rotation restarted the server"
     );
 
+    eprintln!(
+        "figures: rotate-passwords --grace 1h with {CLIENTS} connected clients of the user: \
+         {:.1}s, {} disconnects",
+        took.as_secs_f64(),
+        disconnects(&clients)
+    );
     // env hands out the new credential at once: a login of its own, which connects.
     let new = ws.login("gameserver");
     assert_ne!(new.password, old.password);
@@ -134,13 +142,19 @@ fn a_rotation_with_a_grace_period_disconnects_none_of_the_rotated_users_clients(
     // One without (a leaked password) ends the grace at once: only its new password works.
     ws.ok(&["rotate-passwords", "--user", "gameserver", "--grace", "0s"]);
     let newest = ws.login("gameserver");
-    assert_eq!(newest.user, new.user, "a rotation without grace keeps the login");
+    assert_eq!(
+        newest.user, new.user,
+        "a rotation without grace keeps the login"
+    );
     rt.block_on(newest.connect()).expect("the newest password");
     for (what, login) in [("old", &old), ("previous", &new)] {
         let e = rt.block_on(login.connect()).unwrap_err();
         assert!(e.to_lowercase().contains("authorization"), "{what}: {e}");
     }
-    assert!(disconnects(&clients) >= CLIENTS, "the old credential's clients were closed");
+    assert!(
+        disconnects(&clients) >= CLIENTS,
+        "the old credential's clients were closed"
+    );
     let status = text(&ws.ok(&["status"]));
     assert!(!status.contains("valid until"), "{status}");
 }
@@ -267,9 +281,17 @@ fn a_graced_rotation_rolls_over_three_nodes_without_a_disconnect() {
         clients
     });
 
+    let t = Instant::now();
     let out = cl
         .ws
         .ok(&["rotate-passwords", "--user", "gameserver", "--grace", "1h"]);
+    eprintln!(
+        "figures: rolling rotate-passwords --grace 1h on 3 nodes with {} clients of the user: \
+         {:.1}s, {} disconnects",
+        3 * per_node,
+        t.elapsed().as_secs_f64(),
+        lost.load(Ordering::SeqCst)
+    );
     assert!(
         text(&out).contains("rotated on every node: gameserver"),
         "{}",
