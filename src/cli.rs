@@ -120,6 +120,21 @@ pub struct RotatePasswordsArgs {
     /// does [default: only who rotated, and how to get them].
     #[arg(long, conflicts_with = "dry_run")]
     pub show: bool,
+    /// Keep each rotated user's old credential valid, with the same permissions, this long
+    /// (`90s`, `30m`, `24h`; `0s`: not at all): its connected clients stay connected, and the
+    /// new password gets a login of its own, which `env`, `context` and `bundle` hand out
+    /// [default: `auth.rotation_grace`, else none].
+    #[arg(long, value_name = "DURATION", value_parser = parse_grace, conflicts_with = "route")]
+    pub grace: Option<Grace>,
+}
+
+/// `--grace DURATION`: a grace period, or none (`0s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grace(pub Option<std::time::Duration>);
+
+/// `--grace`: as `auth.rotation_grace` reads it.
+fn parse_grace(s: &str) -> Result<Grace, String> {
+    crate::config::parse_rotation_grace(s).map(Grace)
 }
 
 #[derive(Debug, Args)]

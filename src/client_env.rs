@@ -25,7 +25,10 @@ pub fn vars(config: &Config, state: &State, user: &str) -> Result<Vec<(&'static 
         vars.push(("NATS_SERVERS", config.client_urls().join(",")));
     }
     vars.extend([
-        ("NATS_USER", user.to_string()),
+        // After a rotation with a grace period the new password has a login of its own
+        // (the old one keeps the user's name until the grace ends, so its clients stay
+        // connected): clients must take NATS_USER from here too, not only NATS_PASSWORD.
+        ("NATS_USER", state.secrets.login(user).to_string()),
         ("NATS_PASSWORD", password.expose().to_string()),
     ]);
     if !state.client_ca().is_empty() {

@@ -32,6 +32,7 @@ pub mod deploy;
 pub mod error;
 pub mod failpoint;
 pub mod fsutil;
+pub mod grace;
 pub mod jetstream;
 pub mod nats_client;
 pub mod observed;

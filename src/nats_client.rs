@@ -98,7 +98,7 @@ pub fn deployment_logins(
     let logins = users
         .into_iter()
         .map(|u| Login {
-            user: u.name.clone(),
+            user: state.secrets.served_login(&u.name).to_string(),
             password: state.secrets.served_password(&u.name).clone(),
             permissions: u.permissions.clone(),
         })

@@ -29,14 +29,14 @@ use crate::config::Config;
 use crate::deploy::{self, Server};
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::grace;
 use crate::nats_client;
 use crate::observed::Observed;
 use crate::pki;
 use crate::plan::{self, Action, Plan};
 use crate::remote::{AnyRemote, Remote, Via};
 use crate::render::{COMPOSE_FILE, CONF_FILE};
-use crate::secret::Secret;
-use crate::settle::{Settled, prove_rotated, settle_pending};
+use crate::settle::{Rotating, Settled, prove_rotated, settle_pending};
 use crate::state::State;
 use crate::tls_probe;
 use crate::ui;
@@ -458,6 +458,9 @@ async fn run(
             state.refuse_private_ca_for_acme(config, m.index, change.step)?;
         }
     }
+    // An old credential whose grace period has ended leaves the render now, whatever the
+    // command: the reload below drops it, and it is proven refused at the end.
+    grace::expire(state, time::OffsetDateTime::now_utc(), change.dry_run)?;
     rolled.plans = plans(config, state, &inspection.nodes);
     inspection.planned(config, &rolled.plans);
     let inspected = &mut inspection.nodes[..];
@@ -467,11 +470,19 @@ async fn run(
         return Ok(());
     }
     // The old passwords of a rotation, to prove every node refuses them at the end.
-    let rotating: Vec<(String, Secret)> = state
+    let rotating: Vec<Rotating> = state
         .secrets
         .pending_users()
         .into_iter()
-        .filter_map(|u| state.secrets.password(&u).cloned().map(|p| (u, p)))
+        .filter_map(|u| {
+            let password = state.secrets.password(&u).cloned()?;
+            let login = state.secrets.login(&u).to_string();
+            Some(Rotating {
+                user: u,
+                login,
+                password,
+            })
+        })
         .collect();
     if inspected.iter().all(|i| i.observed.container.is_none()) {
         start_all(config, state, members, inspected, change, rolled).await?;
@@ -487,6 +498,7 @@ async fn run(
     if config.is_cluster() {
         prove_rotated(config, state, &rotating, &rolled.settled).await?;
     }
+    grace::prove_retired(config, state).await?;
     Ok(())
 }
 

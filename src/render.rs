@@ -272,13 +272,17 @@ pub fn node_tag(node: &str) -> String {
 /// Node `i`'s `nats-server.conf`: the tutorial's config with bcrypt hashes instead of
 /// passwords; in a cluster, with its name and the routes to every other node.
 pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) -> String {
+    // A user in a grace period after a rotation has one entry per credential, each with the
+    // user's permissions ([`crate::state::GracedCredential`]).
     let users = config
         .users
         .iter()
-        .map(|u| ConfUser {
-            name: &u.name,
-            bcrypt: state.secrets.served_hash(&u.name),
-            permissions: u.permissions.as_ref(),
+        .flat_map(|u| {
+            state.secrets.served(&u.name).into_iter().map(|c| ConfUser {
+                name: c.login,
+                bcrypt: c.bcrypt,
+                permissions: u.permissions.as_ref(),
+            })
         })
         .collect();
     let node = &config.nodes()[i];

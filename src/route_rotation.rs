@@ -114,6 +114,7 @@ pub async fn finish(
             password,
             bcrypt,
             created_at: OffsetDateTime::now_utc(),
+            grace: None,
         });
         phase = set_phase(state, RoutePhase::Dialing)?;
         failpoint::hit("rotate-route:pending-saved");

@@ -54,21 +54,28 @@ pub async fn settle_pending(
     // Every user is asked at once: a rotation of many users costs one user's logins.
     let asked = users.iter().map(|user| {
         let new = state.secrets.served_password(user).clone();
+        let new_login = state.secrets.served_login(user).to_string();
         let old = state
             .secrets
             .password(user)
             .cloned()
             .expect("pending users exist");
+        let old_login = state.secrets.login(user).to_string();
+        // With a grace period the old credential stays, under its own login: the new one
+        // being taken settles it.
+        let graced = state.secrets.pending_graced(user);
         let target = &target;
         async move {
-            if accepts(target, config, user, &new).await == Some(true) {
+            if accepts(target, config, user, &new_login, &new).await == Some(true) {
                 // The old one must be refused too; nats-server never holds two for one user.
-                if accepts(target, config, user, &old).await == Some(true) {
+                if graced {
+                    Outcome::Promoted
+                } else if accepts(target, config, user, &old_login, &old).await == Some(true) {
                     Outcome::Unsettled
                 } else {
                     Outcome::Promoted
                 }
-            } else if accepts(target, config, user, &old).await == Some(true) {
+            } else if accepts(target, config, user, &old_login, &old).await == Some(true) {
                 Outcome::Discarded
             } else {
                 Outcome::Unsettled
@@ -115,18 +122,26 @@ pub async fn settle_pending(
     Ok(settled)
 }
 
+/// The old credential of a user whose rotation is pending: its login and password.
+#[derive(Debug, Clone)]
+pub struct Rotating {
+    pub user: String,
+    pub login: String,
+    pub password: Secret,
+}
+
 /// On a cluster, a rotated user's new password was proven on the node that settled it; the
 /// others reloaded with the same hash. Each is asked too: the new password is accepted and
-/// the old one refused, on every node.
+/// the old one refused (or, in a grace period, still accepted), on every node.
 pub async fn prove_rotated(
     config: &Config,
     state: &State,
-    rotating: &[(String, Secret)],
+    rotating: &[Rotating],
     settled: &[Settled],
 ) -> Result<()> {
-    let promoted: Vec<&(String, Secret)> = rotating
+    let promoted: Vec<&Rotating> = rotating
         .iter()
-        .filter(|(u, _)| {
+        .filter(|Rotating { user: u, .. }| {
             settled
                 .iter()
                 .any(|s| &s.user == u && s.outcome == Outcome::Promoted)
@@ -136,14 +151,24 @@ pub async fn prove_rotated(
         return Ok(());
     }
     let asks = config.nodes().iter().enumerate().flat_map(|(i, node)| {
-        promoted.iter().map(move |(user, old)| async move {
+        promoted.iter().map(move |r| async move {
+            let user = &r.user;
             let target = Endpoint::from_url(&node.url(), state.node_ca(i).to_string())
                 .expect("a validated config always gives a valid URL");
             let new = state.secrets.password(user).expect("a promoted user");
-            let new_ok = accepts(&target, config, user, new).await;
-            let old_ok = accepts(&target, config, user, old).await;
+            let new_ok = accepts(&target, config, user, state.secrets.login(user), new).await;
+            let old_ok = accepts(&target, config, user, &r.login, &r.password).await;
+            let graced = state.secrets.users[user]
+                .graced
+                .iter()
+                .any(|g| g.login == r.login && !g.retiring);
             match (new_ok, old_ok) {
-                (Some(true), Some(false)) => Ok(()),
+                (Some(true), Some(false)) if !graced => Ok(()),
+                (Some(true), Some(true)) if graced => Ok(()),
+                (Some(true), Some(false)) => Err(format!(
+                    "node {} refuses {user}'s old password before its grace period ends",
+                    node.name
+                )),
                 (None, _) | (_, None) => {
                     ui::note(format!(
                         "node {}: could not log in from here to check {user}'s passwords",
@@ -211,22 +236,26 @@ fn held_in_conf(conf: &str, secrets: &Secrets, user: &str) -> Outcome {
         conf.contains(&quoted(&current.bcrypt)),
     ) {
         (true, false) => Outcome::Promoted,
+        // A rotation with a grace period serves both.
+        (true, true) if secrets.pending_graced(user) => Outcome::Promoted,
         (false, true) => Outcome::Discarded,
         _ => Outcome::Unsettled,
     }
 }
 
 /// `Some(true)` accepted, `Some(false)` refused as a bad login, `None` could not tell.
-/// The user's own permissions go along: the login is only taken as accepted once it made a
-/// round trip on a subject it may use.
-async fn accepts(
+/// The user's own permissions go along: `login` (the user's name, or a login of its own from
+/// a rotation with a grace period) is only taken as accepted once it made a round trip on a
+/// subject it may use.
+pub async fn accepts(
     target: &Endpoint,
     config: &Config,
     user: &str,
+    login: &str,
     password: &Secret,
 ) -> Option<bool> {
     let login = Login {
-        user: user.to_string(),
+        user: login.to_string(),
         password: password.clone(),
         permissions: config.user(user).and_then(|u| u.permissions.clone()),
     };
@@ -259,7 +288,10 @@ mod tests {
                     password: Secret::new("new"),
                     bcrypt: p.into(),
                     created_at: now,
+                    grace: None,
                 }),
+                login: None,
+                graced: Vec::new(),
             },
         );
         s

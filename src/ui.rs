@@ -119,3 +119,12 @@ pub fn init_logging(verbose: u8) {
         .with(filter)
         .try_init();
 }
+
+/// A time as natsup shows it: to the second, in UTC.
+pub fn utc(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
+        .unwrap_or_default()
+}

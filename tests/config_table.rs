@@ -135,6 +135,18 @@ fn the_table() {
         ),
         (
             "",
+            "auth:\n  rotation_grace: soon\n",
+            "natsup.yaml: auth.rotation_grace: \"soon\" is not a duration like 90s, 30m or 24h \
+             (expected number at 0)",
+        ),
+        (
+            "",
+            "auth:\n  rotation_grace: 400d\n",
+            "natsup.yaml: auth.rotation_grace: \"400d\" is too long: a grace period is at most 366 \
+             days (the old password stays valid all that time)",
+        ),
+        (
+            "",
             "auth:\n  bcrypt_cost: 32\n",
             "natsup.yaml: auth.bcrypt_cost: 32 is out of range: nats-server's bcrypt accepts \
              costs 4 to 31 (natsup's default, 4, suits its random passwords)",

@@ -209,6 +209,8 @@ proptest! {
                 bcrypt,
                 rotated_at: OffsetDateTime::now_utc(),
                 pending: None,
+                login: None,
+                graced: Vec::new(),
             });
         }
         let local = serve(&config, &state, port);

@@ -96,6 +96,7 @@ fn each_phase_renders_what_the_nodes_dial_with_and_accept() {
         password: new_password.clone(),
         bcrypt: "$2b$04$thenewhashthenewhashthenewhashthenewhashthenewhash12".into(),
         created_at: OffsetDateTime::now_utc(),
+        grace: None,
     });
     // Pass 1: dial each peer with both, still accept only the old.
     state.secrets.route_rotation.as_mut().unwrap().phase = RoutePhase::Dialing;

@@ -182,13 +182,16 @@ impl Workspace {
         self.set_config(&yaml.replacen(from, to, 1));
     }
 
-    /// A user's credentials as natsup hands them out (`natsup env USER --format json`).
+    /// A user's credentials as natsup hands them out (`natsup env USER --format json`): its
+    /// NATS_USER and NATS_PASSWORD.
     pub fn login(&self, user: &str) -> Login {
         let out = self.ok(&["env", user, "--format", "json"]);
         let env: serde_json::Value = serde_json::from_slice(&out.stdout).expect("env json");
         let ca = env["NATS_CA"].as_str().expect("NATS_CA");
         Login {
-            user: user.to_string(),
+            // NATS_USER, not the user's name: after a rotation with a grace period the new
+            // password has a login of its own.
+            user: env["NATS_USER"].as_str().expect("NATS_USER").into(),
             password: env["NATS_PASSWORD"].as_str().expect("NATS_PASSWORD").into(),
             ca_pem: std::fs::read_to_string(ca).expect("read NATS_CA"),
             port: self.port,

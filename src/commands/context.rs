@@ -58,7 +58,9 @@ pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
         let context = NatsContext {
             description: format!("natsup deployment {} as {user}", config.name),
             url: crate::client_env::nats_url(&config),
-            user: user.clone(),
+            // The login the current password goes with (after a rotation with a grace
+            // period, not the user's own name): the context's name stays the same.
+            user: state.secrets.login(user).to_string(),
             password: state
                 .secrets
                 .password(user)

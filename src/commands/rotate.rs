@@ -35,9 +35,15 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
     let Session {
         config, state, now, ..
     } = &mut session;
+    let grace = args
+        .grace
+        .map_or_else(|| config.auth.rotation_grace(), |g| g.0);
+    if grace.is_some() {
+        refuse_overlapping_grace(config, state, &users, *now)?;
+    }
     let pending = state
         .secrets
-        .begin_rotation(&users, config.auth.bcrypt_cost, *now);
+        .begin_rotation(&users, config.auth.bcrypt_cost, *now, grace);
     let change = Change {
         dry_run: args.dry_run,
         ..Change::settled("rotate-passwords", config)
@@ -78,6 +84,9 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         println!("rotated on every node: {}", rotated.join(", "));
     } else {
         println!("rotated: {}", rotated.join(", "));
+    }
+    if grace.is_some() {
+        return graced_report(config, state, &rotated, args.show);
     }
     // The passwords stay off the terminal unless asked for: a run's output ends up in
     // scrollback, CI logs and cron mail.
@@ -142,5 +151,87 @@ fn run_route(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         done.elapsed.as_secs_f64(),
         done.commands
     );
+    Ok(0)
+}
+
+/// A rotation with a grace period while an earlier one of the same user is still in its grace
+/// would need a third login; refused, with when the earlier one ends.
+fn refuse_overlapping_grace(
+    config: &crate::config::Config,
+    state: &crate::state::State,
+    users: &[String],
+    now: time::OffsetDateTime,
+) -> Result<()> {
+    for user in users {
+        let login = crate::state::grace_login(user, now);
+        if config.user(&login).is_some() {
+            return Err(Error::failed(
+                format!("{user}'s new login would be {login}, the name of another user"),
+                Some("run it again in a second".to_string()),
+            ));
+        }
+        let Some(s) = state.secrets.users.get(user) else {
+            continue;
+        };
+        if let Some(g) = s.graced.iter().find(|g| !g.retiring && g.until > now) {
+            return Err(Error::failed(
+                format!(
+                    "{user}'s previous rotation is still in its grace period: its old \
+                     credential (login {}) is valid until {}",
+                    g.login,
+                    crate::ui::utc(g.until)
+                ),
+                Some(
+                    "rotate it again once that has passed (`natsup up` then retires it), or now \
+                     without a grace period (`--grace 0s`), which also ends the earlier one"
+                        .to_string(),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a rotation with a grace period tells: the new login, and until when the old one works.
+fn graced_report(
+    config: &crate::config::Config,
+    state: &crate::state::State,
+    rotated: &[&str],
+    show: bool,
+) -> Result<i32> {
+    println!(
+        "Clients connected with the old credentials stay connected, and those credentials \
+         keep working until their grace period ends; new clients must use the new login and \
+         password (NATS_USER changes too):"
+    );
+    for user in rotated {
+        let s = &state.secrets.users[*user];
+        let until = s
+            .graced
+            .iter()
+            .filter(|g| !g.retiring)
+            .map(|g| g.until)
+            .max()
+            .map(crate::ui::utc)
+            .unwrap_or_default();
+        println!(
+            "  {user}: new login {}, old login {} valid until {until}",
+            state.secrets.login(user),
+            s.graced
+                .last()
+                .map(|g| g.login.as_str())
+                .unwrap_or_default()
+        );
+    }
+    for user in rotated {
+        if show {
+            println!();
+            println!("# natsup env {user}");
+            let vars = vars(config, state, user)?;
+            print!("{}", format_vars(&vars, EnvFormat::Dotenv));
+        } else {
+            println!("  natsup env {user}");
+        }
+    }
     Ok(0)
 }

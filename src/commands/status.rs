@@ -62,6 +62,56 @@ pub struct UserStatus {
     /// The bcrypt cost of the hash the server gets for this user (`auth.bcrypt_cost` once
     /// `up` has run since it was set).
     pub bcrypt_cost: Option<u32>,
+    /// Every credential of the user the server should take, the current one first: after a
+    /// rotation with a grace period, the old one too, until it expires.
+    pub credentials: Vec<CredentialStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CredentialStatus {
+    pub login: String,
+    /// When the server stops taking it (`None`: the current one, until it is rotated).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<time::OffsetDateTime>,
+    /// Its grace period has ended, and `up` has yet to drop it and prove it refused.
+    pub retiring: bool,
+}
+
+/// The credential lines under a user's line, when it has more than its own name's.
+fn print_credentials(u: &UserStatus) {
+    if u.credentials.len() == 1 && u.credentials[0].login == u.user {
+        return;
+    }
+    for c in &u.credentials {
+        let when = match (c.expires_at, c.retiring) {
+            (None, _) => "current".to_string(),
+            (Some(t), false) => format!("valid until {} (grace period)", crate::ui::utc(t)),
+            (Some(t), true) => format!(
+                "grace period ended {}; `natsup up` retires it",
+                crate::ui::utc(t)
+            ),
+        };
+        println!("  login:     {:<30} {when}", c.login);
+    }
+}
+
+/// The credentials of `user` for [`UserStatus::credentials`].
+pub fn credentials(state: &crate::state::State, user: &str) -> Vec<CredentialStatus> {
+    let mut out = vec![CredentialStatus {
+        login: state.secrets.login(user).to_string(),
+        expires_at: None,
+        retiring: false,
+    }];
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(s) = state.secrets.users.get(user) {
+        out.extend(s.graced.iter().map(|g| CredentialStatus {
+            login: g.login.clone(),
+            expires_at: Some(g.until),
+            // Past its end, the server still takes it until the next change's reload.
+            retiring: g.retiring || g.until <= now,
+        }));
+    }
+    out
 }
 
 /// Every node's status, gathered at once. One server's is shown as it always was; a
@@ -220,6 +270,7 @@ fn print_status(s: &ServerStatus) {
                 ""
             }
         );
+        print_credentials(u);
     }
 }
 
@@ -276,6 +327,7 @@ async fn server_status(
                 password_rotated_at: s.rotated_at,
                 rotation_pending: s.pending.is_some(),
                 bcrypt_cost: crate::passwords::cost_of(state.secrets.served_hash(&u.name)),
+                credentials: credentials(state, &u.name),
             })
             .collect(),
     };
@@ -411,6 +463,7 @@ fn print_cluster(c: &ClusterStatus) {
                     ""
                 }
             );
+            print_credentials(u);
         }
     }
 }

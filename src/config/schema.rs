@@ -443,13 +443,45 @@ pub struct Auth {
     /// nats-server accepts is the default: it buys the same safety without the outages.
     #[serde(default = "default_bcrypt_cost")]
     pub bcrypt_cost: u32,
+    /// How long `rotate-passwords` keeps a user's old credential valid when run without
+    /// `--grace` (`90s`, `30m`, `24h`; `0s`: none, the old one is refused at once). Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_grace: Option<String>,
 }
 
 impl Default for Auth {
     fn default() -> Self {
         Auth {
             bcrypt_cost: DEFAULT_BCRYPT_COST,
+            rotation_grace: None,
         }
+    }
+}
+
+/// The longest grace period a rotated credential gets: a rotation that leaves the old password
+/// valid for longer than a year is no rotation.
+pub const MAX_ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(366 * 86400);
+
+/// A grace period as written in `auth.rotation_grace` or `--grace`: `90s`, `30m`, `24h`,
+/// `1h30m`; at most [`MAX_ROTATION_GRACE`]. `0s` is no grace period.
+pub fn parse_rotation_grace(s: &str) -> Result<Option<std::time::Duration>, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 90s, 30m or 24h ({e})"))?;
+    if d > MAX_ROTATION_GRACE {
+        return Err(format!(
+            "{s:?} is too long: a grace period is at most 366 days (the old password stays valid \
+             all that time)"
+        ));
+    }
+    Ok((!d.is_zero()).then_some(d))
+}
+
+impl Auth {
+    /// The configured grace period (checked at load).
+    pub fn rotation_grace(&self) -> Option<std::time::Duration> {
+        self.rotation_grace
+            .as_deref()
+            .and_then(|s| parse_rotation_grace(s).expect("checked at load"))
     }
 }
 

@@ -113,6 +113,9 @@ impl Config {
                 ),
             ));
         }
+        if let Some(grace) = &self.auth.rotation_grace {
+            super::parse_rotation_grace(grace).at("auth.rotation_grace")?;
+        }
         if self.cluster.port == 0 {
             return Err(Invalid::new(
                 "cluster.port",

@@ -65,7 +65,8 @@ use repair::{
     refuse_lost_ca, remove_next_ca, repair_half_made_cas, save_secrets,
 };
 pub use secrets::{
-    PendingPassword, ROUTE_USER, RetiredRoute, RoutePhase, RouteRotation, Secrets, UserSecret,
+    GracedCredential, PendingGrace, PendingPassword, ROUTE_USER, RetiredRoute, RoutePhase,
+    RouteRotation, Secrets, UserSecret, grace_login,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +218,8 @@ impl State {
                         bcrypt,
                         rotated_at: now,
                         pending: None,
+                        login: None,
+                        graced: Vec::new(),
                     },
                 );
             }
@@ -234,6 +237,8 @@ impl State {
                 bcrypt,
                 rotated_at: now,
                 pending: None,
+                login: None,
+                graced: Vec::new(),
             });
             save_secrets(dir, &secrets)?;
             created.push(Created::Passwords {

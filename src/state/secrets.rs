@@ -90,6 +90,49 @@ pub struct UserSecret {
     /// A new password saved before the server has it; promoted once the server proves it took it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingPassword>,
+    /// The name the current password logs in with, when it is not the user's own: a rotation
+    /// with a grace period gives the new password a login of its own ([`grace_login`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    /// Earlier credentials the server still accepts, each until its grace period ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub graced: Vec<GracedCredential>,
+}
+
+/// An earlier credential of a user, kept valid with the user's permissions for a grace period
+/// after a rotation, so that the clients logged in with it stay connected.
+///
+/// It keeps the login it had, and the new password gets another: nats-server refuses two
+/// entries with one user name (`Duplicate user`), and on every reload it checks each
+/// connected client's CONNECT (user name and password) against the new users and closes those
+/// that no longer match (nats-server 2.10.26, measured: a client of `U` with the old password
+/// was closed with "Authorization Violation" when `U` got the new password and the old one
+/// moved to another name; it stayed when `U` kept the old one and the new one got a new name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GracedCredential {
+    pub login: String,
+    #[serde(with = "secret::exposed")]
+    pub password: Secret,
+    pub bcrypt: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
+    /// Its grace has ended and it is no longer rendered: it is forgotten once every node
+    /// proved it refuses it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retiring: bool,
+}
+
+/// The login a password made at `at` by a rotation with a grace period gets:
+/// `<user>__<yyyymmdd>T<hhmmss>` ([A-Za-z0-9_-], like every NATS user name natsup makes).
+pub fn grace_login(user: &str, at: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]");
+    format!(
+        "{user}__{}",
+        at.to_offset(time::UtcOffset::UTC)
+            .format(&f)
+            .expect("a UTC time formats")
+    )
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +143,24 @@ pub struct PendingPassword {
     pub bcrypt: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// A rotation with a grace period: the new password logs in as `login`, and the current
+    /// one stays valid for `grace_secs` once the new one is confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<PendingGrace>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingGrace {
+    pub login: String,
+    pub grace_secs: u64,
+}
+
+/// One credential the server should accept for a user, as rendered into nats-server.conf.
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    pub login: &'a str,
+    pub bcrypt: &'a str,
 }
 
 impl Secrets {
@@ -120,13 +181,98 @@ impl Secrets {
         self.users.get(user).map(|s| &s.password)
     }
 
+    /// The login the current (confirmed) password goes with: what `env` and `context` hand out.
+    pub fn login<'a>(&'a self, user: &'a str) -> &'a str {
+        self.users
+            .get(user)
+            .and_then(|s| s.login.as_deref())
+            .unwrap_or(user)
+    }
+
+    /// The login that goes with [`served_password`](Self::served_password).
+    pub fn served_login<'a>(&'a self, user: &'a str) -> &'a str {
+        match self.users.get(user).and_then(|s| s.pending.as_ref()) {
+            Some(PendingPassword { grace: Some(g), .. }) => &g.login,
+            _ => self.login(user),
+        }
+    }
+
+    /// Every credential the server should accept for `user`, in the order rendered: the served
+    /// one, then (during a rotation with a grace period) the current one under its own login,
+    /// then the earlier ones whose grace has not ended.
+    pub fn served<'a>(&'a self, user: &'a str) -> Vec<Served<'a>> {
+        let s = &self.users[user];
+        let mut out = vec![Served {
+            login: self.served_login(user),
+            bcrypt: self.served_hash(user),
+        }];
+        if s.pending.as_ref().is_some_and(|p| p.grace.is_some()) {
+            out.push(Served {
+                login: self.login(user),
+                bcrypt: &s.bcrypt,
+            });
+        }
+        out.extend(s.graced.iter().filter(|g| !g.retiring).map(|g| Served {
+            login: &g.login,
+            bcrypt: &g.bcrypt,
+        }));
+        out
+    }
+
+    /// Marks every earlier credential whose grace ended by `now` as retiring (no longer
+    /// rendered); returns whether any was newly marked.
+    pub fn expire_graces(&mut self, now: OffsetDateTime) -> bool {
+        let mut any = false;
+        for g in self.users.values_mut().flat_map(|s| s.graced.iter_mut()) {
+            if !g.retiring && g.until <= now {
+                g.retiring = true;
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Ends `user`'s grace periods at once (a rotation without one: a password may have leaked).
+    pub fn end_graces(&mut self, user: &str) {
+        if let Some(s) = self.users.get_mut(user) {
+            for g in &mut s.graced {
+                g.retiring = true;
+            }
+        }
+    }
+
+    /// The credentials no longer rendered that every node must still be proven to refuse:
+    /// (user, login, password).
+    pub fn retiring(&self) -> Vec<(String, String, Secret)> {
+        self.users
+            .iter()
+            .flat_map(|(u, s)| {
+                s.graced
+                    .iter()
+                    .filter(|g| g.retiring)
+                    .map(move |g| (u.clone(), g.login.clone(), g.password.clone()))
+            })
+            .collect()
+    }
+
+    /// Every node refuses `login` of `user`: it is forgotten.
+    pub fn forget_retired(&mut self, user: &str, login: &str) {
+        if let Some(s) = self.users.get_mut(user) {
+            s.graced.retain(|g| !(g.retiring && g.login == login));
+        }
+    }
+
     /// Gives each named user a pending new password, keeping one an interrupted run already
-    /// made (so its server may already hold it). Returns the users with a pending password.
+    /// made (so its server may already hold it). With `grace`, each new password gets a login
+    /// of its own and the current one stays valid that long ([`GracedCredential`]); without,
+    /// the user's earlier credentials still in a grace period are retired with the current one.
+    /// Returns the users with a pending password.
     pub fn begin_rotation(
         &mut self,
         users: &[String],
         cost: u32,
         now: OffsetDateTime,
+        grace: Option<std::time::Duration>,
     ) -> Vec<String> {
         let fresh: Vec<&String> = users
             .iter()
@@ -134,11 +280,19 @@ impl Secrets {
             .collect();
         let new = passwords::generate_hashed(fresh.len(), cost);
         for (user, (password, bcrypt)) in fresh.into_iter().zip(new) {
+            let grace = grace.map(|g| PendingGrace {
+                login: grace_login(user, now),
+                grace_secs: g.as_secs(),
+            });
+            if grace.is_none() {
+                self.end_graces(user);
+            }
             if let Some(s) = self.users.get_mut(user) {
                 s.pending = Some(PendingPassword {
                     password,
                     bcrypt,
                     created_at: now,
+                    grace,
                 });
             }
         }
@@ -156,6 +310,9 @@ impl Secrets {
             }
             if let Some(p) = s.pending.as_mut().filter(|p| stale(&p.bcrypt)) {
                 targets.push((user, &p.password, &mut p.bcrypt));
+            }
+            for g in s.graced.iter_mut().filter(|g| stale(&g.bcrypt)) {
+                targets.push((user, &g.password, &mut g.bcrypt));
             }
         }
         let passwords: Vec<&Secret> = targets.iter().map(|(_, p, _)| *p).collect();
@@ -178,15 +335,34 @@ impl Secrets {
             .collect()
     }
 
-    /// The server proved it holds the pending password: it becomes the current one.
+    /// The server proved it holds the pending password: it becomes the current one. With a
+    /// grace period, the one it replaces stays valid, under its own login, until it ends.
     pub fn promote(&mut self, user: &str, now: OffsetDateTime) {
         if let Some(s) = self.users.get_mut(user)
             && let Some(p) = s.pending.take()
         {
-            s.password = p.password;
-            s.bcrypt = p.bcrypt;
+            let old_password = std::mem::replace(&mut s.password, p.password);
+            let old_bcrypt = std::mem::replace(&mut s.bcrypt, p.bcrypt);
+            if let Some(g) = p.grace {
+                let old_login = s.login.replace(g.login).unwrap_or_else(|| user.to_string());
+                s.graced.push(GracedCredential {
+                    login: old_login,
+                    password: old_password,
+                    bcrypt: old_bcrypt,
+                    until: now + time::Duration::seconds(g.grace_secs as i64),
+                    retiring: false,
+                });
+            }
             s.rotated_at = now;
         }
+    }
+
+    /// Whether `user`'s pending password comes with a grace period (the current one stays).
+    pub fn pending_graced(&self, user: &str) -> bool {
+        self.users
+            .get(user)
+            .and_then(|s| s.pending.as_ref())
+            .is_some_and(|p| p.grace.is_some())
     }
 
     /// The route password hash nodes accept now: the new one once a rotation reached
@@ -282,5 +458,91 @@ impl Secrets {
         if let Some(s) = self.users.get_mut(user) {
             s.pending = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_user() -> Secrets {
+        let mut s = Secrets::default();
+        let password = Secret::new("old-password");
+        s.users.insert(
+            "gameserver".into(),
+            UserSecret {
+                bcrypt: passwords::hash(&password, 4),
+                password,
+                rotated_at: OffsetDateTime::UNIX_EPOCH,
+                pending: None,
+                login: None,
+                graced: Vec::new(),
+            },
+        );
+        s
+    }
+
+    fn at(unix: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(unix).unwrap()
+    }
+
+    fn logins(s: &Secrets) -> Vec<&str> {
+        s.served("gameserver").iter().map(|c| c.login).collect()
+    }
+
+    #[test]
+    fn a_graced_rotation_serves_the_new_password_under_a_login_of_its_own() {
+        let mut s = one_user();
+        let old = s.password("gameserver").unwrap().clone();
+        let now = at(1_796_000_000);
+        let hour = std::time::Duration::from_secs(3600);
+        s.begin_rotation(&["gameserver".into()], 4, now, Some(hour));
+        let new_login = grace_login("gameserver", now);
+        assert_eq!(new_login, "gameserver__20261130T005320");
+        // Pending: both served, the old under the user's own name; env still hands out the old.
+        assert_eq!(logins(&s), [new_login.as_str(), "gameserver"]);
+        assert_eq!(s.login("gameserver"), "gameserver");
+        assert_eq!(s.served_login("gameserver"), new_login);
+        s.promote("gameserver", now);
+        // Promoted: env hands out the new login; the old credential stays for the grace.
+        assert_eq!(s.login("gameserver"), new_login);
+        assert_ne!(s.password("gameserver").unwrap(), &old);
+        assert_eq!(logins(&s), [new_login.as_str(), "gameserver"]);
+        let g = &s.users["gameserver"].graced[0];
+        assert_eq!((g.login.as_str(), &g.password), ("gameserver", &old));
+        assert_eq!(g.until, now + time::Duration::hours(1));
+        // Not yet over: nothing expires.
+        assert!(!s.expire_graces(now + time::Duration::minutes(59)));
+        assert!(s.retiring().is_empty());
+        // Over: no longer served, retiring until proven refused, then forgotten.
+        assert!(s.expire_graces(now + time::Duration::hours(1)));
+        assert_eq!(logins(&s), [new_login.as_str()]);
+        assert_eq!(s.retiring().len(), 1);
+        s.forget_retired("gameserver", "gameserver");
+        assert!(s.users["gameserver"].graced.is_empty());
+        assert_eq!(logins(&s), [new_login.as_str()]);
+    }
+
+    #[test]
+    fn a_rotation_without_grace_keeps_the_login_and_ends_earlier_graces() {
+        let mut s = one_user();
+        let now = at(1_796_000_000);
+        s.begin_rotation(&["gameserver".into()], 4, now, None);
+        // As before grace periods existed: one credential, the user's own name.
+        assert_eq!(logins(&s), ["gameserver"]);
+        s.promote("gameserver", now);
+        assert_eq!(s.login("gameserver"), "gameserver");
+        assert!(s.users["gameserver"].graced.is_empty());
+
+        let hour = std::time::Duration::from_secs(3600);
+        s.begin_rotation(&["gameserver".into()], 4, now, Some(hour));
+        s.promote("gameserver", now);
+        let login = s.login("gameserver").to_string();
+        let later = now + time::Duration::minutes(5);
+        s.begin_rotation(&["gameserver".into()], 4, later, None);
+        // The new password keeps the current login; the graced one is retired at once.
+        assert_eq!(s.served_login("gameserver"), login);
+        assert_eq!(logins(&s), [login.as_str()]);
+        assert_eq!(s.retiring().len(), 1);
     }
 }
