@@ -228,6 +228,7 @@ pub async fn begin(
         r.run(config, RetireStep::LameDuck).await;
         retiring.push(r);
     }
+    leaders_moved(config, state, &removed).await;
     for node in &removed {
         leave_meta_group(config, state, node).await?;
     }
@@ -310,17 +311,25 @@ impl Retiring {
     }
 }
 
-/// Every stream on the remaining nodes with its replica count, from each node's own JSZ as
-/// the system user (a server reports the streams it holds a replica of).
+/// What each remaining node reports of the streams it holds a replica of (its own JSZ, as
+/// the system user).
+async fn reports(
+    config: &Config,
+    state: &State,
+) -> Vec<std::result::Result<Vec<system_account::StreamReport>, String>> {
+    join_all((0..config.nodes().len()).map(|i| async move {
+        let client = system_account::connect(config, state, i).await?;
+        system_account::stream_replicas(&client).await
+    }))
+    .await
+}
+
+/// Every stream on the remaining nodes with its replica count.
 async fn streams(
     config: &Config,
     state: &State,
 ) -> std::result::Result<Vec<StreamReplicas>, String> {
-    let answers = join_all((0..config.nodes().len()).map(|i| async move {
-        let client = system_account::connect(config, state, i).await?;
-        system_account::stream_replicas(&client).await
-    }))
-    .await;
+    let answers = reports(config, state).await;
     let mut all: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut answered = false;
     let mut last_error = None;
@@ -328,9 +337,9 @@ async fn streams(
         match answer {
             Ok(list) => {
                 answered = true;
-                for (account, stream, replicas) in list {
-                    let slot = all.entry((account, stream)).or_default();
-                    *slot = (*slot).max(replicas);
+                for s in list {
+                    let slot = all.entry((s.account, s.stream)).or_default();
+                    *slot = (*slot).max(s.replicas);
                 }
             }
             Err(e) => last_error = Some(e),
@@ -347,6 +356,50 @@ async fn streams(
             replicas,
         })
         .collect())
+}
+
+/// How long the streams led by a node in lame duck may take to elect leaders elsewhere.
+const LEADERS_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Waits until no replicated stream is led by a removed node, or has no leader, as the
+/// remaining nodes report it: lame duck starts those elections, and the meta group changing
+/// a stream's replicas in the middle of one may leave it leaderless for longer (seen: one R3
+/// publish of 785 answered "no stream found" when the removal followed the lame-duck signal
+/// by 0.5 s). Bounded: a removed node that was not reached still leads its streams, and the
+/// removal goes on without it (new leaders are elected once it leaves the group).
+async fn leaders_moved(config: &Config, state: &State, removed: &[String]) {
+    let step = ui::Step::start("waiting until the removed nodes lead no stream");
+    let started = Instant::now();
+    loop {
+        let mut waiting: Vec<String> = reports(config, state)
+            .await
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|s| {
+                s.replicas > 1
+                    && s.leader
+                        .as_ref()
+                        .is_none_or(|l| removed.iter().any(|r| r == l))
+            })
+            .map(|s| s.stream)
+            .collect();
+        waiting.sort();
+        waiting.dedup();
+        if waiting.is_empty() {
+            step.done(format!("done in {:.1}s", started.elapsed().as_secs_f64()));
+            return;
+        }
+        if started.elapsed() > LEADERS_PATIENCE {
+            step.done(format!(
+                "still waiting for {} after {}s; going on",
+                waiting.join(", "),
+                LEADERS_PATIENCE.as_secs()
+            ));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The meta group as its leader sees it, asked through the remaining nodes: the leader's name
@@ -383,9 +436,9 @@ async fn leave_meta_group(config: &Config, state: &State, node: &str) -> Result<
             Some((leader, _)) if leader == node => {
                 last = format!("node {node} still leads the meta group");
             }
-            Some((_, peers)) if !peers.iter().any(|p| p == node) => {
+            Some((leader, peers)) if !peers.iter().any(|p| p == node) => {
                 step.done(format!(
-                    "done in {:.1}s; the meta group is {}",
+                    "done in {:.1}s; the meta group is {leader} (leader), {}",
                     started.elapsed().as_secs_f64(),
                     peers.join(", ")
                 ));

@@ -225,6 +225,22 @@ struct AccountDetail {
 struct StreamDetail {
     name: String,
     config: Option<StreamConfig>,
+    cluster: Option<StreamCluster>,
+}
+
+#[derive(Deserialize)]
+struct StreamCluster {
+    leader: Option<String>,
+}
+
+/// One stream as a server that holds a replica of it reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReport {
+    pub account: String,
+    pub stream: String,
+    pub replicas: u64,
+    /// Its leader, as this server knows it; None while it has none.
+    pub leader: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -233,10 +249,8 @@ struct StreamConfig {
     num_replicas: u64,
 }
 
-/// `(account, stream, replicas)` of every stream the server `client` is connected to holds.
-pub async fn stream_replicas(
-    client: &async_nats::Client,
-) -> Result<Vec<(String, String, u64)>, String> {
+/// Every stream the server `client` is connected to holds a replica of.
+pub async fn stream_replicas(client: &async_nats::Client) -> Result<Vec<StreamReport>, String> {
     let (jsz, _) = ask_with::<JszAccounts>(
         client,
         "JSZ",
@@ -248,12 +262,11 @@ pub async fn stream_replicas(
         .into_iter()
         .flat_map(|a| {
             let account = a.name;
-            a.stream_detail.into_iter().map(move |s| {
-                (
-                    account.clone(),
-                    s.name,
-                    s.config.map_or(1, |c| c.num_replicas.max(1)),
-                )
+            a.stream_detail.into_iter().map(move |s| StreamReport {
+                account: account.clone(),
+                stream: s.name,
+                replicas: s.config.map_or(1, |c| c.num_replicas.max(1)),
+                leader: s.cluster.and_then(|c| c.leader).filter(|l| !l.is_empty()),
             })
         })
         .collect())

@@ -242,7 +242,7 @@ fn a_node_leaves_through_lame_duck_and_the_meta_group_and_an_r3_stream_keeps_its
     let order: Vec<usize> = [
         format!("node {leader}: putting the removed node in lame duck"),
         format!("removing node {leader} from the JetStream meta group"),
-        "reloaded".to_string(),
+        "uploading, validating and reloading the server".to_string(),
         format!("node {leader}: stopping the removed node's container"),
         "route credential rotated".to_string(),
     ]
