@@ -86,6 +86,11 @@ pub struct ContextArgs {
     /// Also make it the nats CLI's selected context (needs exactly one user).
     #[arg(long)]
     pub select: bool,
+    /// Write the context of natsup's system-account user instead (`<name>-natsup_sys`), for the
+    /// operator's `nats server report jetstream` or `nats server raft peer-remove`. Never hand
+    /// it to a game server: it sees and can change every server of the deployment.
+    #[arg(long, conflicts_with = "users")]
+    pub system: bool,
 }
 
 #[derive(Debug, Args)]

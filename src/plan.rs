@@ -262,6 +262,16 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Plan {
                     );
                     Action::Recreate
                 } else {
+                    if !old.contains(SYSTEM_ACCOUNT) && new.contains(SYSTEM_ACCOUNT) {
+                        reasons.push(
+                            "the server gets natsup's system account (`$SYS`, with natsup's own \
+                             user: `status` reads each server's figures with it, and `up` \
+                             removes a node from the JetStream meta group with it); the users \
+                             stay in the global account, and a reload adds it with no client \
+                             disconnected"
+                                .into(),
+                        );
+                    }
                     reasons.push(
                         "users, passwords, permissions or TLS files changed: a reload applies them"
                             .into(),
@@ -287,6 +297,9 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Plan {
         files,
     }
 }
+
+/// The line of a rendered nats-server.conf that gives the server natsup's system account.
+const SYSTEM_ACCOUNT: &str = "\"$SYS\": {";
 
 /// `stop_signal: SIGUSR2` in the rendered compose file: what shows that a container stops
 /// through lame duck.

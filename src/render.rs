@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use askama::Template;
 
 use crate::config::{Config, Network, Node, Permissions, host_port};
-use crate::state::{ROUTE_USER, State};
+use crate::state::{ROUTE_USER, SYSTEM_USER, State};
 
 /// Where the server finds its files inside the container (the tutorial's volume layout).
 pub const CONTAINER_CONFIG_DIR: &str = "/config";
@@ -234,6 +234,8 @@ struct NatsConf<'a> {
     client_advertise: Option<String>,
     cluster: Option<ClusterConf<'a>>,
     users: Vec<ConfUser<'a>>,
+    system_user: &'a str,
+    system_bcrypt: Option<&'a str>,
     cert_file: &'a str,
     key_file: &'a str,
     store_dir: &'a str,
@@ -332,6 +334,8 @@ pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) ->
         client_advertise: config.is_cluster().then(|| node.addr()),
         cluster,
         users,
+        system_user: SYSTEM_USER,
+        system_bcrypt: state.secrets.system.as_ref().map(|s| s.bcrypt.as_str()),
         cert_file: &paths.cert_file,
         key_file: &paths.key_file,
         store_dir: &paths.store_dir,

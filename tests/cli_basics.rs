@@ -114,7 +114,8 @@ fn render_writes_the_bundle_and_a_second_render_changes_nothing() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("password: "))
         .collect();
-    assert_eq!(passwords.len(), 4, "{secrets}");
+    // The four users', and natsup's system user's.
+    assert_eq!(passwords.len(), 5, "{secrets}");
     let ca_key = std::fs::read_to_string(state.join("ca/rootCA-key.pem")).unwrap();
     for (path, bytes) in read_all(&bundle) {
         let text = String::from_utf8_lossy(&bytes);

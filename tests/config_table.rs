@@ -75,6 +75,12 @@ fn the_table() {
              unique",
         ),
         (
+            "webhook",
+            "natsup_sys",
+            "natsup.yaml: users[2].name: \"natsup_sys\" is natsup's own system-account user \
+             (nats-server refuses a user name twice); pick another name",
+        ),
+        (
             "users:\n- name: matchmaker\n- name: gameserver\n- name: webhook\n",
             "users: []\n",
             "natsup.yaml: users: at least one user is needed (leave `users` out for the \

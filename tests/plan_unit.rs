@@ -609,3 +609,29 @@ fn plan_names_the_nats_server_version_change() {
         "{p:?}"
     );
 }
+
+/// Issue 18: a server that runs a config from before natsup had a system account gets it by
+/// a reload (nats-server 2.10.26 reloads `accounts` with the default system account name, see
+/// tests/real_nats_server.rs), and the plan says why.
+#[test]
+fn the_system_account_is_adopted_by_a_reload_and_the_plan_names_it() {
+    let fx = fixture();
+    let mut before = fx.state.clone();
+    before.secrets.system = None;
+    let old = deploy::server_bundle(&fx.config, 0, &before);
+    let live = fx.running(&old);
+    let p = plan(&fx.bundle(), &live);
+    assert_eq!(p.action, Action::Reload, "{:?}", p.reasons);
+    assert!(
+        p.reasons
+            .iter()
+            .any(|r| r.contains("natsup's system account") && r.contains("a reload adds it")),
+        "{:?}",
+        p.reasons
+    );
+    // Once it runs it, nothing more.
+    assert_eq!(
+        plan(&fx.bundle(), &fx.running(&fx.bundle())).action,
+        Action::Nothing
+    );
+}

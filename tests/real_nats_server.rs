@@ -274,3 +274,126 @@ fn every_allowed_bcrypt_cost_is_taken_by_nats_server() {
         }
     }
 }
+
+/// The system user's login to the local server.
+fn system_login(ws: &support::workspace::Workspace, state: &State) -> Login {
+    Login {
+        user: natsup::state::SYSTEM_USER.to_string(),
+        password: state
+            .secrets
+            .system
+            .as_ref()
+            .expect("a system user")
+            .password
+            .expose()
+            .to_string(),
+        ..ws.login("matchmaker")
+    }
+}
+
+/// JetStream through `client`: a stream made, a message published and acknowledged.
+async fn jetstream_works(client: &async_nats::Client, stream: &str) -> Result<(), String> {
+    let js = async_nats::jetstream::new(client.clone());
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: stream.to_string(),
+        subjects: vec![format!("{stream}.>")],
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    js.publish(format!("{stream}.x"), "x".into())
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Issue 18: the rendered system account. The users stay in the global account, JetStream
+/// works for them as before; natsup's system user reads the server's own figures; a user of
+/// the config cannot ask the system account's subjects.
+#[test]
+fn the_system_user_reads_the_servers_figures_and_the_users_keep_jetstream() {
+    let (ws, config, state) = rendered_workspace("sysacct");
+    let _local = serve(&config, &state, ws.port);
+    let rt = runtime();
+    let user = rt.block_on(ws.login("matchmaker").connect()).unwrap();
+    rt.block_on(jetstream_works(&user, "SYSACCT"))
+        .expect("JetStream for a user of the global account");
+    let system = rt
+        .block_on(system_login(&ws, &state).connect())
+        .expect("the system user logs in");
+    let figures = rt
+        .block_on(natsup::system_account::figures(&system))
+        .expect("VARZ and JSZ answer the system user");
+    assert_eq!(figures.streams, 1, "{figures:?}");
+    assert!(figures.connections >= 2, "{figures:?}");
+    assert!(figures.memory_bytes > 0, "{figures:?}");
+    assert_eq!(figures.version, "2.10.26", "{figures:?}");
+    assert!(
+        figures.meta.is_none(),
+        "one server has no meta group: {figures:?}"
+    );
+    // The global account has no `$SYS.REQ.SERVER` responder.
+    let asked = rt.block_on(async {
+        let id = user.server_info().server_id;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            user.request(format!("$SYS.REQ.SERVER.{id}.VARZ"), "{}".into()),
+        )
+        .await
+    });
+    assert!(!matches!(asked, Ok(Ok(_))), "a user read VARZ: {asked:?}");
+}
+
+/// Issue 18: a server that runs a config from before the system account takes the one with
+/// it by a reload: nats-server logs it reloaded, a connected user's client stays connected
+/// and keeps JetStream, and the system user logs in.
+#[test]
+fn the_system_account_is_added_to_a_running_server_by_a_reload() {
+    let (ws, config, state) = rendered_workspace("sysreload");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nats-server.conf");
+    let paths = support::local::local_paths(&state, ws.port, dir.path());
+    let mut before = state.clone();
+    before.secrets.system = None;
+    let old = natsup::render::nats_conf(&config, 0, &before, &paths);
+    assert!(!old.contains("$SYS"), "{old}");
+    std::fs::write(&conf, &old).unwrap();
+    let server = NatsServer::start(&conf, ws.port);
+    let rt = runtime();
+    let disconnects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let user = rt
+        .block_on(
+            support::load::counting_disconnects(&ws.login("matchmaker"), &disconnects)
+                .connect(ws.login("matchmaker").url()),
+        )
+        .unwrap();
+    rt.block_on(jetstream_works(&user, "BEFORE")).unwrap();
+    assert!(rt.block_on(system_login(&ws, &state).connect()).is_err());
+
+    std::fs::write(&conf, natsup::render::nats_conf(&config, 0, &state, &paths)).unwrap();
+    server.reload();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log().contains("Reloaded server configuration") {
+        assert!(
+            !server.log().contains("Failed to reload"),
+            "the reload failed:\n{}",
+            server.log()
+        );
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let system = rt
+        .block_on(system_login(&ws, &state).connect())
+        .expect("the system user logs in after the reload");
+    rt.block_on(natsup::system_account::figures(&system))
+        .expect("figures after the reload");
+    rt.block_on(jetstream_works(&user, "AFTER"))
+        .expect("JetStream for the connected user after the reload");
+    assert_eq!(
+        disconnects.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the user's client was disconnected by the reload"
+    );
+}

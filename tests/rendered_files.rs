@@ -31,7 +31,12 @@ fn redacted_conf(config: &Config, state: &State) -> String {
         );
         conf = conf.replace(hash, &format!("<bcrypt hash of {}'s password>", user.name));
     }
-    conf
+    let system = &state.secrets.system.as_ref().expect("a system user").bcrypt;
+    assert!(
+        conf.contains(&format!("\"{system}\"")),
+        "system hash not quoted"
+    );
+    conf.replace(system, "<bcrypt hash of the system user's password>")
 }
 
 const WITH_PERMISSIONS: &str = r#"name: bevygap

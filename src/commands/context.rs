@@ -40,6 +40,9 @@ pub fn nats_config_dir() -> Result<PathBuf> {
 
 pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
     let config = ctx.load_config()?;
+    if args.system {
+        return system(ctx, &config, args.select);
+    }
     let users = config.select_users(&args.users)?;
     let state = State::load_for(&config, &ctx.state_dir(&config), &users)?;
     if args.select && users.len() != 1 {
@@ -81,6 +84,47 @@ pub fn run(ctx: &Context, args: ContextArgs) -> Result<i32> {
     }
     if args.select {
         let name = context_name(&config.name, &users[0]);
+        write_atomic(&base.join("context.txt"), name.as_bytes(), 0o600)?;
+        println!("selected {name}");
+    }
+    Ok(0)
+}
+
+/// `--system`: the context of the system account's user, written apart from every user's.
+fn system(ctx: &Context, config: &crate::config::Config, select: bool) -> Result<i32> {
+    let state = State::load_for(config, &ctx.state_dir(config), &[])?;
+    let secret = state.secrets.system.as_ref().ok_or_else(|| {
+        Error::usage(
+            format!("deployment `{}` has no system user yet", config.name),
+            Some("run `natsup up`: it makes one and gives it to every server".to_string()),
+        )
+    })?;
+    let base = nats_config_dir()?;
+    let dir = base.join("context");
+    create_private_dir(&dir)?;
+    let ca = std::path::absolute(state.dir.ca_cert())
+        .map_err(|e| Error::io("resolve", state.dir.ca_cert(), e))?;
+    // A config user cannot be named so, so this never overwrites a user's context.
+    let name = context_name(&config.name, crate::state::SYSTEM_USER);
+    let context = NatsContext {
+        description: format!(
+            "natsup deployment {} as its system-account user (operators only)",
+            config.name
+        ),
+        url: crate::client_env::nats_url(config),
+        user: crate::state::SYSTEM_USER.to_string(),
+        password: secret.password.expose().to_string(),
+        ca: if state.client_ca().is_empty() {
+            String::new()
+        } else {
+            ca.display().to_string()
+        },
+    };
+    let path = dir.join(format!("{name}.json"));
+    let json = serde_json::to_string_pretty(&context).expect("contexts serialize");
+    write_atomic(&path, json.as_bytes(), 0o600)?;
+    println!("wrote nats context {name} ({})", path.display());
+    if select {
         write_atomic(&base.join("context.txt"), name.as_bytes(), 0o600)?;
         println!("selected {name}");
     }

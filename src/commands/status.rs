@@ -13,6 +13,7 @@ use crate::plan::Action;
 use crate::remote::Via;
 use crate::session::{self, Context};
 use crate::state::State;
+use crate::system_account::{self, ServerFigures};
 use crate::tls_probe;
 use crate::verify::cluster::check_in_cluster;
 
@@ -30,6 +31,12 @@ pub struct ServerStatus {
     /// `single`, or `rotating` between `rotate-ca --begin` and `--finish`.
     pub ca_phase: crate::state::CaPhase,
     pub users: Vec<UserStatus>,
+    /// The server's own figures, read as the system user (connections, slow consumers, memory,
+    /// JetStream streams and storage); None when they could not be read (`figures_error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub figures: Option<ServerFigures>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub figures_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -254,6 +261,7 @@ fn print_status(s: &ServerStatus) {
             "ca:          rotating: clients get old + new CA; finish with `natsup rotate-ca --finish`"
         ),
     }
+    println!("server:      {}", figures_line(s));
     for u in &s.users {
         println!(
             "user:        {:<20} password rotated {}, bcrypt cost {}{}",
@@ -300,7 +308,19 @@ async fn server_status(
                 }),
             Err(_) => None,
         };
+    // A server that is not running has no figures to give; one that runs an older config has
+    // no system user yet (the next `up` gives it one): either is said, not an error.
+    let (figures, figures_error) = if observed.container.as_ref().is_some_and(|c| c.running()) {
+        match system_account::node_figures(config, state, i).await {
+            Ok(f) => (Some(f), None),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, Some("the server is not running".to_string()))
+    };
     let status = ServerStatus {
+        figures,
+        figures_error,
         deployment: config.name.clone(),
         target: format!(
             "{target}:{}",
@@ -420,6 +440,36 @@ fn print_cluster(c: &ClusterStatus) {
             n.node, container, cert, issuer, in_sync, routes, s.target
         );
     }
+    println!(
+        "{:<10} {:<9} {:>11} {:>14} {:>10} {:>8} {:>12} META LEADER",
+        "NODE", "VERSION", "CONNECTIONS", "SLOW CONSUMERS", "MEMORY", "STREAMS", "JS STORAGE"
+    );
+    for n in &c.nodes {
+        match n.status.as_ref().and_then(|s| s.figures.as_ref()) {
+            Some(f) => println!(
+                "{:<10} {:<9} {:>11} {:>14} {:>10} {:>8} {:>12} {}",
+                n.node,
+                f.version,
+                f.connections,
+                f.slow_consumers,
+                bytes(f.memory_bytes),
+                f.streams,
+                bytes(f.storage_bytes),
+                f.meta
+                    .as_ref()
+                    .and_then(|m| m.leader.as_deref())
+                    .unwrap_or("none"),
+            ),
+            None => println!(
+                "{:<10} figures not read: {}",
+                n.node,
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.figures_error.as_deref())
+                    .unwrap_or("unreachable")
+            ),
+        }
+    }
     if c.healthy {
         println!("cluster:     healthy: every node runs, is in sync and routes to every other");
     } else {
@@ -465,5 +515,40 @@ fn print_cluster(c: &ClusterStatus) {
             );
             print_credentials(u);
         }
+    }
+}
+
+/// One server's figures on one line, or why there are none.
+fn figures_line(s: &ServerStatus) -> String {
+    match (&s.figures, &s.figures_error) {
+        (Some(f), _) => format!(
+            "nats-server {}, {} connections, {} slow consumers, {} memory; JetStream: {} streams, \
+             {} stored ({} in memory)",
+            f.version,
+            f.connections,
+            f.slow_consumers,
+            bytes(f.memory_bytes),
+            f.streams,
+            bytes(f.storage_bytes),
+            bytes(f.memory_store_bytes),
+        ),
+        (None, Some(e)) => format!("figures not read: {e}"),
+        (None, None) => "figures not read".to_string(),
+    }
+}
+
+/// Bytes in binary units, one decimal.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -15,7 +15,8 @@ use crate::verify_output::print_report;
 
 pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
     let runtime = crate::runtime();
-    let (config, members) = session::deployment(ctx, &args.target.target())?;
+    let target = args.target.target();
+    let (config, members) = session::deployment(ctx, &target)?;
     // Opening the SSH connections takes a few round trips and needs nothing from the local
     // state, so it goes on while the state is made (a first run's CA, certificates and
     // bcrypt hashes). Nothing is sent to a server before the state is on disk.
@@ -52,8 +53,22 @@ pub fn run_up(ctx: &Context, args: UpArgs) -> Result<i32> {
                 verify::deployment(&config, &state, None, &Thresholds::works(), Depth::Quick).await
             }))
         });
+        // A node removed from `nodes` leaves first: lame duck, then the meta group; its
+        // container is stopped once the others have dropped its route.
+        let retiring = if args.dry_run {
+            let removed = state.dir.removed_nodes(config);
+            if config.is_cluster() && !removed.is_empty() {
+                for step in crate::node_removal::steps(&removed) {
+                    ui::note(format!("would {step}"));
+                }
+            }
+            Vec::new()
+        } else {
+            crate::node_removal::begin(config, state, target.accept_new_host_key).await?
+        };
         // Also finishes (or undoes) a password rotation an earlier run left pending.
         let rolled = operation::converge(config, state, &members, Some(openings), &change).await?;
+        crate::node_removal::finish(config, retiring).await;
         if args.dry_run {
             if let Some(r) = state.secrets.route_rotation.as_ref() {
                 ui::note(format!("would rotate the route credential: {}", r.reason));
@@ -179,6 +194,16 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
             println!("action: {}", plan.action.name());
         }
         print!("{}", plan.describe(true));
+    }
+    let removed = state.dir.removed_nodes(config);
+    if config.is_cluster() && !removed.is_empty() {
+        println!(
+            "removing node {}: `natsup up` will, in order:",
+            removed.join(", ")
+        );
+        for step in crate::node_removal::steps(&removed) {
+            println!("  - {step}");
+        }
     }
     if let Some(r) = &session.state.secrets.route_rotation {
         println!(

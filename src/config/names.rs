@@ -71,6 +71,12 @@ pub(super) fn check_node_name(name: &str) -> Result<(), String> {
 /// nats-server accepts almost anything as a user name, but clients put it in URLs, env files
 /// and nats context names; this set survives all of them unquoted.
 pub fn check_user_name(name: &str) -> Result<(), String> {
+    if name == crate::state::SYSTEM_USER {
+        return Err(format!(
+            "{name:?} is natsup's own system-account user (nats-server refuses a user name twice); \
+             pick another name"
+        ));
+    }
     let ok = is_token(name, 128);
     if ok {
         Ok(())

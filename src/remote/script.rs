@@ -15,6 +15,7 @@ const COMMON: &str = include_str!("../scripts/common.sh");
 const OBSERVE: &str = include_str!("../scripts/observe.sh");
 const APPLY: &str = include_str!("../scripts/apply.sh");
 const ACME: &str = include_str!("../scripts/acme.sh");
+const RETIRE: &str = include_str!("../scripts/retire.sh");
 
 /// The apply script's `ACTION`: what it does once the new files are committed. `none` commits
 /// files only (nothing the running server reads changed); `reload` sends SIGHUP (users,
@@ -100,6 +101,42 @@ pub fn apply(
         action_arg(action),
         manifest,
         bounds,
+    )
+}
+
+/// The steps that take a node removed from `nodes` out of service (`retire.sh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetireStep {
+    /// No restart from now on, and SIGUSR2: lame duck, without waiting for it.
+    LameDuck,
+    /// Waits for the server to leave (up to the lame-duck wait), ends it, stops the container.
+    Stop,
+}
+
+/// The retire script for `step` on the node whose folder is `remote_dir`.
+pub fn retire(
+    deployment: &str,
+    remote_dir: &str,
+    step: RetireStep,
+    lame_duck_wait: Duration,
+    compose: Duration,
+) -> String {
+    format!(
+        "{}{COMMON}{RETIRE}",
+        header(&[
+            ("PROJECT_PREFIX", project_prefix(deployment)),
+            ("DIR", remote_dir.to_string()),
+            (
+                "STEP",
+                match step {
+                    RetireStep::LameDuck => "lame-duck",
+                    RetireStep::Stop => "stop",
+                }
+                .to_string(),
+            ),
+            ("LDM_WAIT", bound_secs(lame_duck_wait)),
+            ("COMPOSE_TIMEOUT", bound_secs(compose)),
+        ])
     )
 }
 

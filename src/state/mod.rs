@@ -45,6 +45,7 @@
 
 mod dir;
 mod owner;
+pub mod reach;
 mod repair;
 mod secrets;
 
@@ -66,7 +67,7 @@ use repair::{
 };
 pub use secrets::{
     GracedCredential, PendingGrace, PendingPassword, ROUTE_USER, RetiredRoute, RoutePhase,
-    RouteRotation, Secrets, UserSecret, grace_login,
+    RouteRotation, SYSTEM_USER, Secrets, UserSecret, grace_login,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +182,10 @@ impl State {
                 created.push(Created::ServerCert { reason });
             }
             certs.push(cert);
+            // How to reach it, kept for the run that finds it removed from `nodes`.
+            if config.is_cluster() {
+                reach::record(dir, node)?;
+            }
         }
 
         let mut secrets = load_secrets(&dir.secrets())?.unwrap_or_default();
@@ -243,6 +248,25 @@ impl State {
             save_secrets(dir, &secrets)?;
             created.push(Created::Passwords {
                 users: vec![ROUTE_USER.to_string()],
+            });
+        }
+        // Every deployment has a system user, one server too: `status` reads the server's own
+        // figures with it, and a cluster removes a JetStream peer with it.
+        if secrets.system.is_none() {
+            let (password, bcrypt) = passwords::generate_hashed(1, config.auth.bcrypt_cost)
+                .pop()
+                .expect("one password was asked for");
+            secrets.system = Some(UserSecret {
+                password,
+                bcrypt,
+                rotated_at: now,
+                pending: None,
+                login: None,
+                graced: Vec::new(),
+            });
+            save_secrets(dir, &secrets)?;
+            created.push(Created::Passwords {
+                users: vec![SYSTEM_USER.to_string()],
             });
         }
         // A node removed from the config still holds the route credential (in its

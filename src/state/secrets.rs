@@ -29,6 +29,11 @@ pub struct Secrets {
     /// when it holds no connection made with it, so that dropping the URL closes nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_routes: Vec<RetiredRoute>,
+    /// The system account's one user ([`SYSTEM_USER`]): what natsup reads server figures
+    /// (`$SYS.REQ.SERVER.PING.*`) and removes JetStream peers with. Never a user of the
+    /// config, so `env`, `context` and `bundle` of a user never hand it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<UserSecret>,
 }
 
 /// Where a rotation of the route credential is. The new password is `route.pending`.
@@ -78,6 +83,10 @@ pub struct RetiredRoute {
 
 /// The user name nodes of a cluster log in to each other's routes with.
 pub const ROUTE_USER: &str = "natsup_route";
+
+/// The user of the system account (`$SYS`), natsup's own: the config refuses a user of this
+/// name, since nats-server refuses one user name twice (`Duplicate user`).
+pub const SYSTEM_USER: &str = "natsup_sys";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -344,7 +344,102 @@ async fn across(config: &Config, state: &State) -> Vec<verify::Check> {
     }
     checks.push(messages_across(members, &clients).await);
     checks.extend(kv_across(members, &clients).await);
+    checks.push(meta_leader(config, state).await);
     checks
+}
+
+/// The JetStream meta leader, read from every node's own JSZ (`meta_cluster.leader`) as the
+/// system user: OK when every node names the same leader, and it is a node of the config.
+/// A follower learns a new leader from its first append (a leader elected a moment ago is not
+/// yet known to all), so an answer short of that is asked again for up to 5 s.
+async fn meta_leader(config: &Config, state: &State) -> verify::Check {
+    let started = Instant::now();
+    loop {
+        let check = meta_leader_once(config, state, started).await;
+        if check.status == verify::Status::Ok || started.elapsed() > Duration::from_secs(5) {
+            return check;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn meta_leader_once(config: &Config, state: &State, started: Instant) -> verify::Check {
+    use verify::Status;
+    let answers = join_all(
+        (0..config.nodes().len()).map(|i| crate::system_account::node_figures(config, state, i)),
+    )
+    .await;
+    let mut leaders: Vec<(String, Option<String>)> = Vec::new();
+    let mut failed = Vec::new();
+    for (node, answer) in config.nodes().iter().zip(answers) {
+        match answer {
+            Ok(f) => leaders.push((node.name.clone(), f.meta.and_then(|m| m.leader))),
+            Err(e) => failed.push(format!("{}: {e}", node.name)),
+        }
+    }
+    let check = |status, detail: String| {
+        cluster_check("cluster", "meta_leader", status, Some(started), detail)
+    };
+    if !failed.is_empty() {
+        // A server that runs a config from before natsup's system account refuses its user:
+        // the next `up` gives it the account, so that is a warning, not a failure.
+        let not_yet = failed
+            .iter()
+            .all(|e| nats_client::is_auth_error(e) || e.contains("no system user"));
+        return check(
+            if not_yet {
+                Status::Warning
+            } else {
+                Status::Critical
+            },
+            if not_yet {
+                format!(
+                    "the meta leader could not be read: the servers do not take natsup's \
+                     system user yet (`natsup up` gives it to them): {}",
+                    failed.join("; ")
+                )
+            } else {
+                format!("the meta leader could not be read: {}", failed.join("; "))
+            },
+        );
+    }
+    let none: Vec<&str> = leaders
+        .iter()
+        .filter(|(_, l)| l.is_none())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !none.is_empty() {
+        return check(
+            Status::Critical,
+            format!("no JetStream meta leader known to {}", none.join(", ")),
+        );
+    }
+    let named: std::collections::BTreeSet<&str> =
+        leaders.iter().filter_map(|(_, l)| l.as_deref()).collect();
+    let leader = named.iter().next().copied().unwrap_or_default();
+    if named.len() > 1 {
+        return check(
+            Status::Critical,
+            format!(
+                "the nodes disagree on the JetStream meta leader: {}",
+                leaders
+                    .iter()
+                    .map(|(n, l)| format!("{n} names {}", l.as_deref().unwrap_or("none")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    if config.nodes().iter().all(|n| n.name != leader) {
+        return check(
+            Status::Critical,
+            format!("the JetStream meta leader is {leader}, which is not a node of the config"),
+        );
+    }
+    check(
+        Status::Ok,
+        format!("the JetStream meta leader is {leader} (every node's JSZ names it)"),
+    )
 }
 
 /// Every node subscribes to one subject; each publishes until every other node has its message.
@@ -552,42 +647,27 @@ async fn kv_across(
         &members.get(1).unwrap_or(&members[0]).name,
     );
     match result {
-        Ok(leader) => vec![
-            cluster_check(
-                "cluster",
-                "kv_replicated",
-                Status::Ok,
-                Some(started),
-                format!("an R{replicas} KV put through {first} was read back through {second}"),
-            ),
-            cluster_check(
-                "cluster",
-                "meta_leader",
+        Ok(leader) => vec![cluster_check(
+            "cluster",
+            "kv_replicated",
+            Status::Ok,
+            Some(started),
+            format!(
+                "an R{replicas} KV put through {first} was read back through {second}; its \
+                 stream leader is {}",
                 if leader.is_empty() {
-                    Status::Warning
+                    "unknown"
                 } else {
-                    Status::Ok
-                },
-                None,
-                format!(
-                    "the JetStream meta leader placed an R{replicas} bucket; its stream leader is {}",
-                    if leader.is_empty() {
-                        "unknown"
-                    } else {
-                        &leader
-                    }
-                ),
+                    &leader
+                }
             ),
-        ],
-        Err(e) => vec![
-            cluster_check("cluster", "kv_replicated", Status::Critical, None, &e),
-            cluster_check(
-                "cluster",
-                "meta_leader",
-                Status::Critical,
-                None,
-                format!("an R{replicas} bucket could not be placed: {e}"),
-            ),
-        ],
+        )],
+        Err(e) => vec![cluster_check(
+            "cluster",
+            "kv_replicated",
+            Status::Critical,
+            None,
+            &e,
+        )],
     }
 }
