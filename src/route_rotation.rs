@@ -36,7 +36,7 @@
 //! Then every node is asked, as a route would ([`crate::route_probe`]), and must refuse the
 //! old password and accept the new one; only then is the new one made current (the same rule
 //! as a user's password in [`crate::settle`]). The old password stays in each node's route
-//! URLs, refused everywhere, until that node's server restarts (see
+//! URLs, refused everywhere, until that node is recreated (see
 //! [`crate::state::Secrets::retired_routes`]): dropping it before would close its routes.
 
 use std::collections::BTreeMap;

@@ -214,9 +214,9 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     let again = text(&cl.ws.ok(&["up"]));
     assert!(again.contains("nothing to do"), "{again}");
 
-    // The old password stays in every node's route URLs, refused everywhere, while its server
-    // runs: dropping it would close the routes made with it. Once n1's server has restarted,
-    // `up` drops it from n1 alone, by a reload that closes no route.
+    // The old password stays in every node's route URLs, refused everywhere: dropping it
+    // closes routes made with it. It goes with a node's next recreate; a node whose server
+    // merely restarted is left as it is, and a publisher sees nothing.
     let route_url = |password: &str| format!("nats-route://natsup_route:{password}@");
     assert!(live_confs(&cl).iter().all(|c| c.contains(&route_url(&old))));
     support::run(
@@ -224,8 +224,7 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     );
     let restarted = Instant::now();
     // Back means routes up and the stream's replica on n1 caught up (status exits 0 only
-    // then): n1's restart went through lame duck, which moved its stream leaders away, and a
-    // publish while it catches up waits on the stream, not on the change under test.
+    // then): n1's restart went through lame duck, which moved its stream leaders away.
     while {
         let status = cl.ws.run(&["status"]);
         !(status.status.success() && text(&status).matches("routes up").count() == 3)
@@ -243,19 +242,13 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     stop.store(true, Ordering::SeqCst);
     let (ok, failed) = rt.block_on(publisher).unwrap();
     let said = text(&out);
-    assert!(
-        said.contains("node n1: its server restarted since the route credential was rotated"),
-        "{said}"
-    );
+    assert!(said.contains("nothing to do"), "{said}");
     eprintln!(
-        "old route URL dropped from n1: {ok} R3 publishes acked, {} failed",
+        "up after n1's restart: {ok} R3 publishes acked, {} failed",
         failed.len()
     );
     assert!(failed.is_empty(), "publishes failed: {failed:?}\n{said}");
-    let confs = live_confs(&cl);
-    assert!(!confs[0].contains(&route_url(&old)), "{}", confs[0]);
-    assert!(confs[0].contains(&route_url(&new)), "{}", confs[0]);
-    assert!(confs[1].contains(&route_url(&old)) && confs[2].contains(&route_url(&old)));
+    assert!(live_confs(&cl).iter().all(|c| c.contains(&route_url(&old))));
     assert_eq!(
         cl.ws.run(&["status"]).status.code(),
         Some(0),

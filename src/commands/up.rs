@@ -155,11 +155,7 @@ pub fn run_plan(ctx: &Context, args: PlanArgs) -> Result<i32> {
     let (config, state) = (&session.config, &session.state);
     let plans = crate::runtime().block_on(async {
         let inspection = operation::inspect_all(config, state, &members, None, true).await?;
-        // As `up` will: a node whose server restarted no longer dials with a retired route
-        // password.
-        let mut state = state.clone();
-        operation::forget_retired_of_restarted(&mut state.secrets, &members, &inspection.nodes);
-        let plans = operation::plans(config, &state, &inspection.nodes);
+        let plans = operation::plans(config, state, &inspection.nodes);
         Inspection::close(inspection.nodes).await;
         Ok::<_, Error>(plans)
     })?;

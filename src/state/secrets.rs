@@ -25,8 +25,8 @@ pub struct Secrets {
     /// Route passwords that every node refuses, which some nodes still dial their peers with
     /// as well as the current one. nats-server tags each route connection with the route URL
     /// it was dialed with (password included) and closes the connections of a URL that a
-    /// reload removes: a node keeps dialing a retired password until its server has restarted,
-    /// when it holds no connection made with it, so that dropping the URL closes nothing.
+    /// reload removes: a node keeps dialing a retired password until it is recreated, when its
+    /// new server holds no connection made with it, so that dropping the URL closes nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_routes: Vec<RetiredRoute>,
     /// The system account's one user ([`SYSTEM_USER`]): what natsup reads server figures
@@ -441,17 +441,14 @@ impl Secrets {
         }
     }
 
-    /// Forgets, for each node, the retired route passwords its running server cannot hold
-    /// routes of: `running(node)` is the server it runs now (None: none, or a node no longer
-    /// in the config). Returns the nodes that dropped one.
-    pub fn prune_retired_routes(
-        &mut self,
-        running: impl Fn(&str) -> Option<String>,
-    ) -> Vec<String> {
+    /// Forgets the retired route passwords that `nodes` dial with, since each of them is about
+    /// to run a new server (recreated), which makes no route with one. Returns those nodes that
+    /// dialed one.
+    pub fn forget_retired_routes_of(&mut self, nodes: &[String]) -> Vec<String> {
         let mut dropped = Vec::new();
         for r in &mut self.retired_routes {
-            r.held_by.retain(|node, server| {
-                let keep = running(node).as_deref() == Some(server.as_str());
+            r.held_by.retain(|node, _| {
+                let keep = !nodes.contains(node);
                 if !keep && !dropped.contains(node) {
                     dropped.push(node.clone());
                 }
