@@ -215,45 +215,9 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     assert!(again.contains("nothing to do"), "{again}");
 
     // The old password stays in every node's route URLs, refused everywhere: dropping it
-    // closes routes made with it. It goes with a node's next recreate; a node whose server
-    // merely restarted is left as it is, and a publisher sees nothing.
+    // closes routes made with it. It goes with a node's next recreate.
     let route_url = |password: &str| format!("nats-route://natsup_route:{password}@");
     assert!(live_confs(&cl).iter().all(|c| c.contains(&route_url(&old))));
-    support::run(
-        std::process::Command::new("docker").args(["restart", &cl.projects[0].container_id()]),
-    );
-    let restarted = Instant::now();
-    // Back means routes up and the stream's replica on n1 caught up (status exits 0 only
-    // then): n1's restart went through lame duck, which moved its stream leaders away.
-    while {
-        let status = cl.ws.run(&["status"]);
-        !(status.status.success() && text(&status).matches("routes up").count() == 3)
-    } {
-        assert!(
-            restarted.elapsed() < Duration::from_secs(60),
-            "n1 did not rejoin within 60 s of its restart"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let (stop, publisher) = publish_throughout(&rt, &js);
-    std::thread::sleep(Duration::from_millis(500));
-    let out = cl.ws.ok(&["up"]);
-    std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
-    let (ok, failed) = rt.block_on(publisher).unwrap();
-    let said = text(&out);
-    assert!(said.contains("nothing to do"), "{said}");
-    eprintln!(
-        "up after n1's restart: {ok} R3 publishes acked, {} failed",
-        failed.len()
-    );
-    assert!(failed.is_empty(), "publishes failed: {failed:?}\n{said}");
-    assert!(live_confs(&cl).iter().all(|c| c.contains(&route_url(&old))));
-    assert_eq!(
-        cl.ws.run(&["status"]).status.code(),
-        Some(0),
-        "every node routes to every other"
-    );
     drop(client);
 }
 

@@ -312,7 +312,11 @@ impl Secrets {
     /// cost; returns the users whose hashes changed.
     pub fn rehash(&mut self, cost: u32) -> Vec<String> {
         let stale = |hash: &str| passwords::cost_of(hash) != Some(cost);
+        let system_user = SYSTEM_USER.to_string();
         let mut targets: Vec<(&String, &Secret, &mut String)> = Vec::new();
+        if let Some(s) = self.system.as_mut().filter(|s| stale(&s.bcrypt)) {
+            targets.push((&system_user, &s.password, &mut s.bcrypt));
+        }
         for (user, s) in self.users.iter_mut() {
             if stale(&s.bcrypt) {
                 targets.push((user, &s.password, &mut s.bcrypt));
