@@ -17,7 +17,7 @@
 use natsup_dev_support as support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -206,26 +206,7 @@ fn a_node_leaves_through_lame_duck_and_the_meta_group_and_an_r3_stream_keeps_its
         let _in_runtime = rt.enter();
         async_nats::jetstream::new(client.clone())
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = rt.spawn({
-        let (js, stop) = (js.clone(), stop.clone());
-        async move {
-            let (mut ok, mut failed) = (0usize, Vec::new());
-            while !stop.load(Ordering::SeqCst) {
-                let at = Instant::now();
-                let acked = match js.publish("nrm.tick", "t".into()).await {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match acked {
-                    Ok(()) => ok += 1,
-                    Err(e) => failed.push(format!("{e} (after {:?})", at.elapsed())),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (ok, failed)
-        }
-    });
+    let (stop, publisher) = support::load::publish_throughout(&rt, &js, "nrm.tick");
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
     let out = cl.ws.run(&["up"]);

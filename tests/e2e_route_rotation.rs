@@ -10,7 +10,7 @@ use natsup_dev_support as support;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -73,35 +73,6 @@ async fn route_logins_of(
 
 /// Publishes to the R3 stream every 20 ms until the flag is set, each publish waiting for its
 /// ack (async-nats' default: 5 s); the task returns how many were acked, and each failure.
-fn publish_throughout(
-    rt: &tokio::runtime::Runtime,
-    js: &async_nats::jetstream::Context,
-) -> (
-    Arc<AtomicBool>,
-    tokio::task::JoinHandle<(usize, Vec<String>)>,
-) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = rt.spawn({
-        let (js, stop) = (js.clone(), stop.clone());
-        async move {
-            let (mut ok, mut failed) = (0usize, Vec::new());
-            while !stop.load(Ordering::SeqCst) {
-                let at = Instant::now();
-                let acked = match js.publish("routerot.tick", "t".into()).await {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match acked {
-                    Ok(()) => ok += 1,
-                    Err(e) => failed.push(format!("{e} (after {:?})", at.elapsed())),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (ok, failed)
-        }
-    });
-    (stop, publisher)
-}
 
 /// Each node's live nats-server.conf.
 fn live_confs(cl: &Cluster) -> Vec<String> {
@@ -165,7 +136,7 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
         .await
         .expect("an R3 stream")
     });
-    let (stop, publisher) = publish_throughout(&rt, &js);
+    let (stop, publisher) = support::load::publish_throughout(&rt, &js, "routerot.tick");
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
     let out = cl.ws.run(&["rotate-passwords", "--route"]);

@@ -770,3 +770,34 @@ impl Listening {
         }
     }
 }
+
+/// Publishes to `subject` (a stream's) every 20 ms, waiting for each ack, until the flag it
+/// returns is set; the task ends with the count of acked publishes and each failure, with
+/// how long it waited.
+pub fn publish_throughout(
+    rt: &Runtime,
+    js: &jetstream::Context,
+    subject: &'static str,
+) -> (Arc<AtomicBool>, JoinHandle<(usize, Vec<String>)>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = rt.spawn({
+        let (js, stop) = (js.clone(), stop.clone());
+        async move {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let at = Instant::now();
+                let acked = match js.publish(subject, "t".into()).await {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match acked {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(format!("{e} (after {:?})", at.elapsed())),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        }
+    });
+    (stop, publisher)
+}

@@ -234,17 +234,7 @@ impl State {
             });
         }
         if config.is_cluster() && secrets.route.is_none() {
-            let (password, bcrypt) = passwords::generate_hashed(1, config.auth.bcrypt_cost)
-                .pop()
-                .expect("one password was asked for");
-            secrets.route = Some(UserSecret {
-                password,
-                bcrypt,
-                rotated_at: now,
-                pending: None,
-                login: None,
-                graced: Vec::new(),
-            });
+            secrets.route = Some(UserSecret::generate(config.auth.bcrypt_cost, now));
             save_secrets(dir, &secrets)?;
             created.push(Created::Passwords {
                 users: vec![ROUTE_USER.to_string()],
@@ -253,17 +243,7 @@ impl State {
         // Every deployment has a system user, one server too: `status` reads the server's own
         // figures with it, and a cluster removes a JetStream peer with it.
         if secrets.system.is_none() {
-            let (password, bcrypt) = passwords::generate_hashed(1, config.auth.bcrypt_cost)
-                .pop()
-                .expect("one password was asked for");
-            secrets.system = Some(UserSecret {
-                password,
-                bcrypt,
-                rotated_at: now,
-                pending: None,
-                login: None,
-                graced: Vec::new(),
-            });
+            secrets.system = Some(UserSecret::generate(config.auth.bcrypt_cost, now));
             save_secrets(dir, &secrets)?;
             created.push(Created::Passwords {
                 users: vec![SYSTEM_USER.to_string()],

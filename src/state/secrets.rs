@@ -172,6 +172,23 @@ pub struct Served<'a> {
     pub bcrypt: &'a str,
 }
 
+impl UserSecret {
+    /// A new password of its own (natsup's route and system users), hashed at `cost`.
+    pub fn generate(cost: u32, now: OffsetDateTime) -> UserSecret {
+        let (password, bcrypt) = passwords::generate_hashed(1, cost)
+            .pop()
+            .expect("one password was asked for");
+        UserSecret {
+            password,
+            bcrypt,
+            rotated_at: now,
+            pending: None,
+            login: None,
+            graced: Vec::new(),
+        }
+    }
+}
+
 impl Secrets {
     /// The hash the server should hold for `user`: the pending one while a rotation is under way.
     pub fn served_hash(&self, user: &str) -> &str {
