@@ -2,13 +2,17 @@
 # The benchmarks the README's "Performance" section quotes, each side by side with the way it
 # replaces, in one run (these machines are shared and noisy: read the ratios).
 #
-#   ./scripts/bench.sh            render, up, day-2, scale and cluster benchmarks
+#   ./scripts/bench.sh            render, up, day-2, scale, cluster and upgrade benchmarks
 #   ./scripts/bench.sh --scale    only the scale benchmark (hundreds of connected clients;
 #                                 long: NATSUP_BENCH_SCALE_SIZES="50,200" runs fewer sizes)
 #   ./scripts/bench.sh --cluster  only the cluster benchmark (3 nodes on 127.0.0.21-23 against
 #                                 one server: bootstrap beside its floor, one node's bootstrap +
 #                                 three native nats-servers' formation; a rolling renew-cert
 #                                 with 200 clients; a client's node killed)
+#   ./scripts/bench.sh --upgrade  only the upgrade benchmark (one server: natsup's lame-duck
+#                                 recreate against the tutorial's `docker compose up -d`, 50
+#                                 clients; 3 nodes: natsup's rolling upgrade against a roll by
+#                                 hand, 200 clients and an R3 publisher)
 #   ./scripts/bench.sh --delay    also `up` with 50 ms added each way: with netem when the
 #                                 kernel has it (`tc qdisc add dev lo root netem delay 50ms`,
 #                                 as root, removed after), else on SSH through
@@ -26,15 +30,17 @@ cd "$(dirname "$0")/.."
 netem=false
 scale_only=false
 cluster_only=false
+upgrade_only=false
 baseline_only=false
 case "${1:-}" in
   --delay) netem=true ;;
   --scale) scale_only=true ;;
   --cluster) cluster_only=true ;;
+  --upgrade) upgrade_only=true ;;
   --baseline) baseline_only=true ;;
   "") ;;
   *)
-    echo "usage: $0 [--delay|--scale|--cluster|--baseline]" >&2
+    echo "usage: $0 [--delay|--scale|--cluster|--upgrade|--baseline]" >&2
     exit 2
     ;;
 esac
@@ -76,7 +82,15 @@ cluster() {
   echo >>"$report"
 }
 
-# 6. (alone with --baseline) this build against NATSUP_BASELINE_BIN, both driven the same way.
+# 6. (alone with --upgrade) upgrading nats-server: one server, natsup's lame-duck recreate
+#    against the tutorial's `docker compose up -d`; 3 nodes, natsup's rolling upgrade against a
+#    roll by hand; clients connected and an R3 publisher throughout.
+upgrade() {
+  cargo bench --bench upgrade | tee -a "$report"
+  echo >>"$report"
+}
+
+# 7. (alone with --baseline) this build against NATSUP_BASELINE_BIN, both driven the same way.
 if $baseline_only; then
   {
     cargo bench --bench up 2>/dev/null
@@ -88,6 +102,11 @@ fi
 if $cluster_only; then
   # Appended to the report of the last full run.
   cluster
+  exit 0
+fi
+if $upgrade_only; then
+  # Appended to the report of the last full run.
+  upgrade
   exit 0
 fi
 if $scale_only; then
@@ -151,5 +170,7 @@ echo >>"$report"
 scale
 
 cluster
+
+upgrade
 
 cat "$report"

@@ -137,6 +137,14 @@ impl NatsupDeployment {
         std::fs::write(&path, text).expect("write natsup.yaml");
     }
 
+    /// Replaces `from` by `to` in natsup.yaml (e.g. the image), panicking if `from` is not there.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let path = self.work.path().join("natsup.yaml");
+        let text = std::fs::read_to_string(&path).expect("read natsup.yaml");
+        assert!(text.contains(from), "natsup.yaml has no {from:?}:\n{text}");
+        std::fs::write(&path, text.replace(from, to)).expect("write natsup.yaml");
+    }
+
     /// A user's password as natsup hands it out (`natsup env USER --format json`).
     pub fn password(&self, user: &str) -> String {
         let (_, out) = self.run_ok(&["env", user, "--format", "json"]);

@@ -78,6 +78,15 @@ impl TutorialDeployment {
         took
     }
 
+    /// The image the next `bootstrap` or `upgrade` step writes into docker-compose.yaml.
+    pub fn set_image(&mut self, image: &str) {
+        for (key, value) in &mut self.env {
+            if key == "IMAGE" {
+                *value = image.to_string();
+            }
+        }
+    }
+
     pub fn password(&self, user: &str) -> String {
         self.passwords().get(user)
     }

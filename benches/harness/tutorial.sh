@@ -103,6 +103,14 @@ case $1 in
     upload "$bits/nats-config/nats-server.conf" "$SSH_DEST:$REMOTE_DIR/nats-config/"
     remote "cd '$REMOTE_DIR' && sh -c '$compose_cmd' compose restart"
     ;;
+  upgrade)
+    # The tutorial's way to a new nats-server: the image edited in docker-compose.yaml (IMAGE),
+    # the file copied, `docker compose up -d`, which stops the old container with Docker's
+    # default SIGTERM and starts the new one.
+    compose
+    upload "$bits/docker-compose.yaml" "$SSH_DEST:$REMOTE_DIR/"
+    remote "cd '$REMOTE_DIR' && sh -c '$compose_cmd' compose up -d"
+    ;;
   renew-cert)
     certificate
     upload "$bits/nats-config/nats-server-cert.pem" "$bits/nats-config/nats-server-key.pem" \
@@ -110,7 +118,7 @@ case $1 in
     remote "cd '$REMOTE_DIR' && sh -c '$compose_cmd' compose restart"
     ;;
   *)
-    echo "usage: $0 bootstrap|rerun|change-config|rotate-password|rotate-webhook-password|renew-cert" >&2
+    echo "usage: $0 bootstrap|rerun|change-config|rotate-password|rotate-webhook-password|upgrade|renew-cert" >&2
     exit 2
     ;;
 esac
