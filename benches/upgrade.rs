@@ -164,8 +164,9 @@ fn publisher(
     client: &async_nats::Client,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<(usize, Vec<String>, Duration)> {
-    let js = async_nats::jetstream::new(client.clone());
+    let client = client.clone();
     rt.spawn(async move {
+        let js = async_nats::jetstream::new(client);
         let (mut acked, mut failed, mut slowest) = (0, Vec::new(), Duration::ZERO);
         while !stop.load(Ordering::SeqCst) {
             let at = Instant::now();
@@ -297,9 +298,9 @@ fn plain_roll(rt: &Runtime, cl: &Cluster, writer: &async_nats::Client, from: &st
 
 /// Waits (60 s at most) until the stream has a leader and `node`'s replica is current.
 fn wait_current(rt: &Runtime, writer: &async_nats::Client, node: &str) {
-    let js = async_nats::jetstream::new(writer.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     rt.block_on(async {
+        let js = async_nats::jetstream::new(writer.clone());
         loop {
             if let Ok(Ok(mut s)) =
                 tokio::time::timeout(Duration::from_secs(2), js.get_stream(STREAM)).await

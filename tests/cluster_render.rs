@@ -112,17 +112,17 @@ fn three_native_servers_form_a_cluster_from_the_rendered_configs() {
     // Three servers from fresh stores: attempt `n` has its own stores and logs.
     let start = |n: usize| -> Vec<Killed> {
         let mut children = Vec::new();
-        for i in 0..config.nodes().len() {
+        for (i, host) in HOSTS.iter().enumerate().take(config.nodes().len()) {
             let store = dir.path().join(format!("store{i}-{n}"));
             let ca = dir.path().join(format!("ca{i}.pem"));
             std::fs::write(&ca, &state.trust_pem).unwrap();
             let paths = ConfPaths {
-                listen: format!("{}:{client_port}", HOSTS[i]),
+                listen: format!("{host}:{client_port}"),
                 cert_file: state.certs[i].dir.server_cert().display().to_string(),
                 key_file: state.certs[i].dir.server_key().display().to_string(),
                 store_dir: store.display().to_string(),
                 ca_file: ca.display().to_string(),
-                cluster_listen: format!("{}:{route_port}", HOSTS[i]),
+                cluster_listen: format!("{host}:{route_port}"),
                 route_cert_file: state.certs[i].dir.server_cert().display().to_string(),
                 route_key_file: state.certs[i].dir.server_key().display().to_string(),
             };

@@ -705,7 +705,20 @@ fn a_cluster_upgrades_node_by_node_through_lame_duck_without_losing_a_put() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = rt.spawn(keep_writing(kv, stop.clone()));
     let t = Instant::now();
-    let out = cl.ws.run(&["up"]);
+    // SSH masters that exit after 5 s idle (the earlier runs' are closed, so this run opens
+    // its own): n3's sits idle while n1 and n2 roll (over 5 s each), so its turn finds its
+    // master gone, or about to go, and must open a new one. With the default 30 s, the same
+    // happens on a roll with the default 10 s grace and a few dozen clients per node.
+    for master in cl.ws.runtime.masters() {
+        support::exit_master(&master);
+    }
+    let out = cl
+        .ws
+        .natsup()
+        .args(["up"])
+        .env("NATSUP_SSH_PERSIST", "5")
+        .output()
+        .expect("run natsup");
     let took = t.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);

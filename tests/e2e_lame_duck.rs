@@ -1,7 +1,8 @@
 //! Issue 18: every stop of a server goes through lame duck. One server, over the real sshd,
 //! Docker and nats-server, its image upgraded from 2.10.26 to 2.11.11 by `up`: a connected
 //! async-nats client hears `Event::LameDuckMode` before it is disconnected, reconnects by
-//! itself, and its JetStream data is kept; natsup proves the version from the server. Then an
+//! itself, and its JetStream data is kept; natsup proves the version from the server; the
+//! window in which a new connect fails is measured and bounded. Then an
 //! operator's plain `docker stop` goes through lame duck too (the rendered compose file's
 //! `stop_signal`).
 
@@ -10,7 +11,7 @@ use natsup_dev_support as support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::load::{Heard, Listening};
+use support::load::{ConnectLoop, Heard, Listening};
 use support::workspace::{Workspace, runtime, text};
 use support::{Sshd, test_image, upgrade_image};
 
@@ -56,6 +57,9 @@ fn one_server_is_recreated_through_lame_duck_and_its_clients_hear_it_first() {
     let plan = text(&ws.ok(&["plan"]));
     assert!(plan.contains("nats-server 2.10.26 → 2.11.11"), "{plan}");
     let old_id = ws.project.container_id();
+    // A client connecting in a loop all through the upgrade: new connects fail from lame duck
+    // (the server closes its listener) until the new container is ready.
+    let probe = ConnectLoop::start(&rt, &login);
     let t = Instant::now();
     let out = ws.ok(&["up"]);
     let took = t.elapsed();
@@ -105,6 +109,19 @@ fn one_server_is_recreated_through_lame_duck_and_its_clients_hear_it_first() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
+    let window = probe.stop(&rt);
+    // The window: lame duck's grace and natsup's 2 s margin, the stop, the new container's
+    // start. Bounded well under what the grace alone would allow twice over.
+    assert!(
+        window.failures > 0,
+        "no connect failed during the upgrade ({} attempts): the probe did not watch it",
+        window.attempts
+    );
+    assert!(
+        window.failed_for < Duration::from_secs(GRACE_SECS + 15),
+        "new connects failed for {:?}",
+        window.failed_for
+    );
     let version = listener.client.server_info().version;
     assert_eq!(version, "2.11.11", "the client's server after the upgrade");
     // The data written before is there.
@@ -120,10 +137,14 @@ fn one_server_is_recreated_through_lame_duck_and_its_clients_hear_it_first() {
     });
     eprintln!(
         "one-server upgrade through lame duck: `up` took {:.1}s; notice {:.1}s before the \
-         disconnect; the client was away {:.2}s",
+         disconnect; the client was away {:.2}s; new connects failed for {:.2}s ({} of {} \
+         attempts)",
         took.as_secs_f64(),
         warned.as_secs_f64(),
-        back.duration_since(dropped).as_secs_f64()
+        back.duration_since(dropped).as_secs_f64(),
+        window.failed_for.as_secs_f64(),
+        window.failures,
+        window.attempts
     );
 
     // Back across JetStream's storage format (2.10 wrote what only 2.9.22 and later read):

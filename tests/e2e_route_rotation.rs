@@ -71,9 +71,6 @@ async fn route_logins_of(
     answers
 }
 
-/// Publishes to the R3 stream every 20 ms until the flag is set, each publish waiting for its
-/// ack (async-nats' default: 5 s); the task returns how many were acked, and each failure.
-
 /// Each node's live nats-server.conf.
 fn live_confs(cl: &Cluster) -> Vec<String> {
     cl.dirs

@@ -22,6 +22,12 @@ pub struct SshRemote {
     /// Picked up from an earlier run rather than opened by this one.
     reused: bool,
     commands: usize,
+    /// Since when the master has run no command: its idle clock (ControlPersist), which keeps
+    /// running *during* a run. A node waits its turn while the others roll, and a lame-duck
+    /// stop takes the grace plus the time to close its clients: on a three-node upgrade the
+    /// third node's master sat idle ~50 s and had exited by its turn ("the remote process has
+    /// terminated", measured with 200 clients and the default 10 s grace).
+    idle_since: Instant,
 }
 
 /// How to reach the server over SSH, from the config plus command-line overrides.
@@ -96,6 +102,7 @@ impl SshRemote {
             folder,
             reused,
             commands: 0,
+            idle_since: Instant::now(),
         })
     }
 
@@ -156,6 +163,17 @@ async fn launch(
     b.connect(&dest.destination)
         .await
         .map_err(|e| ssh_error(dest, e))
+}
+
+/// How long the master lives with no command running (its ControlPersist).
+fn master_idle(persist: Duration) -> Duration {
+    Duration::from_secs(idle_secs(persist).get() as u64)
+}
+
+/// Whether a master idle for `idle` may be gone by the time a command reaches it: within 5 s
+/// of its limit (half the limit, for a limit under 10 s) counts as gone.
+fn expired(idle: Duration, limit: Duration) -> bool {
+    idle + (limit / 2).min(Duration::from_secs(5)) >= limit
 }
 
 /// ssh counts ControlPersist in whole seconds, so a part of one rounds up (`500ms` is 1 s, not
@@ -228,7 +246,20 @@ impl Remote for SshRemote {
     async fn run(&mut self, step: &str, script: &str, stdin: &[u8]) -> Result<Output> {
         let first = self.commands == 0;
         self.commands += 1;
-        match self.run_once(step, script, stdin).await {
+        let idle = self.idle_since.elapsed();
+        if expired(idle, master_idle(self.persist)) {
+            // Its master may have exited, or may exit before this command reaches it: a new
+            // connection costs one handshake, a command lost to a dying master a failed run.
+            tracing::info!(
+                "{}: the SSH connection sat idle {:.0}s, past its idle limit; reconnecting",
+                self.dest.destination,
+                idle.as_secs_f64()
+            );
+            self.reconnect().await?;
+        }
+        let result = self.run_once(step, script, stdin).await;
+        self.idle_since = Instant::now();
+        match result {
             // Only a read-only first command (no upload on stdin) is safe to run twice.
             Err(e) if first && self.reused && stdin.is_empty() => {
                 tracing::info!(
@@ -319,6 +350,17 @@ mod tests {
         assert_eq!(secs(Duration::from_secs(120)), 120);
         // Persistence off: the run closes its master; 30 s only bounds a killed run's.
         assert_eq!(secs(Duration::ZERO), 30);
+    }
+
+    #[test]
+    fn a_master_near_its_idle_limit_is_replaced_before_a_command() {
+        let s = Duration::from_secs;
+        assert!(!expired(s(24), s(30)));
+        assert!(expired(s(25), s(30)));
+        assert!(expired(s(50), s(30)));
+        // A short NATSUP_SSH_PERSIST: half its limit.
+        assert!(!expired(Duration::from_millis(400), s(1)));
+        assert!(expired(Duration::from_millis(500), s(1)));
     }
 
     fn dest(identity: &str, policy: HostKeyPolicy) -> SshDestination {
