@@ -118,6 +118,11 @@ pub struct RotatePasswordsArgs {
     /// refuses the old one. User passwords are not touched.
     #[arg(long, conflicts_with_all = ["users", "show"])]
     pub route: bool,
+    /// Rotate the system user's password instead (`natsup_sys`, the operators' and natsup's
+    /// own login to the system account), by reload, proven on every node; no grace period.
+    /// Operators then save their context again with `natsup context --system`.
+    #[arg(long, conflicts_with_all = ["users", "route", "show", "grace"])]
+    pub system: bool,
     /// Show what would change, and change nothing.
     #[arg(long)]
     pub dry_run: bool,

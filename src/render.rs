@@ -335,7 +335,12 @@ pub fn nats_conf(config: &Config, i: usize, state: &State, paths: &ConfPaths) ->
         cluster,
         users,
         system_user: SYSTEM_USER,
-        system_bcrypt: state.secrets.system.as_ref().map(|s| s.bcrypt.as_str()),
+        // The pending hash while the system user's rotation is under way, as for any user.
+        system_bcrypt: state
+            .secrets
+            .system
+            .as_ref()
+            .map(|_| state.secrets.served_hash(SYSTEM_USER)),
         cert_file: &paths.cert_file,
         key_file: &paths.key_file,
         store_dir: &paths.store_dir,

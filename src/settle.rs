@@ -158,7 +158,10 @@ pub async fn prove_rotated(
             let new = state.secrets.password(user).expect("a promoted user");
             let new_ok = accepts(&target, config, user, state.secrets.login(user), new).await;
             let old_ok = accepts(&target, config, user, &r.login, &r.password).await;
-            let graced = state.secrets.users[user]
+            let graced = state
+                .secrets
+                .entry(user)
+                .expect("a promoted user")
                 .graced
                 .iter()
                 .any(|g| g.login == r.login && !g.retiring);
@@ -227,7 +230,7 @@ async fn confirmed_conf(
 /// names one password of one user.
 fn held_in_conf(conf: &str, secrets: &Secrets, user: &str) -> Outcome {
     let quoted = |hash: &str| format!("\"{hash}\"");
-    let Some(current) = secrets.users.get(user) else {
+    let Some(current) = secrets.entry(user) else {
         return Outcome::Unsettled;
     };
     let pending = secrets.served_hash(user);

@@ -27,18 +27,30 @@ pub fn login(config: &Config, state: &State, i: usize) -> Option<(Endpoint, Logi
     ))
 }
 
-/// Connects as the system user to node `i`.
+/// Connects as the system user to node `i`. While its rotation is under way (an interrupted
+/// `rotate-passwords --system`: some nodes hold the new password, some the old), a node that
+/// refuses the current password is asked with the pending one.
 pub async fn connect(
     config: &Config,
     state: &State,
     i: usize,
 ) -> Result<async_nats::Client, String> {
-    let (endpoint, login) = login(config, state, i).ok_or_else(|| {
+    let (endpoint, mut login) = login(config, state, i).ok_or_else(|| {
         "no system user in the local state yet (`natsup up` makes one)".to_string()
     })?;
-    nats_client::connect(&endpoint, &login)
-        .await
-        .map_err(|e| format!("cannot connect as the system user: {e}"))
+    let mut answer = nats_client::connect(&endpoint, &login).await;
+    if let Err(e) = &answer
+        && nats_client::is_auth_error(e)
+        && let Some(pending) = state
+            .secrets
+            .system
+            .as_ref()
+            .and_then(|s| s.pending.as_ref())
+    {
+        login.password = pending.password.clone();
+        answer = nats_client::connect(&endpoint, &login).await;
+    }
+    answer.map_err(|e| format!("cannot connect as the system user: {e}"))
 }
 
 /// One server's figures, as its own VARZ and JSZ report them.

@@ -216,3 +216,75 @@ fn up_renews_a_certificate_near_expiry() {
     let out = ws.ok(&["up"]);
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 }
+
+/// The system user (`natsup_sys`) rotates as the others do: a reload (no restart), the server
+/// proven to take the new password and refuse the old; `status`, which reads the server's own
+/// figures as that user, works on with the new one; no other client is disconnected.
+#[test]
+fn the_system_user_rotates_by_reload_and_its_old_password_is_refused() {
+    let sshd = Sshd::start();
+    let ws = Workspace::deployed("sysrot", &sshd);
+    let id = ws.project.container_id();
+    let started = ws.project.started_at(&id);
+    let rt = runtime();
+    let stored = |ws: &Workspace| -> String {
+        let path = ws.state_dir().join("sysrot").join("secrets.yaml");
+        let secrets: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(
+            secrets["system"]["pending"].is_null(),
+            "a pending system password was left: {secrets:?}"
+        );
+        secrets["system"]["password"].as_str().unwrap().to_string()
+    };
+    let matchmaker = ws.login("matchmaker");
+    let as_system = |password: &str| Login {
+        user: "natsup_sys".into(),
+        ..matchmaker.with_password(password)
+    };
+    let old = stored(&ws);
+    rt.block_on(as_system(&old).connect())
+        .expect("the system user logs in before the rotation");
+    let bystander = watched(&rt, &matchmaker);
+
+    let out = ws.ok(&["rotate-passwords", "--system"]);
+    let said = text(&out);
+    assert!(said.contains("rotated: natsup_sys"), "{said}");
+    assert!(said.contains("natsup context --system"), "{said}");
+    let new = stored(&ws);
+    assert_ne!(new, old, "the stored system password did not change");
+    let refused = rt
+        .block_on(as_system(&old).connect())
+        .expect_err("the old system password still logs in");
+    assert!(
+        refused.to_ascii_lowercase().contains("authorization"),
+        "{refused}"
+    );
+    rt.block_on(as_system(&new).connect())
+        .expect("the new system password logs in");
+    assert_eq!(ws.project.container_id(), id, "the container was recreated");
+    assert_eq!(ws.project.started_at(&id), started, "the server restarted");
+    assert_eq!(
+        bystander
+            .disconnects
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a matchmaker client was disconnected"
+    );
+    // natsup reads the server's figures with the new password: the bystander is counted.
+    let status: serde_json::Value =
+        serde_json::from_slice(&ws.ok(&["status", "--json"]).stdout).unwrap();
+    let connections = status["figures"]["connections"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no connections figure: {status}"));
+    assert!(connections >= 1, "{status}");
+    // It is natsup's own user, not a client's: never alongside users, never with a grace.
+    for bad in [
+        &["rotate-passwords", "--system", "--user", "gameserver"][..],
+        &["rotate-passwords", "--system", "--grace", "1h"][..],
+    ] {
+        let out = ws.run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+    }
+    drop(bystander);
+}

@@ -15,6 +15,7 @@ use crate::operation::{self, Change};
 use crate::route_rotation;
 use crate::session::{self, Context, Session};
 use crate::settle::Outcome;
+use crate::state::SYSTEM_USER;
 use crate::ui;
 
 pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
@@ -23,7 +24,11 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
     }
     let (config, members) = session::deployment(ctx, &args.target.target())?;
     let mut session = Session::open(ctx, config)?;
-    let users = session.config.select_users(&args.users)?;
+    let users = if args.system {
+        vec![SYSTEM_USER.to_string()]
+    } else {
+        session.config.select_users(&args.users)?
+    };
     // Refused before a new password is even made: a node that must present the ACME CA's
     // certificate and has none would otherwise get natsup's CA's with the new passwords
     // (`operation::converge` refuses it too, as for every command).
@@ -35,9 +40,14 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
     let Session {
         config, state, now, ..
     } = &mut session;
-    let grace = args
-        .grace
-        .map_or_else(|| config.auth.rotation_grace(), |g| g.0);
+    // The system user has no grace period: nats-server's system account is rendered with
+    // one user, and nobody stays connected as it (natsup and the nats CLI log in per command).
+    let grace = if args.system {
+        None
+    } else {
+        args.grace
+            .map_or_else(|| config.auth.rotation_grace(), |g| g.0)
+    };
     if grace.is_some() {
         refuse_overlapping_grace(config, state, &users, *now)?;
     }
@@ -84,6 +94,13 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         println!("rotated on every node: {}", rotated.join(", "));
     } else {
         println!("rotated: {}", rotated.join(", "));
+    }
+    if args.system {
+        println!(
+            "Every server refuses the system user's old password. nats CLI contexts saved for \
+             it are out of date: save yours again with `natsup context --system`."
+        );
+        return Ok(0);
     }
     if grace.is_some() {
         return graced_report(config, state, &rotated, args.show);

@@ -245,35 +245,23 @@ wait_ready() {
   return 1
 }
 
-running() { [ "$(docker_within "$STEP_TIMEOUT" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
-
 # Stops container $1 through nats-server's lame duck mode before it is recreated: SIGUSR2 makes
 # the server refuse new clients, hand its JetStream leaders to other nodes, tell its clients
 # (INFO "ldm"), and after its grace period close them one by one and exit; with no client it
 # exits at once. It is given LDM_WAIT seconds to leave by itself (on a cluster the whole window,
 # so its clients move to the other nodes; alone, the grace period, as its clients have nowhere
-# to go), then SIGTERM ends it at once, and SIGKILL if even that hangs.
+# to go), then it is ended (end_lame_duck).
 lame_duck_stop() {
   if [ -z "$1" ] || ! running "$1"; then return 0; fi
   say step "stopping the server through lame duck"
   ldm_started=$(date +%s)
-  lame_duck_wait=$LDM_WAIT
-  ldm_deadline=$((ldm_started + lame_duck_wait))
   # Its own exit at the end of lame duck must not be restarted, on the old configuration, by
   # the `unless-stopped` policy: the recreate that follows gives the new container its own.
   docker_within "$STEP_TIMEOUT" update --restart=no "$1" >/dev/null 2>&1
   if docker_within "$STEP_TIMEOUT" kill -s USR2 "$1" >/dev/null 2>&1; then
-    while running "$1" && [ "$(date +%s)" -lt "$ldm_deadline" ]; do
-      sleep 0.2
-    done
-  fi
-  if running "$1"; then
-    docker_within "$STEP_TIMEOUT" kill -s TERM "$1" >/dev/null 2>&1
-    term_sent=$(date +%s)
-    while running "$1" && [ "$(date +%s)" -lt $((term_sent + 10)) ]; do
-      sleep 0.2
-    done
-    running "$1" && docker_within "$STEP_TIMEOUT" kill "$1" >/dev/null 2>&1
+    end_lame_duck "$1" "$LDM_WAIT"
+  else
+    end_lame_duck "$1" 0
   fi
   say lame_duck "$(($(date +%s) - ldm_started))"
   return 0

@@ -226,5 +226,27 @@ compose_within() {
   bounded "$compose_limit" $COMPOSE $(compose_args) "$@"
 }
 
+running() { [ "$(docker_within "$STEP_TIMEOUT" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+
+# Waits up to $2 seconds for container $1, whose nats-server is in lame duck mode, to exit by
+# itself, then ends it: SIGINT, and SIGKILL if it still runs 10 s later. Not SIGTERM: in lame
+# duck mode nats-server ignores SIGTERM (its handler shuts down on SIGTERM only when no lame
+# duck is under way), so SIGTERM only ever led to the SIGKILL, 10 s later, of a server that had
+# not flushed its JetStream files. On SIGINT it shuts down cleanly at any time.
+end_lame_duck() {
+  ldm_deadline=$(($(date +%s) + $2))
+  while running "$1" && [ "$(date +%s)" -lt "$ldm_deadline" ]; do
+    sleep 0.2
+  done
+  running "$1" || return 0
+  docker_within "$STEP_TIMEOUT" kill -s INT "$1" >/dev/null 2>&1
+  int_sent=$(date +%s)
+  while running "$1" && [ "$(date +%s)" -lt $((int_sent + 10)) ]; do
+    sleep 0.2
+  done
+  running "$1" && docker_within "$STEP_TIMEOUT" kill "$1" >/dev/null 2>&1
+  return 0
+}
+
 # A quick Docker call's bound where the script sets none (observe).
 STEP_TIMEOUT=${STEP_TIMEOUT:-30}

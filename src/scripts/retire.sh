@@ -6,7 +6,7 @@
 #              clients, hands its JetStream leaders to other nodes, tells its clients to go and,
 #              after its grace period, closes them one by one and exits. Does not wait.
 #   stop       waits up to LDM_WAIT seconds for that server to leave by itself, then ends it
-#              (SIGTERM, then SIGKILL) and stops the container. Its files and JetStream data
+#              (SIGINT, then SIGKILL: end_lame_duck) and stops the container. Its files and JetStream data
 #              stay in the folder: nothing is deleted.
 # Says natsup.container=ID|none and, for `stop`, natsup.stopped=SECONDS. Exit 0 done, 1 failed.
 set -u
@@ -25,8 +25,6 @@ id=$(find_container)
 say container "${id:-none}"
 [ -n "$id" ] || exit 0
 
-running() { [ "$(docker_within "$STEP_TIMEOUT" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
-
 docker_within "$STEP_TIMEOUT" update --restart=no "$id" >/dev/null 2>&1
 case "$STEP" in
   lame-duck)
@@ -39,16 +37,7 @@ case "$STEP" in
     ;;
   stop)
     started=$(date +%s)
-    while running "$id" && [ "$(date +%s)" -lt $((started + LDM_WAIT)) ]; do
-      sleep 0.2
-    done
-    if running "$id"; then
-      docker_within "$STEP_TIMEOUT" kill -s TERM "$id" >/dev/null 2>&1
-      term_sent=$(date +%s)
-      while running "$id" && [ "$(date +%s)" -lt $((term_sent + 10)) ]; do
-        sleep 0.2
-      done
-    fi
+    end_lame_duck "$id" "$LDM_WAIT"
     # `compose stop` records the stop with Compose (and kills what is left): the container
     # stays, stopped, with its logs.
     compose_within "$COMPOSE_TIMEOUT" stop -t 1 >&2 2>&1

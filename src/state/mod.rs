@@ -195,7 +195,7 @@ impl State {
         let removed: Vec<String> = secrets
             .pending_users()
             .into_iter()
-            .filter(|u| config.user(u).is_none())
+            .filter(|u| u != SYSTEM_USER && config.user(u).is_none())
             .collect();
         if !removed.is_empty() {
             for user in &removed {

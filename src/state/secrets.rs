@@ -190,34 +190,57 @@ impl UserSecret {
 }
 
 impl Secrets {
+    /// `user`'s credential: one of the users', or the system user's ([`SYSTEM_USER`]), which
+    /// rotates the same way (pending, reload, proven, promoted) but lives apart, since it is
+    /// in the system account and never handed to clients.
+    pub fn entry(&self, user: &str) -> Option<&UserSecret> {
+        if user == SYSTEM_USER {
+            self.system.as_ref()
+        } else {
+            self.users.get(user)
+        }
+    }
+
+    fn entry_mut(&mut self, user: &str) -> Option<&mut UserSecret> {
+        if user == SYSTEM_USER {
+            self.system.as_mut()
+        } else {
+            self.users.get_mut(user)
+        }
+    }
+
+    fn known(&self, user: &str) -> &UserSecret {
+        self.entry(user)
+            .unwrap_or_else(|| panic!("no secret for user {user}"))
+    }
+
     /// The hash the server should hold for `user`: the pending one while a rotation is under way.
     pub fn served_hash(&self, user: &str) -> &str {
-        let s = &self.users[user];
+        let s = self.known(user);
         s.pending.as_ref().map_or(&s.bcrypt, |p| &p.bcrypt)
     }
 
     /// The password a client should use once the server holds [`served_hash`](Self::served_hash).
     pub fn served_password(&self, user: &str) -> &Secret {
-        let s = &self.users[user];
+        let s = self.known(user);
         s.pending.as_ref().map_or(&s.password, |p| &p.password)
     }
 
     /// The current (confirmed) password.
     pub fn password(&self, user: &str) -> Option<&Secret> {
-        self.users.get(user).map(|s| &s.password)
+        self.entry(user).map(|s| &s.password)
     }
 
     /// The login the current (confirmed) password goes with: what `env` and `context` hand out.
     pub fn login<'a>(&'a self, user: &'a str) -> &'a str {
-        self.users
-            .get(user)
+        self.entry(user)
             .and_then(|s| s.login.as_deref())
             .unwrap_or(user)
     }
 
     /// The login that goes with [`served_password`](Self::served_password).
     pub fn served_login<'a>(&'a self, user: &'a str) -> &'a str {
-        match self.users.get(user).and_then(|s| s.pending.as_ref()) {
+        match self.entry(user).and_then(|s| s.pending.as_ref()) {
             Some(PendingPassword { grace: Some(g), .. }) => &g.login,
             _ => self.login(user),
         }
@@ -302,7 +325,7 @@ impl Secrets {
     ) -> Vec<String> {
         let fresh: Vec<&String> = users
             .iter()
-            .filter(|u| self.users.get(*u).is_some_and(|s| s.pending.is_none()))
+            .filter(|u| self.entry(u).is_some_and(|s| s.pending.is_none()))
             .collect();
         let new = passwords::generate_hashed(fresh.len(), cost);
         for (user, (password, bcrypt)) in fresh.into_iter().zip(new) {
@@ -313,7 +336,7 @@ impl Secrets {
             if grace.is_none() {
                 self.end_graces(user);
             }
-            if let Some(s) = self.users.get_mut(user) {
+            if let Some(s) = self.entry_mut(user) {
                 s.pending = Some(PendingPassword {
                     password,
                     bcrypt,
@@ -331,8 +354,13 @@ impl Secrets {
         let stale = |hash: &str| passwords::cost_of(hash) != Some(cost);
         let system_user = SYSTEM_USER.to_string();
         let mut targets: Vec<(&String, &Secret, &mut String)> = Vec::new();
-        if let Some(s) = self.system.as_mut().filter(|s| stale(&s.bcrypt)) {
-            targets.push((&system_user, &s.password, &mut s.bcrypt));
+        if let Some(s) = self.system.as_mut() {
+            if stale(&s.bcrypt) {
+                targets.push((&system_user, &s.password, &mut s.bcrypt));
+            }
+            if let Some(p) = s.pending.as_mut().filter(|p| stale(&p.bcrypt)) {
+                targets.push((&system_user, &p.password, &mut p.bcrypt));
+            }
         }
         for (user, s) in self.users.iter_mut() {
             if stale(&s.bcrypt) {
@@ -357,18 +385,25 @@ impl Secrets {
         users
     }
 
+    /// The users with a pending password, the system user last.
     pub fn pending_users(&self) -> Vec<String> {
         self.users
             .iter()
             .filter(|(_, s)| s.pending.is_some())
             .map(|(u, _)| u.clone())
+            .chain(
+                self.system
+                    .as_ref()
+                    .filter(|s| s.pending.is_some())
+                    .map(|_| SYSTEM_USER.to_string()),
+            )
             .collect()
     }
 
     /// The server proved it holds the pending password: it becomes the current one. With a
     /// grace period, the one it replaces stays valid, under its own login, until it ends.
     pub fn promote(&mut self, user: &str, now: OffsetDateTime) {
-        if let Some(s) = self.users.get_mut(user)
+        if let Some(s) = self.entry_mut(user)
             && let Some(p) = s.pending.take()
         {
             let old_password = std::mem::replace(&mut s.password, p.password);
@@ -389,8 +424,7 @@ impl Secrets {
 
     /// Whether `user`'s pending password comes with a grace period (the current one stays).
     pub fn pending_graced(&self, user: &str) -> bool {
-        self.users
-            .get(user)
+        self.entry(user)
             .and_then(|s| s.pending.as_ref())
             .is_some_and(|p| p.grace.is_some())
     }
@@ -482,7 +516,7 @@ impl Secrets {
 
     /// The server kept the old password: forget the pending one.
     pub fn discard_pending(&mut self, user: &str) {
-        if let Some(s) = self.users.get_mut(user) {
+        if let Some(s) = self.entry_mut(user) {
             s.pending = None;
         }
     }
@@ -515,6 +549,28 @@ mod tests {
 
     fn logins(s: &Secrets) -> Vec<&str> {
         s.served("gameserver").iter().map(|c| c.login).collect()
+    }
+
+    #[test]
+    fn the_system_user_rotates_like_a_user_but_apart_from_them() {
+        let mut s = one_user();
+        s.system = Some(UserSecret::generate(4, at(0)));
+        let old = s.password(SYSTEM_USER).unwrap().clone();
+        let pending = s.begin_rotation(&[SYSTEM_USER.to_string()], 4, at(10), None);
+        assert_eq!(pending, [SYSTEM_USER]);
+        let new = s.served_password(SYSTEM_USER).clone();
+        assert_ne!(new.expose(), old.expose());
+        assert_ne!(
+            s.served_hash(SYSTEM_USER),
+            s.system.as_ref().unwrap().bcrypt
+        );
+        // The users are untouched, and no user of that name appears among them.
+        assert!(s.users["gameserver"].pending.is_none());
+        assert!(!s.users.contains_key(SYSTEM_USER));
+        s.promote(SYSTEM_USER, at(20));
+        assert_eq!(s.password(SYSTEM_USER).unwrap().expose(), new.expose());
+        assert!(s.pending_users().is_empty());
+        assert_eq!(s.login(SYSTEM_USER), SYSTEM_USER);
     }
 
     #[test]
