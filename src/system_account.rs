@@ -27,9 +27,9 @@ pub fn login(config: &Config, state: &State, i: usize) -> Option<(Endpoint, Logi
     ))
 }
 
-/// Connects as the system user to node `i`. While its rotation is under way (an interrupted
-/// `rotate-passwords --system`: some nodes hold the new password, some the old), a node that
-/// refuses the current password is asked with the pending one.
+/// Connects as the system user to node `i`. While its rotation is pending (the new password
+/// saved, not yet proven: a node may already hold it), a node that refuses the current
+/// password is asked with the pending one.
 pub async fn connect(
     config: &Config,
     state: &State,
@@ -50,7 +50,19 @@ pub async fn connect(
         login.password = pending.password.clone();
         answer = nats_client::connect(&endpoint, &login).await;
     }
-    answer.map_err(|e| format!("cannot connect as the system user: {e}"))
+    answer.map_err(|e| {
+        if nats_client::is_auth_error(&e) {
+            // On a cluster the new password is promoted once the first node proves it; a run
+            // stopped before the others reloaded leaves them on the old one, which natsup no
+            // longer holds. The next `up` renders the promoted hash to them.
+            format!(
+                "the server refuses the system user's password ({e}): after an interrupted \
+                 `rotate-passwords --system`, `natsup up` brings every node to the new one"
+            )
+        } else {
+            format!("cannot connect as the system user: {e}")
+        }
+    })
 }
 
 /// One server's figures, as its own VARZ and JSZ report them.

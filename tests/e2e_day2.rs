@@ -278,6 +278,34 @@ fn the_system_user_rotates_by_reload_and_its_old_password_is_refused() {
         .as_u64()
         .unwrap_or_else(|| panic!("no connections figure: {status}"));
     assert!(connections >= 1, "{status}");
+    // A rotation killed once the server took the new password, before natsup promoted it: the
+    // server refuses the stored password, and `status` reads its figures with the pending
+    // one; `up` then finishes the rotation.
+    ws.crash_at(
+        "rotate-passwords:applied",
+        &["rotate-passwords", "--system"],
+    );
+    let path = ws.state_dir().join("sysrot").join("secrets.yaml");
+    let secrets: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let pending = secrets["system"]["pending"]["password"]
+        .as_str()
+        .expect("a pending system password after the crash")
+        .to_string();
+    assert!(
+        rt.block_on(as_system(&new).connect()).is_err(),
+        "the server still takes the password the crashed run replaced"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&ws.ok(&["status", "--json"]).stdout).unwrap();
+    assert!(
+        status["figures"]["connections"].is_u64(),
+        "no figures mid-rotation: {status}"
+    );
+    ws.ok(&["up"]);
+    assert_eq!(stored(&ws), pending, "up did not finish the rotation");
+    rt.block_on(as_system(&pending).connect())
+        .expect("the finished rotation's password logs in");
     // It is natsup's own user, not a client's: never alongside users, never with a grace.
     for bad in [
         &["rotate-passwords", "--system", "--user", "gameserver"][..],
@@ -285,6 +313,11 @@ fn the_system_user_rotates_by_reload_and_its_old_password_is_refused() {
     ] {
         let out = ws.run(bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("cannot be used with"),
+            "{bad:?}: {}",
+            text(&out)
+        );
     }
     drop(bystander);
 }

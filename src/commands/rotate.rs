@@ -85,9 +85,10 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
         .map(String::as_str)
         .collect();
     if rotated.len() != pending.len() {
+        // `natsup up` settles what is pending without rotating anyone else.
         return Err(Error::failed(
             "the server did not take every new password",
-            Some("run `natsup rotate-passwords` again".to_string()),
+            Some("run `natsup up` to finish it".to_string()),
         ));
     }
     if config.is_cluster() {
@@ -95,11 +96,18 @@ pub fn run(ctx: &Context, args: RotatePasswordsArgs) -> Result<i32> {
     } else {
         println!("rotated: {}", rotated.join(", "));
     }
-    if args.system {
+    // A rotation an interrupted run left pending is finished with this one, whichever kind
+    // it is: the system user's and the users' are reported apart (a client is never handed
+    // the system user's password).
+    let (system, rotated): (Vec<&str>, Vec<&str>) =
+        rotated.into_iter().partition(|u| *u == SYSTEM_USER);
+    if !system.is_empty() {
         println!(
             "Every server refuses the system user's old password. nats CLI contexts saved for \
              it are out of date: save yours again with `natsup context --system`."
         );
+    }
+    if rotated.is_empty() {
         return Ok(0);
     }
     if grace.is_some() {

@@ -367,7 +367,7 @@ impl Bounds {
             + self.validate
             + (self.compose + self.ready) * 2
             // A recreate and its rollback each stop a server through lame duck: its wait, a
-            // SIGTERM's 10 s and a few calls.
+            // SIGINT's 10 s and a few calls.
             + (self.lame_duck + Duration::from_secs(10) + self.docker_call * 4) * 2
             + self.docker_call * 6
     }

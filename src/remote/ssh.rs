@@ -55,14 +55,20 @@ impl SshDestination {
         }
     }
 
-    /// Twelve hex digits naming everything that makes two connections the same connection:
-    /// the name of the folder its kept masters live in.
-    fn key(&self) -> String {
+    /// Twelve hex digits naming everything that makes two connections the same connection,
+    /// and the idle limit its master was opened with (a run that picks up a master must know
+    /// when it exits): the name of the folder its kept masters live in.
+    fn key(&self, persist: Duration) -> String {
         let mut h = Sha256::new();
         h.update(
             format!(
-                "{}\0{:?}\0{:?}\0{:?}\0{:?}",
-                self.destination, self.port, self.identity, self.known_hosts, self.policy
+                "{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}",
+                self.destination,
+                self.port,
+                self.identity,
+                self.known_hosts,
+                self.policy,
+                idle_secs(persist)
             )
             .as_bytes(),
         );
@@ -78,7 +84,7 @@ impl SshRemote {
         let folder = if persist.is_zero() {
             None
         } else {
-            ssh_master::folder_for(&dest.key())
+            ssh_master::folder_for(&dest.key(persist))
         };
         let kept = match &folder {
             Some(folder) => ssh_master::resume(folder).await,
@@ -106,14 +112,20 @@ impl SshRemote {
         })
     }
 
-    /// A master that was alive when checked can still have lost its TCP connection (the
-    /// server rebooted within the persist window): then the first command fails before it
-    /// starts, and one new connection is opened in its place.
-    async fn reconnect(&mut self) -> Result<()> {
-        if let Some(stale) = self.session.take() {
-            ssh_master::close(stale).await;
+    /// Opens a new master in place of this one; the old one stays until the new one is up, so
+    /// a failed launch leaves the run where it was. The old master is ended only when it is
+    /// known dead (`dead`) or is this run's alone: a kept master (`folder`) may be serving
+    /// another node on the same destination, or another run, so it is left to its idle limit.
+    async fn reconnect(&mut self, dead: bool) -> Result<()> {
+        let fresh = launch(&self.dest, self.persist, self.folder.as_deref()).await?;
+        if let Some(old) = self.session.replace(fresh) {
+            if dead || self.folder.is_none() {
+                // `ssh -O exit` to a wedged master must not hang the run.
+                let _ = tokio::time::timeout(Duration::from_secs(10), ssh_master::close(old)).await;
+            } else {
+                let _ = old.detach();
+            }
         }
-        self.session = Some(launch(&self.dest, self.persist, self.folder.as_deref()).await?);
         self.reused = false;
         Ok(())
     }
@@ -255,22 +267,25 @@ impl Remote for SshRemote {
                 self.dest.destination,
                 idle.as_secs_f64()
             );
-            self.reconnect().await?;
+            self.reconnect(false).await?;
         }
-        let result = self.run_once(step, script, stdin).await;
-        self.idle_since = Instant::now();
-        match result {
-            // Only a read-only first command (no upload on stdin) is safe to run twice.
+        let result = match self.run_once(step, script, stdin).await {
+            // A master that was alive when checked can still have lost its TCP connection (the
+            // server rebooted within the persist window): then the first command fails before
+            // it starts. Only a read-only first command (no upload on stdin) is safe to run
+            // twice.
             Err(e) if first && self.reused && stdin.is_empty() => {
                 tracing::info!(
                     "{}: the earlier run's connection is gone ({e}); reconnecting",
                     self.dest.destination
                 );
-                self.reconnect().await?;
+                self.reconnect(true).await?;
                 self.run_once(step, script, stdin).await
             }
             result => result,
-        }
+        };
+        self.idle_since = Instant::now();
+        result
     }
 
     fn describe(&self) -> String {
@@ -374,13 +389,16 @@ mod tests {
     }
 
     #[test]
-    fn a_master_is_only_shared_by_the_same_connection() {
+    fn a_master_is_only_shared_by_the_same_connection_and_idle_limit() {
+        let key = |d: &SshDestination| d.key(Duration::from_secs(30));
         let strict = dest("~/.ssh/a", HostKeyPolicy::Strict);
-        assert_eq!(strict.key(), strict.clone().key());
-        assert_ne!(strict.key(), dest("~/.ssh/b", HostKeyPolicy::Strict).key());
+        assert_eq!(key(&strict), key(&strict.clone()));
+        assert_ne!(key(&strict), key(&dest("~/.ssh/b", HostKeyPolicy::Strict)));
         assert_ne!(
-            strict.key(),
-            dest("~/.ssh/a", HostKeyPolicy::AcceptNew).key()
+            key(&strict),
+            key(&dest("~/.ssh/a", HostKeyPolicy::AcceptNew))
         );
+        // A master opened to exit after 5 s idle is not picked up by a run counting on 30 s.
+        assert_ne!(key(&strict), strict.key(Duration::from_secs(5)));
     }
 }
