@@ -27,15 +27,16 @@ mod harness;
 use natsup_dev_support as support;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use harness::natsup::NatsupDeployment;
 use harness::tutorial::TutorialDeployment;
 use harness::{Server, SshEndpoint, median, ms, ratio};
 use support::cluster::{ADDRS, Cluster};
-use support::load::{ConnectLoop, Heard, Listening, Window, wait_for_tls};
+use support::load::{
+    ConnectLoop, Heard, Listening, Published, Window, publish_throughout, wait_for_tls,
+};
 use support::workspace::{Login, text};
 use support::{Sshd, free_port_on_besides, test_image, upgrade_image};
 use tokio::runtime::Runtime;
@@ -157,36 +158,6 @@ struct Roll {
     seen: Seen,
 }
 
-/// Publishes to the R3 stream every 20 ms, each ack awaited, until `stop`; the acked count,
-/// each failure with its wait, and the slowest acked publish.
-fn publisher(
-    rt: &Runtime,
-    client: &async_nats::Client,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(usize, Vec<String>, Duration)> {
-    let client = client.clone();
-    rt.spawn(async move {
-        let js = async_nats::jetstream::new(client);
-        let (mut acked, mut failed, mut slowest) = (0, Vec::new(), Duration::ZERO);
-        while !stop.load(Ordering::SeqCst) {
-            let at = Instant::now();
-            let result = match js.publish(SUBJECT, "t".into()).await {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match result {
-                Ok(()) => {
-                    acked += 1;
-                    slowest = slowest.max(at.elapsed());
-                }
-                Err(e) => failed.push(format!("{e} (after {:?})", at.elapsed())),
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        (acked, failed, slowest)
-    })
-}
-
 fn roll(
     rt: &Runtime,
     writer: &async_nats::Client,
@@ -194,14 +165,21 @@ fn roll(
     operation: &mut dyn FnMut() -> Duration,
 ) -> Roll {
     forget(clients);
-    let stop = Arc::new(AtomicBool::new(false));
-    let task = publisher(rt, writer, stop.clone());
+    let js = {
+        let _runtime = rt.enter();
+        async_nats::jetstream::new(writer.clone())
+    };
+    let (stop, task) = publish_throughout(rt, &js, SUBJECT);
     std::thread::sleep(Duration::from_millis(500));
     let wall = operation();
     let seen = seen(clients);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
-    let (acked, failed, slowest_ack) = rt.block_on(async {
+    let Published {
+        acked,
+        failed,
+        slowest: slowest_ack,
+    } = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(20), task)
             .await
             .expect("the publisher stops within 20 s")
@@ -442,6 +420,27 @@ fn runs<T>(items: &[T], figure: impl Fn(&T) -> String) -> String {
     items.iter().map(figure).collect::<Vec<_>>().join(", ")
 }
 
+/// A table row of durations: each side's median, its runs, and the ratio.
+fn duration_row<T>(name: &str, ours: &[T], theirs: &[T], f: impl Fn(&T) -> Duration) {
+    let (a, b) = (
+        median(ours.iter().map(&f).collect()),
+        median(theirs.iter().map(&f).collect()),
+    );
+    println!(
+        "| {name} | {} ({}) | {} ({}) | {} |",
+        ms(a),
+        runs(ours, |x| ms(f(x))),
+        ms(b),
+        runs(theirs, |x| ms(f(x))),
+        ratio(a, b)
+    );
+}
+
+/// A table row of counts: each side's runs.
+fn count_row<T>(name: &str, ours: &[T], theirs: &[T], f: impl Fn(&T) -> String) {
+    println!("| {name} | {} | {} | |", runs(ours, &f), runs(theirs, &f));
+}
+
 fn report_single(ours: &[Single], theirs: &[Single]) {
     println!(
         "### Upgrading one server's nats-server, {ONE_CLIENTS} clients connected ({ROUNDS} upgrades each, interleaved, 2.10.26 → 2.11.11 and back)\n"
@@ -450,45 +449,37 @@ fn report_single(ours: &[Single], theirs: &[Single]) {
         "| figure (median; the runs) | natsup `up` (lame duck, grace 10 s) | `docker compose up -d` (SIGTERM) | ratio |"
     );
     println!("|---|---|---|---|");
-    let line = |name: &str, f: &dyn Fn(&Single) -> Duration| {
-        let (a, b) = (
-            median(ours.iter().map(f).collect()),
-            median(theirs.iter().map(f).collect()),
-        );
-        println!(
-            "| {name} | {} ({}) | {} ({}) | {} |",
-            ms(a),
-            runs(ours, |s| ms(f(s))),
-            ms(b),
-            runs(theirs, |s| ms(f(s))),
-            ratio(a, b)
-        );
-    };
-    line("window in which a new connect fails", &|s| {
+    duration_row("window in which a new connect fails", ours, theirs, |s| {
         s.window.failed_for
     });
-    line("longest a connected client was away", &|s| {
+    duration_row("longest a connected client was away", ours, theirs, |s| {
         s.seen.slowest_reconnect
     });
-    line("wall time, until a new client connects", &|s| s.wall);
-    let counts = |name: &str, f: &dyn Fn(&Single) -> String| {
-        println!(
-            "| {name} | {} | {} | |",
-            runs(ours, |s| f(s)),
-            runs(theirs, |s| f(s))
-        );
-    };
-    counts("failed connects of attempts", &|s| {
+    duration_row(
+        "wall time, until a new client connects",
+        ours,
+        theirs,
+        |s| s.wall,
+    );
+    count_row("failed connects of attempts", ours, theirs, |s| {
         format!("{} of {}", s.window.failures, s.window.attempts)
     });
-    counts(&format!("disconnects of the {ONE_CLIENTS} clients"), &|s| {
-        s.seen.disconnects.to_string()
+    seen_rows(ONE_CLIENTS, ours, theirs, |s| &s.seen);
+}
+
+/// The rows of what the clients told their users, for both kinds of operation.
+fn seen_rows<T>(clients: usize, ours: &[T], theirs: &[T], seen: impl Fn(&T) -> &Seen) {
+    count_row(
+        &format!("disconnects of the {clients} clients"),
+        ours,
+        theirs,
+        |x| seen(x).disconnects.to_string(),
+    );
+    count_row("lame-duck notices they heard", ours, theirs, |x| {
+        seen(x).notices.to_string()
     });
-    counts("lame-duck notices they heard", &|s| {
-        s.seen.notices.to_string()
-    });
-    counts("clients not back within 60 s", &|s| {
-        s.seen.still_away.to_string()
+    count_row("clients not back within 60 s", ours, theirs, |x| {
+        seen(x).still_away.to_string()
     });
 }
 
@@ -500,44 +491,15 @@ fn report_rolls(ours: &[Roll], plain: &[Roll]) {
         "| figure (median; the runs) | natsup `up` (gate, lame duck, recreate) | by hand (SIGTERM, `docker compose up -d`, wait for the replica) | ratio |"
     );
     println!("|---|---|---|---|");
-    let line = |name: &str, f: &dyn Fn(&Roll) -> Duration| {
-        let (a, b) = (
-            median(ours.iter().map(f).collect()),
-            median(plain.iter().map(f).collect()),
-        );
-        println!(
-            "| {name} | {} ({}) | {} ({}) | {} |",
-            ms(a),
-            runs(ours, |r| ms(f(r))),
-            ms(b),
-            runs(plain, |r| ms(f(r))),
-            ratio(a, b)
-        );
-    };
-    line("total time", &|r| r.wall);
-    line("slowest acked publish", &|r| r.slowest_ack);
-    line("slowest reconnect of a client", &|r| {
+    duration_row("total time", ours, plain, |r| r.wall);
+    duration_row("slowest acked publish", ours, plain, |r| r.slowest_ack);
+    duration_row("slowest reconnect of a client", ours, plain, |r| {
         r.seen.slowest_reconnect
     });
-    let counts = |name: &str, f: &dyn Fn(&Roll) -> String| {
-        println!(
-            "| {name} | {} | {} | |",
-            runs(ours, |r| f(r)),
-            runs(plain, |r| f(r))
-        );
-    };
-    counts("failed publishes of all", &|r| {
+    count_row("failed publishes of all", ours, plain, |r| {
         format!("{} of {}", r.failed.len(), r.failed.len() + r.acked)
     });
-    counts(&format!("disconnects of the {CROWD} clients"), &|r| {
-        r.seen.disconnects.to_string()
-    });
-    counts("lame-duck notices they heard", &|r| {
-        r.seen.notices.to_string()
-    });
-    counts("clients not back within 60 s", &|r| {
-        r.seen.still_away.to_string()
-    });
+    seen_rows(CROWD, ours, plain, |r| &r.seen);
     for (side, rolls) in [("natsup", ours), ("by hand", plain)] {
         for (i, r) in rolls.iter().enumerate() {
             for f in &r.failed {

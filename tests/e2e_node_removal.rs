@@ -213,7 +213,7 @@ fn a_node_leaves_through_lame_duck_and_the_meta_group_and_an_r3_stream_keeps_its
     let took = t.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
-    let (acked, failed) = rt.block_on(publisher).unwrap();
+    let support::load::Published { acked, failed, .. } = rt.block_on(publisher).unwrap();
     let said = text(&out);
     eprintln!(
         "figures: removing the stream leader {leader} from 4 nodes: {took:?}, {acked} R3 \

@@ -140,7 +140,9 @@ fn the_route_credential_rotates_under_load_and_every_node_refuses_the_old_one() 
     let took = t.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
-    let (ok, failed) = rt.block_on(publisher).unwrap();
+    let support::load::Published {
+        acked: ok, failed, ..
+    } = rt.block_on(publisher).unwrap();
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("pass 1 of 2"), "{said}");

@@ -771,19 +771,28 @@ impl Listening {
     }
 }
 
+/// What [`publish_throughout`] saw.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub acked: usize,
+    /// Each failed publish, with how long it waited.
+    pub failed: Vec<String>,
+    /// The slowest acked publish, from the publish to its ack.
+    pub slowest: Duration,
+}
+
 /// Publishes to `subject` (a stream's) every 20 ms, waiting for each ack, until the flag it
-/// returns is set; the task ends with the count of acked publishes and each failure, with
-/// how long it waited.
+/// returns is set; the task ends with what it saw.
 pub fn publish_throughout(
     rt: &Runtime,
     js: &jetstream::Context,
     subject: &'static str,
-) -> (Arc<AtomicBool>, JoinHandle<(usize, Vec<String>)>) {
+) -> (Arc<AtomicBool>, JoinHandle<Published>) {
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = rt.spawn({
         let (js, stop) = (js.clone(), stop.clone());
         async move {
-            let (mut ok, mut failed) = (0usize, Vec::new());
+            let mut seen = Published::default();
             while !stop.load(Ordering::SeqCst) {
                 let at = Instant::now();
                 let acked = match js.publish(subject, "t".into()).await {
@@ -791,12 +800,15 @@ pub fn publish_throughout(
                     Err(e) => Err(e.to_string()),
                 };
                 match acked {
-                    Ok(()) => ok += 1,
-                    Err(e) => failed.push(format!("{e} (after {:?})", at.elapsed())),
+                    Ok(()) => {
+                        seen.acked += 1;
+                        seen.slowest = seen.slowest.max(at.elapsed());
+                    }
+                    Err(e) => seen.failed.push(format!("{e} (after {:?})", at.elapsed())),
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            (ok, failed)
+            seen
         }
     });
     (stop, publisher)
