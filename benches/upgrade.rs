@@ -152,9 +152,7 @@ fn single(
 /// One roll of a cluster, watched.
 struct Roll {
     wall: Duration,
-    acked: usize,
-    failed: Vec<String>,
-    slowest_ack: Duration,
+    published: Published,
     seen: Seen,
 }
 
@@ -175,11 +173,7 @@ fn roll(
     let seen = seen(clients);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
-    let Published {
-        acked,
-        failed,
-        slowest: slowest_ack,
-    } = rt.block_on(async {
+    let published = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(20), task)
             .await
             .expect("the publisher stops within 20 s")
@@ -187,9 +181,7 @@ fn roll(
     });
     Roll {
         wall,
-        acked,
-        failed,
-        slowest_ack,
+        published,
         seen,
     }
 }
@@ -236,12 +228,7 @@ fn plain_roll(rt: &Runtime, cl: &Cluster, writer: &async_nats::Client, from: &st
         assert!(yaml.contains(from), "{} has no {from}", file.display());
         std::fs::write(&file, yaml.replace(from, to)).expect("write docker-compose.yaml");
         let id = cl.projects[i].container_id();
-        let project = docker(&[
-            "inspect",
-            "-f",
-            "{{index .Config.Labels \"com.docker.compose.project\"}}",
-            &id,
-        ]);
+        let project = support::compose_project_of(&id);
         // Without this, `unless-stopped` would start the old server again once it exits.
         docker(&["update", "--restart=no", &id]);
         docker(&["kill", "-s", "TERM", &id]);
@@ -492,17 +479,20 @@ fn report_rolls(ours: &[Roll], plain: &[Roll]) {
     );
     println!("|---|---|---|---|");
     duration_row("total time", ours, plain, |r| r.wall);
-    duration_row("slowest acked publish", ours, plain, |r| r.slowest_ack);
+    duration_row("slowest acked publish", ours, plain, |r| {
+        r.published.slowest
+    });
     duration_row("slowest reconnect of a client", ours, plain, |r| {
         r.seen.slowest_reconnect
     });
     count_row("failed publishes of all", ours, plain, |r| {
-        format!("{} of {}", r.failed.len(), r.failed.len() + r.acked)
+        let p = &r.published;
+        format!("{} of {}", p.failed.len(), p.failed.len() + p.acked)
     });
     seen_rows(CROWD, ours, plain, |r| &r.seen);
     for (side, rolls) in [("natsup", ours), ("by hand", plain)] {
         for (i, r) in rolls.iter().enumerate() {
-            for f in &r.failed {
+            for f in &r.published.failed {
                 println!("- {side}, roll {}: a publish failed: {f}", i + 1);
             }
         }

@@ -227,15 +227,11 @@ fn the_system_user_rotates_by_reload_and_its_old_password_is_refused() {
     let id = ws.project.container_id();
     let started = ws.project.started_at(&id);
     let rt = runtime();
+    // The system user's one stored password: none may be left pending.
     let stored = |ws: &Workspace| -> String {
-        let path = ws.state_dir().join("sysrot").join("secrets.yaml");
-        let secrets: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert!(
-            secrets["system"]["pending"].is_null(),
-            "a pending system password was left: {secrets:?}"
-        );
-        secrets["system"]["password"].as_str().unwrap().to_string()
+        let stored = ws.stored("sysrot", "natsup_sys");
+        assert_eq!(stored.len(), 1, "a pending system password was left");
+        stored[0].clone()
     };
     let matchmaker = ws.login("matchmaker");
     let as_system = |password: &str| Login {
@@ -285,13 +281,11 @@ fn the_system_user_rotates_by_reload_and_its_old_password_is_refused() {
         "rotate-passwords:applied",
         &["rotate-passwords", "--system"],
     );
-    let path = ws.state_dir().join("sysrot").join("secrets.yaml");
-    let secrets: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let pending = secrets["system"]["pending"]["password"]
-        .as_str()
+    let pending = ws
+        .stored("sysrot", "natsup_sys")
+        .get(1)
         .expect("a pending system password after the crash")
-        .to_string();
+        .clone();
     assert!(
         rt.block_on(as_system(&new).connect()).is_err(),
         "the server still takes the password the crashed run replaced"

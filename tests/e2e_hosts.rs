@@ -462,17 +462,6 @@ fn the_config_and_key_on_the_server_are_readable_by_the_deploy_user_only() {
         .expect("the reload read the private config");
 }
 
-/// The `com.docker.compose.project` label of container `id`.
-fn compose_project(id: &str) -> String {
-    let out = run(Command::new("docker").args([
-        "inspect",
-        "-f",
-        "{{index .Config.Labels \"com.docker.compose.project\"}}",
-        id,
-    ]));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// Issue 11, 4.7: two users on one host, each deploying to the default `~/nats-bits`. Compose
 /// named both projects `nats-bits`, and the second `up` replaced the first user's server; each
 /// deployment now has a project of its own, and both keep running.
@@ -508,7 +497,10 @@ fn two_users_deploying_to_the_default_nats_bits_both_keep_running() {
         started1,
         "the first server restarted"
     );
-    assert_ne!(compose_project(&id1), compose_project(&id2));
+    assert_ne!(
+        support::compose_project_of(&id1),
+        support::compose_project_of(&id2)
+    );
     let rt = runtime();
     for ws in [&ws1, &ws2] {
         rt.block_on(ws.login("gameserver").connect())
@@ -617,12 +609,12 @@ fn a_container_under_the_folders_project_name_is_adopted_without_a_restart() {
     let dir = user.home.join("nats-old");
     let project = ComposeProject::new(&dir);
     ok(&ws, &["up"]);
-    let own = compose_project(&project.container_id());
+    let own = support::compose_project_of(&project.container_id());
     // What natsup before did: `up -d` in the folder, so Compose named the project after it.
     run(Command::new("docker").args(["rm", "-f", &project.container_id()]));
     user.ssh("cd nats-old && docker-compose up -d 2>&1");
     let id = project.container_id();
-    assert_eq!(compose_project(&id), "nats-old");
+    assert_eq!(support::compose_project_of(&id), "nats-old");
     let started = project.started_at(&id);
 
     let out = ok(&ws, &["up"]);
@@ -645,7 +637,7 @@ fn a_container_under_the_folders_project_name_is_adopted_without_a_restart() {
     assert!(text(&out).contains("recreated"), "{}", text(&out));
     let moved = project.container_id();
     assert_eq!(
-        compose_project(&moved),
+        support::compose_project_of(&moved),
         own,
         "the recreate kept the folder's name"
     );

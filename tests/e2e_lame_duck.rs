@@ -118,7 +118,7 @@ fn one_server_is_recreated_through_lame_duck_and_its_clients_hear_it_first() {
     });
     let window = probe.stop(&rt);
     // The window: lame duck's grace and natsup's 2 s margin, the stop, the new container's
-    // start (about 7 s here).
+    // start (about 5 s here).
     assert!(
         window.failures > 0,
         "no connect failed during the upgrade ({} attempts): the probe did not watch it",

@@ -561,6 +561,17 @@ impl ComposeProject {
     }
 }
 
+/// The `com.docker.compose.project` label of container `id`: the project Compose knows it by.
+pub fn compose_project_of(id: &str) -> String {
+    let out = run(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"com.docker.compose.project\"}}",
+        id,
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Removes these containers (by id) and the `<project>_default` networks Compose made for them.
 pub fn remove_containers(ids: &[String]) {
     let mut networks = Vec::new();

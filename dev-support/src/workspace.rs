@@ -215,13 +215,17 @@ impl Workspace {
         );
     }
 
-    /// The passwords stored for `user` of deployment `name`: the current one, then a pending
-    /// one if any.
+    /// The passwords stored for `user` of deployment `name` (the system user's too): the
+    /// current one, then a pending one if any.
     pub fn stored(&self, name: &str, user: &str) -> Vec<String> {
         let path = self.state_dir().join(name).join("secrets.yaml");
         let secrets: serde_yaml::Value =
             serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let entry = &secrets["users"][user];
+        let entry = if user == natsup::state::SYSTEM_USER {
+            &secrets["system"]
+        } else {
+            &secrets["users"][user]
+        };
         let mut passwords = vec![entry["password"].as_str().unwrap().to_string()];
         if let Some(p) = entry["pending"]["password"].as_str() {
             passwords.push(p.to_string());

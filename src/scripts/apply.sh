@@ -258,11 +258,10 @@ lame_duck_stop() {
   # Its own exit at the end of lame duck must not be restarted, on the old configuration, by
   # the `unless-stopped` policy: the recreate that follows gives the new container its own.
   docker_within "$STEP_TIMEOUT" update --restart=no "$1" >/dev/null 2>&1
-  if docker_within "$STEP_TIMEOUT" kill -s USR2 "$1" >/dev/null 2>&1; then
-    end_lame_duck "$1" "$LDM_WAIT"
-  else
-    end_lame_duck "$1" 0
-  fi
+  # A server that cannot be signalled is not in lame duck: it is ended at once.
+  grace_left=0
+  docker_within "$STEP_TIMEOUT" kill -s USR2 "$1" >/dev/null 2>&1 && grace_left=$LDM_WAIT
+  end_lame_duck "$1" "$grace_left"
   say lame_duck "$(($(date +%s) - ldm_started))"
   return 0
 }

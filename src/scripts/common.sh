@@ -234,18 +234,20 @@ running() { [ "$(docker_within "$STEP_TIMEOUT" inspect -f '{{.State.Running}}' "
 # duck is under way), so SIGTERM only ever led to the SIGKILL, 10 s later, of a server that had
 # not flushed its JetStream files. On SIGINT it shuts down cleanly at any time.
 end_lame_duck() {
-  ldm_deadline=$(($(date +%s) + $2))
-  while running "$1" && [ "$(date +%s)" -lt "$ldm_deadline" ]; do
-    sleep 0.2
-  done
-  running "$1" || return 0
+  exited_within "$1" "$2" && return 0
   docker_within "$STEP_TIMEOUT" kill -s INT "$1" >/dev/null 2>&1
-  int_sent=$(date +%s)
-  while running "$1" && [ "$(date +%s)" -lt $((int_sent + 10)) ]; do
+  exited_within "$1" 10 && return 0
+  docker_within "$STEP_TIMEOUT" kill "$1" >/dev/null 2>&1
+  return 0
+}
+
+# Whether container $1 stops running within $2 seconds.
+exited_within() {
+  exit_deadline=$(($(date +%s) + $2))
+  while running "$1"; do
+    [ "$(date +%s)" -lt "$exit_deadline" ] || return 1
     sleep 0.2
   done
-  running "$1" && docker_within "$STEP_TIMEOUT" kill "$1" >/dev/null 2>&1
-  return 0
 }
 
 # A quick Docker call's bound where the script sets none (observe).

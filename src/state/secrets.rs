@@ -354,15 +354,8 @@ impl Secrets {
         let stale = |hash: &str| passwords::cost_of(hash) != Some(cost);
         let system_user = SYSTEM_USER.to_string();
         let mut targets: Vec<(&String, &Secret, &mut String)> = Vec::new();
-        if let Some(s) = self.system.as_mut() {
-            if stale(&s.bcrypt) {
-                targets.push((&system_user, &s.password, &mut s.bcrypt));
-            }
-            if let Some(p) = s.pending.as_mut().filter(|p| stale(&p.bcrypt)) {
-                targets.push((&system_user, &p.password, &mut p.bcrypt));
-            }
-        }
-        for (user, s) in self.users.iter_mut() {
+        let system = self.system.as_mut().map(|s| (&system_user, s));
+        for (user, s) in system.into_iter().chain(self.users.iter_mut()) {
             if stale(&s.bcrypt) {
                 targets.push((user, &s.password, &mut s.bcrypt));
             }
